@@ -1,0 +1,89 @@
+"""Every streaming query's progress, kept as history in ops.stream_progress."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from tickcast import tables
+from tickcast.settings import Settings
+
+log = logging.getLogger("tickcast.progress")
+
+
+def _as_dict(p) -> dict:
+    # pyspark 4 gives StreamingQueryProgress (a dict subclass with typed members); its JSON is plain.
+    return json.loads(p.json) if hasattr(p, "json") else p
+
+
+def _offsets(o):
+    if o is None or o == "":
+        return None
+    return o if isinstance(o, dict) else json.loads(o)
+
+
+def lag(source: dict) -> int | None:
+    """Records between the end offsets of the batch and the latest offsets of a Kafka source."""
+    end, latest = _offsets(source.get("endOffset")), _offsets(source.get("latestOffset"))
+    if not isinstance(end, dict) or not isinstance(latest, dict):
+        return None
+    total = 0
+    for topic, parts in latest.items():
+        for part, off in parts.items():
+            total += max(0, int(off) - int(end.get(topic, {}).get(part, 0)))
+    return total
+
+
+def to_row(p: dict) -> dict:
+    """One progress event -> one ops.stream_progress row (pure)."""
+    src = (p.get("sources") or [{}])[0]
+    dur = p.get("durationMs") or {}
+    js = lambda o: None if o is None else (o if isinstance(o, str) else json.dumps(o))  # noqa: E731
+    return {
+        "query_name": p.get("name") or "",
+        "query_id": p["id"],
+        "run_id": p["runId"],
+        "batch_id": int(p["batchId"]),
+        "timestamp": datetime.fromisoformat(p["timestamp"].replace("Z", "+00:00")),
+        "num_input_rows": int(p.get("numInputRows") or 0),
+        "input_rows_per_second": float(p.get("inputRowsPerSecond") or 0.0),
+        "processed_rows_per_second": float(p.get("processedRowsPerSecond") or 0.0),
+        "batch_duration_ms": int(p.get("batchDuration") or dur.get("triggerExecution") or 0),
+        "trigger_execution_ms": int(dur.get("triggerExecution") or 0),
+        "start_offset": js(src.get("startOffset")),
+        "end_offset": js(src.get("endOffset")),
+        "latest_offset": js(src.get("latestOffset")),
+        "lag": lag(src),
+        "progress_json": json.dumps(p),
+    }
+
+
+class ProgressRecorder:
+    """Collects new progress events of running queries and appends them to ops.stream_progress."""
+
+    def __init__(self, spark, s: Settings):
+        from jobs.delta_io import ensure_table
+
+        self.spark = spark
+        self.path = ensure_table(spark, tables.STREAM_PROGRESS, s)
+        self._seen: set[tuple[str, int]] = set()
+        self._pending: list[dict] = []
+        self.last: dict[str, dict] = {}
+
+    def collect(self, queries) -> None:
+        for q in queries:
+            for p in q.recentProgress:
+                d = _as_dict(p)
+                k = (d["runId"], int(d["batchId"]))
+                if k not in self._seen:
+                    self._seen.add(k)
+                    self._pending.append(to_row(d))
+                    self.last[d.get("name") or d["id"]] = d
+
+    def flush(self) -> int:
+        if not self._pending:
+            return 0
+        rows, self._pending = self._pending, []
+        df = self.spark.createDataFrame(rows, tables.STREAM_PROGRESS.schema.spark_type())
+        df.write.format("delta").mode("append").save(self.path)
+        return len(rows)

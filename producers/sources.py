@@ -1,0 +1,40 @@
+"""Tick sources as iterables of records: file replay and the simulator (live arrives with its issue)."""
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from producers import replay
+from tickcast import events
+
+
+def replay_records(paths: Iterable[Path], symbol: str | None = None, loops: int = 1) -> Iterator[events.Record]:
+    """The records of each file in order, `loops` times over (for soak and load runs)."""
+    for _ in range(loops):
+        for p in paths:
+            yield from replay.read_file(Path(p), symbol)
+
+
+def simulate_records(symbols: list[str], rate: float, seed: int = 0, count: int | None = None,
+                     duration_s: float | None = None, plant_signal: bool = False,
+                     start_ms: int | None = None, backdate: bool = False) -> Iterator[events.Record]:
+    """Simulated trades; `backdate` ends the stream near now so max-speed runs never look future-dated."""
+    from producers.simulate import SimConfig, encode_events, simulate_batches
+
+    if start_ms is None:
+        start_ms = int(time.time() * 1000)
+        if backdate:
+            span = (count / rate) if count else (duration_s or 0)
+            start_ms -= int(span * 1000) + 60_000
+    cfg = SimConfig(symbols=tuple(symbols), rate=rate, seed=seed, start_ms=start_ms, plant_signal=plant_signal)
+    end_ms = start_ms + int(duration_s * 1000) if duration_s else None
+    def gen() -> Iterator[events.Record]:
+        for batch in simulate_batches(cfg):
+            for sym, t_ms, value in encode_events(batch):
+                if end_ms is not None and t_ms >= end_ms:
+                    return
+                yield events.Record(value=value, key=sym.encode(), trade_time_ms=t_ms)
+    it = gen()
+    return itertools.islice(it, count) if count else it

@@ -1,0 +1,200 @@
+"""The `tickcast` command line: the local platform, producers, jobs, SQL and benchmarks."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from tickcast.settings import Settings, SettingsError, load
+
+
+def _settings() -> Settings:
+    try:
+        return load()
+    except SettingsError as e:
+        raise click.ClickException(f"bad setting: {e}") from None
+
+
+@click.group(help=__doc__)
+def cli() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+# ---- kafka --------------------------------------------------------------------------------------
+@cli.group(help="The local single-node Kafka broker (KRaft) under the data directory.")
+def kafka() -> None:
+    pass
+
+
+@kafka.command("start")
+def kafka_start() -> None:
+    from tickcast import kafka_broker
+
+    s = _settings()
+    try:
+        st = kafka_broker.start(s)
+    except kafka_broker.BrokerError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(st.describe())
+
+
+@kafka.command("stop")
+def kafka_stop() -> None:
+    from tickcast import kafka_broker
+
+    click.echo("kafka: stopped" if kafka_broker.stop(_settings()) else "kafka: was not running")
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    from tickcast import kafka_broker
+
+    st = kafka_broker.status(_settings())
+    click.echo(st.describe())
+    if not st.reachable:
+        sys.exit(1)
+
+
+# ---- produce ------------------------------------------------------------------------------------
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number or 'max', got {value!r}") from None
+    if v <= 0:
+        raise click.BadParameter("must be > 0")
+    return v
+
+
+@cli.command(help="Publish trades to the raw topic from a source (replay files, the simulator).")
+@click.option("--source", type=click.Choice(["replay", "simulate", "live"]), required=True)
+@click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="replay: a Binance trades/aggTrades CSV or a WebSocket recording (plain, .gz, .zip); repeatable")
+@click.option("--symbol", help="replay: the symbol of CSV files whose name does not carry it")
+@click.option("--loops", type=int, default=1, show_default=True, help="replay: times to go over the files")
+@click.option("--speed", default=None, help="N = N x real time, 'max' = as fast as possible "
+              "[default: 1 for replay and simulate]")
+@click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True, help="simulate: base symbols")
+@click.option("--rate", type=float, default=50.0, show_default=True, help="simulate: mean trades/s, all symbols")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--count", type=int, default=None, help="simulate: stop after this many trades")
+@click.option("--duration", type=float, default=None, help="simulate: stop after this many seconds of trade time")
+@click.option("--plant-signal", is_flag=True, help="simulate: plant the documented weak predictable component "
+              "(symbols get the -SIMSIG suffix); see docs/simulator.md")
+def produce(source, files, symbol, loops, speed, symbols, rate, seed, count, duration, plant_signal) -> None:
+    from producers.publisher import Publisher
+    from producers.sources import replay_records, simulate_records
+    from tickcast.kafka_broker import BrokerError
+
+    s = _settings()
+    pace = _speed(speed or "1")
+    if source == "live":
+        raise click.ClickException("the live Binance source is not built yet (see the live-source issue); "
+                                   "use --source replay or --source simulate")
+    if source == "replay":
+        if not files:
+            raise click.UsageError("--source replay needs at least one --file")
+        records = replay_records(files, symbol, loops)
+    else:
+        if rate <= 0:
+            raise click.BadParameter("must be > 0", param_hint="--rate")
+        records = simulate_records([x.strip().upper() for x in symbols.split(",") if x.strip()], rate, seed,
+                                   count, duration, plant_signal, backdate=pace is None)
+    try:
+        pub = Publisher(s, source)
+    except BrokerError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        pub.publish(records, speed=pace)
+    except KeyboardInterrupt:
+        click.echo("interrupted: flushing what was queued", err=True)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        counts = pub.close()
+        click.echo(counts.describe())
+    if counts.failed:
+        sys.exit(1)
+
+
+# ---- jobs ---------------------------------------------------------------------------------------
+@cli.command(help="Run a streaming job in a local Spark driver (same code as spark-submit jobs/main.py).")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--available-now", is_flag=True, help="process everything available, then stop")
+def job(names, available_now) -> None:
+    from jobs.runner import run
+    from tickcast.kafka_broker import BrokerError, require_reachable
+
+    s = _settings()
+    if "ingest" in names:
+        try:
+            require_reachable(s)
+        except BrokerError as e:
+            raise click.ClickException(str(e)) from None
+    last = run(list(names), s, available_now=available_now, on_progress=_progress_line)
+    click.echo("")
+    for name, p in last.items():
+        click.echo(f"{name}: last batch {p.get('batchId')}, {p.get('numInputRows')} rows")
+
+
+def _progress_line(last: dict) -> None:
+    parts = []
+    for name, p in last.items():
+        d = p.get("durationMs") or {}
+        parts.append(f"{name} b{p.get('batchId')} {p.get('numInputRows')} rows "
+                     f"{p.get('processedRowsPerSecond') or 0:,.0f}/s {d.get('triggerExecution', 0)}ms")
+    if parts:
+        click.echo("\r" + " | ".join(parts) + " " * 8, nl=False)
+
+
+# ---- sql ----------------------------------------------------------------------------------------
+@cli.command(help="Run SQL over the tables: `layer.table` names (bronze.ticks, ...) map to their paths.")
+@click.argument("query")
+@click.option("--limit", type=int, default=50, show_default=True)
+def sql(query, limit) -> None:
+    from tickcast.spark import session
+    from tickcast.tables import resolve_sql
+
+    s = _settings()
+    spark = session(s, app="tickcast-sql", extra={"spark.ui.enabled": "false"})
+    try:
+        df = spark.sql(resolve_sql(query, s))
+    except Exception as e:  # AnalysisException / ParseException: show Spark's message, not a trace
+        raise click.ClickException(str(e).splitlines()[0]) from None
+    df.show(limit, truncate=False)
+
+
+# ---- up -----------------------------------------------------------------------------------------
+@cli.command(help="The whole local pipeline: broker, producer and streaming jobs; Ctrl-C stops it all.")
+@click.option("--source", type=click.Choice(["auto", "replay", "simulate", "live"]), default="auto", show_default=True)
+@click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rate", type=float, default=50.0, show_default=True)
+@click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True)
+def up(source, files, rate, symbols) -> None:
+    from tickcast.up import run_up
+
+    run_up(_settings(), source, list(files), rate, symbols)
+
+
+# ---- bench --------------------------------------------------------------------------------------
+@cli.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
+@click.argument("name", type=click.Choice(["ingest"]))
+@click.option("--ticks", type=int, default=3_000_000, show_default=True)
+@click.option("--latency-seconds", type=float, default=60.0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
+def bench(name, ticks, latency_seconds, out) -> None:
+    from tickcast.bench import ingest_bench
+
+    ingest_bench(_settings(), ticks, latency_seconds, out)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except SettingsError as e:
+        click.echo(f"Error: bad setting: {e}", err=True)
+        sys.exit(2)

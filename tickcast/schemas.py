@@ -1,0 +1,107 @@
+"""Every schema, declared once and rendered as a Spark StructType, a DDL string or pandas dtypes.
+
+No pyspark import at module level: `spark_type()` imports it when called.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRICE = "decimal(24,8)"       # contract: price and quantity as DECIMAL(24,8)
+QUOTE = "decimal(38,16)"      # price x quantity kept exact (8 + 8 decimals)
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    type: str                  # Spark SQL type name: string, bigint, int, boolean, timestamp, date, binary, double, decimal(p,s)
+    nullable: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Schema:
+    cols: tuple[Col, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.cols]
+
+    def ddl(self) -> str:
+        return ", ".join(f"`{c.name}` {c.type}{'' if c.nullable else ' NOT NULL'}" for c in self.cols)
+
+    def spark_type(self):
+        from pyspark.sql.types import StructType
+
+        return StructType.fromDDL(", ".join(f"`{c.name}` {c.type}" for c in self.cols))
+
+    def pandas_dtypes(self) -> dict[str, str]:
+        m = {"string": "string", "bigint": "Int64", "int": "Int32", "boolean": "boolean", "double": "float64",
+             "timestamp": "datetime64[us, UTC]", "date": "object", "binary": "object"}
+        return {c.name: m.get(c.type, "object") for c in self.cols}
+
+
+# The fields of a Binance `trade` / `aggTrade` event as it sits in the topic. Everything is read
+# as a string first so that ingest can say precisely which field has the wrong type.
+EVENT_FIELDS: tuple[str, ...] = ("e", "E", "s", "t", "a", "p", "q", "f", "l", "T", "m", "M")
+RAW_EVENT = Schema(tuple(Col(f, "string") for f in EVENT_FIELDS))
+# Spark resolves struct fields case-insensitively (`e`/`E`, `t`/`T`, `m`/`M` would collide), so the
+# parsed struct is cast positionally to these names; messages still say the Binance key.
+EVENT_ALIASES: dict[str, str] = {
+    "e": "ev_type", "E": "ev_time", "s": "ev_symbol", "t": "ev_trade_id", "a": "ev_agg_id", "p": "ev_price",
+    "q": "ev_qty", "f": "ev_first_id", "l": "ev_last_id", "T": "ev_trade_time", "m": "ev_maker", "M": "ev_best",
+}
+RAW_EVENT_ALIASED = Schema(tuple(Col(EVENT_ALIASES[f], "string") for f in EVENT_FIELDS))
+
+TRADE_KINDS = ("trade", "aggTrade")
+
+TICKS = Schema((
+    Col("symbol", "string", False, "exchange symbol, e.g. BTCUSDT (synthetic ones end in -SIM)"),
+    Col("event_kind", "string", False, "trade or aggTrade (their id series overlap)"),
+    Col("id", "bigint", False, "trade id (t) or aggregate trade id (a)"),
+    Col("first_trade_id", "bigint", False, "f for aggTrade, = id for trade"),
+    Col("last_trade_id", "bigint", False, "l for aggTrade, = id for trade"),
+    Col("price", PRICE, False),
+    Col("quantity", PRICE, False),
+    Col("quote_quantity", QUOTE, False, "price x quantity, exact"),
+    Col("trade_time", "timestamp", False, "T"),
+    Col("event_time", "timestamp", False, "E (= T where the source has none)"),
+    Col("is_buyer_maker", "boolean", False, "m: true means the aggressor sold"),
+    Col("source", "string", True, "tickcast-source header: live, gapfill, replay, simulate"),
+    Col("kafka_partition", "int", False),
+    Col("kafka_offset", "bigint", False),
+    Col("kafka_timestamp", "timestamp", False),
+    Col("ingest_time", "timestamp", False, "when the micro-batch that wrote the row started"),
+    Col("date", "date", False, "UTC date of trade_time (partition column)"),
+))
+TICKS_KEY = ("symbol", "event_kind", "id")
+
+QUARANTINE = Schema((
+    Col("raw_value", "binary", True, "the Kafka value exactly as received"),
+    Col("raw_key", "binary", True),
+    Col("reason", "string", False),
+    Col("source", "string", True),
+    Col("kafka_topic", "string", False),
+    Col("kafka_partition", "int", False),
+    Col("kafka_offset", "bigint", False),
+    Col("kafka_timestamp", "timestamp", False),
+    Col("ingest_time", "timestamp", False),
+))
+QUARANTINE_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+STREAM_PROGRESS = Schema((
+    Col("query_name", "string", False),
+    Col("query_id", "string", False),
+    Col("run_id", "string", False),
+    Col("batch_id", "bigint", False),
+    Col("timestamp", "timestamp", False, "micro-batch trigger time"),
+    Col("num_input_rows", "bigint"),
+    Col("input_rows_per_second", "double"),
+    Col("processed_rows_per_second", "double"),
+    Col("batch_duration_ms", "bigint"),
+    Col("trigger_execution_ms", "bigint"),
+    Col("start_offset", "string", True, "JSON of the source's start offsets"),
+    Col("end_offset", "string", True),
+    Col("latest_offset", "string", True),
+    Col("lag", "bigint", True, "records between the end offsets and the latest offsets"),
+    Col("progress_json", "string", True, "the full StreamingQueryProgress"),
+))

@@ -1,0 +1,165 @@
+"""The one place that reads the environment: every `TICKCAST_*` setting, validated at start.
+
+Other modules take a `Settings` object (usually from `load()`); none reads `os.environ`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+PREFIX = "TICKCAST_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message starts with the setting's name."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    lake_uri: str
+    checkpoint_uri: str
+    kafka_bootstrap: str
+    topic: str
+    trigger_seconds: float
+    watermark_seconds: int
+    mlflow_uri: str
+    binance_ws_url: str
+    binance_rest_url: str
+    # Local platform (not in CONTRACTS.md's table: they only shape the embedded run).
+    kafka_controller_port: int
+    kafka_heap: str
+    topic_partitions: int
+    topic_retention_hours: float
+    max_offsets_per_trigger: int  # 0 = no limit
+    jars_dir: Path
+    spark_master: str
+    spark_driver_memory: str
+    max_event_bytes: int
+    max_future_skew_seconds: int
+
+    @property
+    def kafka_host(self) -> str:
+        return self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[0]
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def python(self) -> str:
+        """The interpreter Spark's Python workers must run (MEASURED.md: not `python3` from PATH)."""
+        return sys.executable
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for a child process (broker, job) that must see these same settings."""
+        env = dict(os.environ)
+        for f in dataclasses.fields(self):
+            env[PREFIX + f.name.upper()] = str(getattr(self, f.name))
+        env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = self.python
+        return env
+
+
+def _int(name: str, raw: str, minimum: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name}: expected an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{PREFIX}{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, minimum: float = 0.0, strict: bool = True) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name}: expected a number, got {raw!r}") from None
+    if value != value or (value <= minimum if strict else value < minimum):
+        raise SettingsError(f"{PREFIX}{name}: must be {'>' if strict else '>='} {minimum}, got {raw}")
+    return value
+
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:(\d{1,5})$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+_MEM = re.compile(r"^\d+[kmgKMG]$")
+_URL = re.compile(r"^[a-z][a-z0-9+.\-]*://\S+$")
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings from `env` (default: the process environment).
+
+    Raises:
+        SettingsError: naming the first setting whose value is unusable.
+    """
+    env = os.environ if env is None else env
+
+    def get(name: str, default: str) -> str:
+        raw = env.get(PREFIX + name)
+        return default if raw is None or raw.strip() == "" else raw.strip()
+
+    data_dir = Path(get("DATA_DIR", ".data")).expanduser().absolute()
+    lake_uri = get("LAKE_URI", str(data_dir / "delta"))
+    checkpoint_uri = get("CHECKPOINT_URI", str(data_dir / "checkpoints"))
+
+    bootstrap = get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    for hp in bootstrap.split(","):
+        m = _HOSTPORT.match(hp.strip())
+        if not m or not 0 < int(m.group(1)) < 65536:
+            raise SettingsError(f"{PREFIX}KAFKA_BOOTSTRAP: expected host:port[,host:port...], got {bootstrap!r}")
+
+    topic = get("TOPIC", "ticks")
+    if not _TOPIC.match(topic):
+        raise SettingsError(f"{PREFIX}TOPIC: not a legal Kafka topic name: {topic!r}")
+
+    trigger = _float("TRIGGER_SECONDS", get("TRIGGER_SECONDS", "1"))
+    watermark = _int("WATERMARK_SECONDS", get("WATERMARK_SECONDS", "5"), minimum=0)
+
+    mlflow_uri = get("MLFLOW_URI", f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
+    ws_url = get("BINANCE_WS_URL", "wss://stream.binance.com:9443")
+    rest_url = get("BINANCE_REST_URL", "https://api.binance.com")
+    for name, url in (("MLFLOW_URI", mlflow_uri), ("BINANCE_WS_URL", ws_url), ("BINANCE_REST_URL", rest_url)):
+        if not _URL.match(url) and not (name == "MLFLOW_URI" and url.startswith("/")):
+            raise SettingsError(f"{PREFIX}{name}: expected a URL, got {url!r}")
+    for name, uri in (("LAKE_URI", lake_uri), ("CHECKPOINT_URI", checkpoint_uri)):
+        if not (uri.startswith("/") or _URL.match(uri)):
+            raise SettingsError(f"{PREFIX}{name}: expected an absolute path or a URI, got {uri!r}")
+
+    controller_port = _int("KAFKA_CONTROLLER_PORT", get("KAFKA_CONTROLLER_PORT", "9093"), minimum=1)
+    if controller_port > 65535:
+        raise SettingsError(f"{PREFIX}KAFKA_CONTROLLER_PORT: not a port: {controller_port}")
+    heap = get("KAFKA_HEAP", "512m")
+    if not _MEM.match(heap):
+        raise SettingsError(f"{PREFIX}KAFKA_HEAP: expected a JVM size such as 512m, got {heap!r}")
+    driver_memory = get("SPARK_DRIVER_MEMORY", "2g")
+    if not _MEM.match(driver_memory):
+        raise SettingsError(f"{PREFIX}SPARK_DRIVER_MEMORY: expected a JVM size such as 2g, got {driver_memory!r}")
+
+    return Settings(
+        data_dir=data_dir,
+        lake_uri=lake_uri.rstrip("/"),
+        checkpoint_uri=checkpoint_uri.rstrip("/"),
+        kafka_bootstrap=bootstrap,
+        topic=topic,
+        trigger_seconds=trigger,
+        watermark_seconds=watermark,
+        mlflow_uri=mlflow_uri,
+        binance_ws_url=ws_url.rstrip("/"),
+        binance_rest_url=rest_url.rstrip("/"),
+        kafka_controller_port=controller_port,
+        kafka_heap=heap,
+        topic_partitions=_int("TOPIC_PARTITIONS", get("TOPIC_PARTITIONS", "2"), minimum=1),
+        topic_retention_hours=_float("TOPIC_RETENTION_HOURS", get("TOPIC_RETENTION_HOURS", "168")),
+        max_offsets_per_trigger=_int("MAX_OFFSETS_PER_TRIGGER", get("MAX_OFFSETS_PER_TRIGGER", "0"), minimum=0),
+        jars_dir=Path(get("JARS_DIR", str(REPO_ROOT / ".cache" / "jars"))).expanduser().absolute(),
+        spark_master=get("SPARK_MASTER", "local[2]"),
+        spark_driver_memory=driver_memory,
+        max_event_bytes=_int("MAX_EVENT_BYTES", get("MAX_EVENT_BYTES", "4096"), minimum=64),
+        max_future_skew_seconds=_int("MAX_FUTURE_SKEW_SECONDS", get("MAX_FUTURE_SKEW_SECONDS", "300"), minimum=0),
+    )

@@ -1,0 +1,46 @@
+"""Table names (`layer.table`), their schemas, keys and where they live under the lake root."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tickcast import schemas
+from tickcast.settings import Settings
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str                       # "bronze.ticks"
+    schema: schemas.Schema
+    key: tuple[str, ...]
+    partition_by: tuple[str, ...] = ()
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".")[0]
+
+    @property
+    def short(self) -> str:
+        return self.name.split(".")[1]
+
+    def path(self, s: Settings) -> str:
+        return f"{s.lake_uri}/{self.layer}/{self.short}"
+
+
+TICKS = Table("bronze.ticks", schemas.TICKS, schemas.TICKS_KEY, ("date",))
+QUARANTINE = Table("bronze.quarantine", schemas.QUARANTINE, schemas.QUARANTINE_KEY)
+STREAM_PROGRESS = Table("ops.stream_progress", schemas.STREAM_PROGRESS, ("query_id", "run_id", "batch_id"))
+
+ALL: dict[str, Table] = {t.name: t for t in (TICKS, QUARANTINE, STREAM_PROGRESS)}
+
+_NAME = re.compile(r"\b(bronze|silver|gold|ops)\.([a-z_][a-z0-9_]*)\b")
+
+
+def checkpoint(s: Settings, query: str) -> str:
+    """One checkpoint folder per streaming query."""
+    return f"{s.checkpoint_uri}/{query}"
+
+
+def resolve_sql(sql: str, s: Settings) -> str:
+    """Map `layer.table` names in a SQL text to `delta.`<path>`` so users can query by name."""
+    return _NAME.sub(lambda m: f"delta.`{s.lake_uri}/{m.group(1)}/{m.group(2)}`", sql)
