@@ -9,8 +9,8 @@ Model, per symbol and per simulated (epoch-aligned) minute t:
     activity factor; each order prints a geometric burst of trades in the same or next ms;
   * order sides follow a two-state Markov chain around a per-minute flow bias (iid across minutes,
     so with the signal off the imbalance predicts nothing);
-  * quantities are log-normal in notional; prices are the mid rounded to the tick grid, buys at the
-    ask, sells at the bid, a sweep walking one tick per extra fill.
+  * quantities are log-normal in notional; prices are on the tick grid, buys at the ask, sells at
+    the bid (spread one tick), a sweep's later fills at the same or a further level.
 
 Determinism: everything is drawn from numpy Generators seeded by SeedSequence(seed, spawn_key=(
 crc32(base name), stream)), so the output depends only on the SimConfig. The minute-level path
@@ -31,24 +31,27 @@ MINUTE_MS = 60_000
 TRADE_ID_BASE = 1_000_000
 QTY_DECIMALS = 5
 
-# Volatility: AR(1) log-vol per minute; sd 0.5 gives the vol clustering seen in BTC minute data.
-PHI = 0.98
-LOGVOL_SD = 0.5
+# Volatility: AR(1) log-vol per minute. Persistent and wide enough for |r| to stay autocorrelated
+# over 10+ minutes, not so wide that the ACF of r itself gets noisy (see docs/simulator.md).
+PHI = 0.985
+LOGVOL_SD = 0.45
 ETA = LOGVOL_SD * math.sqrt(1.0 - PHI * PHI)
-# Jumps: a minute has one with prob JUMP_PROB; they carry most of the excess kurtosis.
+# Jumps: a minute has one with prob JUMP_PROB; with the SV they give the fat tails (kurtosis).
 JUMP_PROB = 0.01
 JUMP_Z = 2.5758293035489004  # P(|N(0,1)| > JUMP_Z) = JUMP_PROB, so the trigger can be a normal draw
-JUMP_SCALE = 4.0
+JUMP_SCALE = 6.0
 # Arrivals: orders/s scale with (sigma/median)^KAPPA (mean-normalised) times a per-second
 # Gamma(SECOND_SHAPE) factor (mean 1): activity bursts at the seconds scale.
 KAPPA = 1.0
 SECOND_SHAPE = 1.0
-BURST_MEAN = 1.8        # trades per taker order (geometric, >= 1)
+BURST_MEAN = 1.5        # trades per taker order (geometric, >= 1)
 SAME_MS_PROB = 0.8      # next fill of a sweep prints in the same ms, else 1 ms later
+LEVEL_STEP_PROB = 0.3   # next fill of a sweep is one tick further, else another maker at the same price
 # Sides: with prob SIDE_COPY an order repeats the previous order's side, else it draws buy with
-# prob pi_t = 1/(1+exp(-2 x_t)), x_t ~ N(0, FLOW_BIAS_SD) iid per minute.
-SIDE_COPY = 0.3
-FLOW_BIAS_SD = 0.6
+# prob pi_t = 1/(1+exp(-2 x_t)) (so 2 pi_t - 1 = tanh x_t), x_t ~ N(0, FLOW_BIAS_SD^2) iid per
+# minute: order flow leans one way for a minute, as real flow does, but that predicts nothing.
+SIDE_COPY = 0.1
+FLOW_BIAS_SD = 0.7
 QTY_LOG_SD = 1.5        # log-normal trade notional; heavy sizes make minute imbalance lumpy
 IMPACT = 0.5            # same-minute return per unit imbalance, in units of sigma_t
 _MINUTE_DRAWS = 5       # normals per symbol-minute: vol shock, z, jump trigger, jump size, bias
@@ -69,7 +72,7 @@ PROFILES = {
     "BTCUSDT": SymbolProfile(60_000.0, 0.0007, 1.0, 150.0),
     "ETHUSDT": SymbolProfile(3_000.0, 0.0009, 0.6, 100.0),
 }
-DEFAULT_PROFILE = SymbolProfile(100.0, 0.0012, 0.3, 50.0)
+DEFAULT_PROFILE = SymbolProfile(100.0, 0.0015, 0.3, 50.0)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class SimConfig:
     signal_strength: float = 0.15     # drift = strength * sigma_t * imbalance_{t-1} (docs/simulator.md)
 
     def __post_init__(self) -> None:
+        if isinstance(self.symbols, list):  # accept a list, keep the config hashable
+            object.__setattr__(self, "symbols", tuple(self.symbols))
         if isinstance(self.symbols, str) or not self.symbols:
             raise ValueError("symbols: expected a non-empty tuple of base names")
         if len(set(self.symbols)) != len(self.symbols):
@@ -122,6 +127,12 @@ class TradeBatch:
 def _symbol_key(base: str) -> int:
     # crc32, not hash(): str hashes are salted per process and would break determinism.
     return zlib.crc32(base.encode())
+
+
+def _within(step: np.ndarray, fill: np.ndarray, starts: np.ndarray, order_of: np.ndarray) -> np.ndarray:
+    """Running count of `step` within each sweep, not counting the sweep's first fill."""
+    cs = np.cumsum(step & (fill > 0))
+    return cs - cs[starts][order_of]
 
 
 class _SymbolSim:
@@ -185,10 +196,10 @@ class _SymbolSim:
         m = int(sizes.sum())
         starts = np.cumsum(sizes) - sizes
         order_of = np.repeat(np.arange(n), sizes)
-        level = np.arange(m) - starts[order_of]          # fill index within its sweep
-        step = (rng.random(m) >= SAME_MS_PROB) & (level > 0)
-        cs = np.cumsum(step)
-        t = order_ms[order_of] + (cs - cs[starts][order_of])
+        fill = np.arange(m) - starts[order_of]           # fill index within its sweep
+        u = rng.random((2, m))
+        t = order_ms[order_of] + _within(u[0] >= SAME_MS_PROB, fill, starts, order_of)
+        level = _within(u[1] < LEVEL_STEP_PROB, fill, starts, order_of)
         # The matching engine is serial: a new order's fills cannot predate the last sweep's.
         np.maximum.accumulate(t, out=t)
         np.minimum(t, MINUTE_MS - 1, out=t)  # keep batches in time order

@@ -198,3 +198,7 @@ def main() -> None:
     except SettingsError as e:
         click.echo(f"Error: bad setting: {e}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

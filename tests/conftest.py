@@ -1,0 +1,67 @@
+"""Shared fixtures: one real Kafka broker and one Spark session per test run, on their own ports/dirs."""
+from __future__ import annotations
+
+import dataclasses
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data" / "binance"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the real Binance data lives beside the checkout in ../shared")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory):
+    from tickcast.settings import load
+
+    d = tmp_path_factory.mktemp("tickcast")
+    return load({
+        "TICKCAST_DATA_DIR": str(d),
+        "TICKCAST_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "TICKCAST_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "TICKCAST_SPARK_DRIVER_MEMORY": "2g",
+    })
+
+
+@pytest.fixture(scope="session")
+def broker(base_settings):
+    from tickcast import kafka_broker
+
+    kafka_broker.start(base_settings)
+    yield base_settings
+    kafka_broker.stop(base_settings)
+
+
+@pytest.fixture(scope="session")
+def spark(base_settings):
+    from tickcast.spark import session
+
+    sp = session(base_settings, app="tickcast-tests", extra={"spark.ui.enabled": "false"})
+    yield sp
+    sp.stop()
+
+
+@pytest.fixture
+def lane(base_settings, broker, tmp_path):
+    """Settings with a topic, lake and checkpoints of this test's own (the broker is shared)."""
+    from tickcast import kafka_broker
+
+    s = dataclasses.replace(base_settings, topic=f"t-{uuid.uuid4().hex[:10]}",
+                            lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
+    kafka_broker.ensure_topic(s)
+    return s

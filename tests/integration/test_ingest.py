@@ -1,0 +1,184 @@
+"""Kafka -> bronze.ticks / bronze.quarantine against the real broker, Spark and Delta."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.expected import agg_trades, recording_trades
+from tickcast import tables
+
+pytestmark = [pytest.mark.kafka, pytest.mark.spark]
+
+WS = "ticks/ws_recordings/btcusdt_2024080{}.gz"
+AGG = "ticks/aggTrades/BTCUSDT-aggTrades-2026-01-01-first5000.csv.gz"
+
+
+def publish_files(s, paths, source="replay"):
+    from producers.publisher import Publisher
+    from producers.sources import replay_records
+
+    pub = Publisher(s, source)
+    pub.publish(replay_records(paths))
+    return pub.close()
+
+
+def ingest_now(spark, s):
+    from jobs.runner import run
+
+    return run(["ingest"], s, available_now=True, spark=spark)
+
+
+def bronze(spark, s):
+    rows = spark.read.format("delta").load(tables.TICKS.path(s)).collect()
+    return [r.asDict() for r in rows]
+
+
+def to_ms(ts) -> int:
+    return round(ts.timestamp() * 1000)
+
+
+def test_every_trade_lands_exactly_once_with_source_values(spark, lane, shared_data):
+    files = [shared_data / WS.format(8), shared_data / WS.format(9), shared_data / AGG]
+    counts = publish_files(lane, files)
+    expected = recording_trades(files[0]) + recording_trades(files[1]) + agg_trades(files[2])
+    assert counts.sent == len(expected) == 9757 + 10147 + 5000
+    assert counts.failed == 0
+    # The recordings' bookTicker/depth events are skipped by the producer and counted, never sent.
+    assert counts.skipped["bookTicker"] > 0 and counts.skipped["depthUpdate"] > 0
+
+    ingest_now(spark, lane)
+    got = {(r["symbol"], r["event_kind"], r["id"]): r for r in bronze(spark, lane)}
+    assert len(got) == len(expected)
+    for e in expected:
+        r = got[(e["symbol"], e["event_kind"], e["id"])]
+        assert (r["first_trade_id"], r["last_trade_id"]) == (e["first_trade_id"], e["last_trade_id"])
+        assert r["price"] == e["price"] and r["quantity"] == e["quantity"], (r, e)
+        assert r["quote_quantity"] == e["price"] * e["quantity"]
+        assert to_ms(r["trade_time"]) == e["trade_ms"] and to_ms(r["event_time"]) == e["event_ms"]
+        assert r["is_buyer_maker"] == e["is_buyer_maker"]
+        assert r["source"] == "replay" and r["date"] == r["trade_time"].date()
+    assert spark.read.format("delta").load(tables.QUARANTINE.path(lane)).count() == 0
+
+    # Replaying the same files again (new offsets, same trades) adds no row.
+    assert publish_files(lane, files).sent == len(expected)
+    ingest_now(spark, lane)
+    assert spark.read.format("delta").load(tables.TICKS.path(lane)).count() == len(expected)
+    # aggTrades: ids are contiguous and each covers last - first + 1 trades, as in the file.
+    agg = sorted((r for r in got.values() if r["event_kind"] == "aggTrade"), key=lambda r: r["id"])
+    assert [r["id"] for r in agg] == list(range(agg[0]["id"], agg[0]["id"] + 5000))
+    assert all(b["first_trade_id"] == a["last_trade_id"] + 1 for a, b in zip(agg, agg[1:]))
+
+
+BAD = [
+    (b"this is not json", "malformed JSON"),
+    (b'{"e":"trade","s":"BTCUSDT",', "malformed JSON"),
+    (b"[1,2,3]", "not an object"),
+    (b'"just a string"', "not an object"),
+    (b"42", "not an object"),
+    (b"", "empty value"),
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","p":"1.0","q":"1.0","T":1723161255342,"m":true}',
+     "missing field: t"),
+    (b'{"E":1723161255343,"s":"BTCUSDT","t":1,"p":"1.0","q":"1.0","T":1723161255342,"m":true}', "missing field: e"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":"abc","p":"1.0","q":"1.0","T":1723161255342,"m":true}',
+     "field t is not an integer"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":5,"p":"cheap","q":"1.0","T":1723161255342,"m":true}',
+     "field p is not a decimal"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":6,"p":"1.0","q":"1.0","T":1723161255342,"m":"maybe"}',
+     "field m is not a boolean"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":"0.00000000","q":"1.0","T":1723161255342,"m":true}',
+     "non-positive price"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":8,"p":"-5.0","q":"1.0","T":1723161255342,"m":true}',
+     "field p is not a decimal"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":9,"p":"5.0","q":"0","T":1723161255342,"m":true}',
+     "non-positive quantity"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":10,"p":"5.0","q":"1","T":4102444800000,"m":true}', "in the future"),
+    (b'{"e":"trade","E":1,"s":"","t":11,"p":"5.0","q":"1","T":1723161255342,"m":true}', "empty symbol"),
+    (b'{"e":"pizza","E":1,"s":"BTCUSDT","t":12}', "unknown event type: pizza"),
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":13,"p":"5.0","q":"1","T":1723161255342,"m":true,"x":"'
+     + b"A" * 5000 + b'"}', "oversized"),
+    (b"\xff\xfe\x00garbage", "malformed JSON"),
+]
+
+
+def test_bad_input_goes_to_quarantine_and_the_stream_goes_on(spark, lane, shared_data):
+    from producers.publisher import Publisher
+    from producers.sources import replay_records
+
+    good = list(replay_records([shared_data / WS.format(8)]))
+    sendable = [r for r in good if r.value is not None]
+    pub = Publisher(lane, "replay")
+    step = len(sendable) // (len(BAD) + 1)
+    for i, rec in enumerate(sendable):
+        pub.send(rec.value, rec.key)
+        if i % step == step - 1 and i // step < len(BAD):
+            pub.send(BAD[i // step][0], b"BTCUSDT")
+    counts = pub.close()
+    assert counts.sent == len(sendable) + len(BAD) and counts.failed == 0
+
+    last = ingest_now(spark, lane)
+    assert last["ingest"]["batchId"] >= 0
+    assert spark.read.format("delta").load(tables.TICKS.path(lane)).count() == len(sendable) == 9757
+    q = {bytes(r["raw_value"] or b""): r for r in
+         (x.asDict() for x in spark.read.format("delta").load(tables.QUARANTINE.path(lane)).collect())}
+    assert len(q) == len(BAD)
+    for raw, why in BAD:
+        row = q[raw]
+        assert why in row["reason"], (raw[:60], row["reason"])
+        assert row["kafka_partition"] is not None and row["kafka_offset"] is not None
+        assert row["kafka_timestamp"] is not None and row["ingest_time"] is not None and row["source"] == "replay"
+
+
+def _committed_batches(checkpoint: Path) -> list[int]:
+    d = checkpoint / "commits"
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+
+def test_kill_minus_9_then_restart_resumes_from_checkpoint_exactly_once(spark, lane, shared_data):
+    import dataclasses
+
+    files = [shared_data / WS.format(8), shared_data / WS.format(9)]
+    assert publish_files(lane, files).sent == 19904
+    s = dataclasses.replace(lane, max_offsets_per_trigger=500, trigger_seconds=0.5)
+    env = s.child_env()
+    proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "main.py"), "--job", "ingest"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = Path(tables.checkpoint(s, "ingest"))
+    try:
+        deadline = time.monotonic() + 240
+        while len(_committed_batches(ckpt)) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, "ingest driver died on its own"
+            time.sleep(0.2)
+        assert len(_committed_batches(ckpt)) >= 2, "no committed batch within 240 s"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)   # the whole driver: Python and its JVM
+        proc.wait(30)
+    committed = _committed_batches(ckpt)
+    before = spark.read.format("delta").load(tables.TICKS.path(s)).count()
+    assert 0 < before < 19904, "the kill must land mid-replay"
+
+    last = ingest_now(spark, dataclasses.replace(s, max_offsets_per_trigger=0))
+    rows = spark.read.format("delta").load(tables.TICKS.path(s))
+    assert rows.count() == 19904
+    assert rows.select("symbol", "event_kind", "id").distinct().count() == 19904
+    expected_ids = {t["id"] for f in files for t in recording_trades(f)}
+    assert {r["id"] for r in rows.select("id").collect()} == expected_ids
+
+    # It resumed from the checkpointed offsets: the restart's first batch follows the last commit,
+    # starts at a non-zero offset, and the restart read fewer records than the topic holds.
+    prog = spark.read.format("delta").load(tables.STREAM_PROGRESS.path(s)).where(
+        f"run_id = '{last['ingest']['runId']}'").orderBy("batch_id").collect()
+    assert prog, "the restarted run recorded no progress"
+    assert prog[0]["batch_id"] == committed[-1] + 1
+    start = json.loads(prog[0]["start_offset"])
+    # offsets/N in the checkpoint holds batch N's end offsets: the restart began exactly there.
+    checkpointed = json.loads((ckpt / "offsets" / str(committed[-1])).read_text().splitlines()[-1])
+    assert start == checkpointed
+    assert 0 < sum(int(v) for parts in start.values() for v in parts.values()) < 19904
