@@ -41,6 +41,13 @@ def _minute_table(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return minute[last], np.log(g["price"].to_numpy(dtype=np.float64)[last]), imb
 
 
+def _concat(parts: list[pd.Series], name: str) -> pd.Series:
+    if not parts:
+        return pd.Series([], dtype=np.float64, name=name,
+                         index=pd.MultiIndex.from_arrays([[], []], names=["symbol", "minute_ms"]))
+    return pd.concat(parts).rename(name)
+
+
 def minute_returns(df: pd.DataFrame) -> pd.Series:
     """1-minute log returns of the last price per minute, per symbol, consecutive minutes only.
 
@@ -54,16 +61,16 @@ def minute_returns(df: pd.DataFrame) -> pd.Series:
                                index=pd.MultiIndex.from_arrays(
                                    [np.full(len(ok), sym, dtype=object), minute[ok] * MINUTE_MS],
                                    names=["symbol", "minute_ms"])))
-    if not parts:
-        return pd.Series(dtype=np.float64, index=pd.MultiIndex.from_arrays([[], []], names=["symbol", "minute_ms"]))
-    return pd.concat(parts).rename("log_return")
+    return _concat(parts, "log_return")
 
 
 def _acf(x: np.ndarray, lags: int) -> list[float]:
     """ACF of a series on a regular grid with NaN holes: lag-k products over pairs both present,
     normalised by the overall variance (the usual estimator when there are no holes)."""
     ok = np.isfinite(x)
-    xc = np.where(ok, x - np.nanmean(x), 0.0)
+    if not ok.any():
+        return [float("nan")] * lags
+    xc = np.where(ok, x - np.mean(x[ok]), 0.0)
     var = float(np.sum(xc * xc)) / max(int(ok.sum()), 1)
     out = []
     for k in range(1, lags + 1):
@@ -151,17 +158,15 @@ def minute_imbalance(df: pd.DataFrame) -> pd.Series:
         minute, _, imb = _minute_table(g)
         parts.append(pd.Series(imb, index=pd.MultiIndex.from_arrays(
             [np.full(len(minute), sym, dtype=object), minute * MINUTE_MS], names=["symbol", "minute_ms"])))
-    if not parts:
-        return pd.Series(dtype=np.float64)
-    return pd.concat(parts).rename("imbalance")
+    return _concat(parts, "imbalance")
 
 
 def signal_edge_detail(df: pd.DataFrame) -> dict:
     """Directional accuracy of sign(imbalance of minute t-1) for the return of minute t.
 
     Pairs need minutes t-1 and t both traded (the return of t is last price t-1 -> last price t,
-    the imbalance is over minute t-1's trades); pairs with zero imbalance or zero return are ties and left out. Returns edge, n and the binomial
-    standard error sqrt(0.25 / n) under no edge.
+    the imbalance is over minute t-1's trades); ties (zero imbalance or zero return) are left
+    out. Returns edge, n and the binomial standard error sqrt(0.25 / n) under no edge.
     """
     hits = n = 0
     for _, g in _by_symbol(df):
