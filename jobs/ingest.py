@@ -189,19 +189,21 @@ def write_batch(batch, batch_id: int, s: Settings) -> dict:
     from jobs.delta_io import append_once
 
     spark = batch.sparkSession
+    # Parse once: the cache is filled by the one aggregate below, which also yields the counts and
+    # the per-symbol id bounds that let the MERGE skip every file outside this batch.
     parsed = parse(batch, s).persist()
     try:
-        bad = quarantined(parsed)
-        n_bad = bad.count()
-        if n_bad:
-            append_once(bad, tables.QUARANTINE.path(s), f"{QUERY}-quarantine", batch_id)
-        ticks = good(parsed).dropDuplicates(list(schemas.TICKS_KEY))
-        stats = (ticks.groupBy("symbol", "event_kind")
+        stats = (parsed.groupBy(F.col("reason").isNull().alias("ok"), "symbol", "event_kind")
                  .agg(F.min("id"), F.max("id"), F.count(F.lit(1)), F.collect_set("date")).collect())
-        n_good = sum(r[4] for r in stats)
+        n_bad = sum(r[5] for r in stats if not r[0])
+        good_stats = [r for r in stats if r[0]]
+        n_good = sum(r[5] for r in good_stats)
+        if n_bad:
+            append_once(quarantined(parsed), tables.QUARANTINE.path(s), f"{QUERY}-quarantine", batch_id)
         if n_good:
-            bounds = [(r[0], r[1], r[2], r[3]) for r in stats]
-            dates = sorted({d for r in stats for d in r[5]})
+            bounds = [(r[1], r[2], r[3], r[4]) for r in good_stats]
+            dates = sorted({d for r in good_stats for d in r[6]})
+            ticks = good(parsed).dropDuplicates(list(schemas.TICKS_KEY))
             (DeltaTable.forPath(spark, tables.TICKS.path(s)).alias("t")
              .merge(ticks.alias("s"), merge_condition(bounds, dates))
              .whenNotMatchedInsertAll()

@@ -54,6 +54,8 @@ def to_row(p: dict) -> dict:
         "end_offset": js(src.get("endOffset")),
         "latest_offset": js(src.get("latestOffset")),
         "lag": lag(src),
+        "rows_dropped_by_watermark": sum(int(op.get("numRowsDroppedByWatermark") or 0)
+                                         for op in p.get("stateOperators") or []),
         "progress_json": json.dumps(p),
     }
 

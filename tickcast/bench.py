@@ -36,13 +36,26 @@ from tickcast.settings import Settings
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 SIM_RATE = 50.0            # simulated trades/s of trade time; at max speed it only sets the timestamps
 LIVE_RATE = 50.0           # (e): ticks/s paced in real time
-WARMUP_TICKS = 30_000      # one small unmeasured ingest + noop pass first, so (b) and (c) both run warm
+WARMUP_TICKS = 5_000       # one small unmeasured ingest + noop pass first, so (b) and (c) both run warm
 PUBLISHER_ONLY_TICKS = 500_000
 TOPIC = "bench-ticks"
 WARMUP_TOPIC = "bench-warmup"
 PUBLISHER_TOPIC = "bench-publisher-only"
 LIVE_TOPIC = "bench-live"
+# The default (no limit): availableNow takes the whole topic in one micro-batch.
+MAX_OFFSETS_PER_TRIGGER = 0
 TARGETS = {"ingest_over_ceiling": 0.5, "ingest_ticks_per_s": 100_000, "latency_p95_s": 2.0}
+METHOD = {
+    "produce": "msgs/s = acknowledged / (first send -> Publisher.close() returned), simulate_records at max speed",
+    "generate": "records/s of simulate_records (generate + encode) alone, no Kafka",
+    "publisher_only": "msgs/s of Publisher over records encoded beforehand, own topic",
+    "ingest": "ticks/s = rows in bronze.ticks / (jobs.ingest.start(available_now=True) -> termination); "
+              "tables created beforehand; Spark start-up and an unmeasured warm-up excluded",
+    "ceiling": "rows/s of jobs.ingest.read_topic(...).select('value') -> noop sink, availableNow, same session",
+    "parse_only": "rows/s of jobs.ingest.good(jobs.ingest.parse(...)) -> noop sink (no Delta)",
+    "latency": "per row: DESCRIBE HISTORY timestamp of the version whose add action wrote the row's file "
+               "minus kafka_timestamp; continuous ingest query, processingTime trigger = trigger_seconds",
+}
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -430,23 +443,29 @@ def _limits(r: dict) -> dict[str, str]:
     """One line per number: what bounds it, from what this run observed."""
     a, gen, po = r["produce"], r["generate"], r["publisher_only"]
     py_share = a["python_main_thread_cpu_s"] / a["seconds"] if a["seconds"] else 0
-    model = 1 / (1 / gen["records_per_s"] + 1 / po["msgs_per_s"])
+    serial = 1 / (1 / gen["records_per_s"] + 1 / po["msgs_per_s"])
     out = {"producer": (
-        f"single Python thread: main thread {py_share:.0%} busy; generate+encode alone "
-        f"{gen['records_per_s']:,}/s and Publisher alone {po['msgs_per_s']:,}/s, serial sum "
-        f"{model:,.0f}/s vs {a['msgs_per_s']:,}/s measured; broker {a['cores_busy'].get('broker', 0):.2f} cores")}
+        f"one Python thread does both: main thread {py_share:.0%} busy; generate+encode alone "
+        f"{gen['records_per_s']:,}/s, Publisher alone {po['msgs_per_s']:,}/s -> serial {serial:,.0f}/s "
+        f"vs {a['msgs_per_s']:,}/s measured; broker {a['cores_busy'].get('broker', 0):.2f} cores")}
     b, c, cp = r["ingest"], r["ceiling"], r["parse_only"]
-    cores = b.get("cores_busy", {})
+    parts = a.get("partition_offsets", {})
+    used = sum(1 for n in parts.values() if n)
+    reads = b["input_rows"] / b["expected"] if b["expected"] else 0
+    d = b["duration_ms_total"]
+    add_share = d.get("addBatch", 0) / d["triggerExecution"] if d.get("triggerExecution") else 0
     out["ingest"] = (
-        f"CPU-bound on {r['machine']['cpu_count']} cores (Spark JVM {cores.get('spark_jvm', 0):.2f}, broker "
-        f"{cores.get('broker', 0):.2f} cores busy); parse+validate alone runs at {cp['rows_per_s']:,}/s, so "
-        f"{1 / b['ticks_per_s'] - 1 / cp['rows_per_s']:.2e} s/tick of {1 / b['ticks_per_s']:.2e} is the "
-        f"foreachBatch passes (persist, count, stats, dedupe shuffle, MERGE, Parquet+Delta commit)")
-    out["ceiling"] = ("Kafka fetch + row conversion in 2 tasks (one per topic partition): "
-                      f"{c['rows_per_s']:,} rows/s, nothing else in the plan")
+        f"Spark JVM {b['cores_busy'].get('spark_jvm', 0):.2f} of {r['machine']['cpu_count']} cores busy; "
+        f"data in {used} of {len(parts)} topic partitions -> {used} read task(s); Kafka source read "
+        f"{reads:.1f}x per tick (numInputRows/ticks, >1: the batch is recomputed from Kafka, not taken "
+        f"from parsed.persist()); parse+validate alone {cp['rows_per_s']:,}/s; foreachBatch "
+        f"(addBatch) {add_share:.0%} of the query time")
+    out["ceiling"] = (f"Kafka fetch + row conversion only, {used} task(s) (one per non-empty topic "
+                      f"partition), {c['rows_per_s']:,} rows/s")
     e = r["latency"]
-    out["latency"] = (f"trigger wait (0..{e['trigger_seconds']}s) + micro-batch time (p50 {e['batch_ms_p50']} ms, "
-                      f"max {e['batch_ms_max']} ms): the fixed per-batch cost of the foreachBatch jobs + Delta commit")
+    out["latency"] = (f"trigger wait (0..{e['trigger_seconds']} s) + micro-batch time (p50 {e['batch_ms_p50']} ms, "
+                      f"max {e['batch_ms_max']} ms for ~{e['rows'] / max(e['batches'], 1):.0f} rows/batch): "
+                      f"the fixed cost of the foreachBatch jobs + MERGE + Delta commit")
     return out
 
 
@@ -461,6 +480,8 @@ def _print(r: dict) -> None:
         ("broker / Spark start", f"{r['broker_start_s']:.1f} s / {r['spark_start_s']:.1f} s "
                                  f"(excluded); warm-up {r['warmup']['seconds']:.1f} s", ""),
         ("(a) producer", f"{a['msgs_per_s']:>12,} msgs/s", f"{a['sent']:,} sent, {a['failed']} failed, {a['seconds']} s"),
+        ("    topic partitions", "  ".join(f"p{k}: {v:,}" for k, v in a.get("partition_offsets", {}).items()),
+         "messages per partition (key = symbol)"),
         ("    generate+encode only", f"{gen['records_per_s']:>12,} records/s", "no Kafka"),
         ("    Publisher only", f"{po['msgs_per_s']:>12,} msgs/s", f"{po['sent']:,} pre-encoded records"),
         ("(b) ingest", f"{b['ticks_per_s']:>12,} ticks/s",
@@ -502,10 +523,10 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
     bs = dataclasses.replace(
         s, data_dir=root, lake_uri=str(root / "main" / "delta"), checkpoint_uri=str(root / "main" / "checkpoints"),
         kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=TOPIC,
-        max_offsets_per_trigger=0,  # the default: one availableNow batch over the whole topic
+        max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER,
     )
     spark = None
-    r: dict = {"ticks": ticks, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS,
+    r: dict = {"ticks": ticks, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS, "method": METHOD,
                "settings": {"topic_partitions": bs.topic_partitions, "spark_master": bs.spark_master,
                             "spark_driver_memory": bs.spark_driver_memory, "trigger_seconds": bs.trigger_seconds,
                             "max_offsets_per_trigger": bs.max_offsets_per_trigger, "kafka_heap": bs.kafka_heap}}
@@ -524,6 +545,7 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
         r["produce"] = measure_produce(bs, ticks, broker_pid)
         if r["produce"]["sent"] != ticks or r["produce"]["failed"]:
             raise RuntimeError(f"producer sent {r['produce']['sent']} of {ticks} ({r['produce']['failed']} failed)")
+        r["produce"]["partition_offsets"] = _high_watermarks(bs)
         n_po = min(ticks, PUBLISHER_ONLY_TICKS)
         say(f"(a) Publisher alone over {n_po:,} pre-encoded records")
         r["publisher_only"] = measure_publisher_only(bs, n_po, broker_pid)

@@ -88,6 +88,35 @@ QUARANTINE = Schema((
 ))
 QUARANTINE_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")
 
+VOLUME = "decimal(38,8)"      # sums of quantities (8 decimals, like the klines files)
+QUOTE_VOLUME = "decimal(38,16)"  # sums of exact price x quantity
+
+BARS = Schema((
+    Col("symbol", "string", False),
+    Col("window_start", "timestamp", False, "minute start (UTC), by trade time"),
+    Col("window_end", "timestamp", False),
+    Col("open", PRICE, False, "first trade by (trade time, id)"),
+    Col("high", PRICE, False),
+    Col("low", PRICE, False),
+    Col("close", PRICE, False, "last trade by (trade time, id)"),
+    Col("volume", VOLUME, False),
+    Col("quote_volume", QUOTE_VOLUME, False),
+    Col("vwap", "double", True, "quote volume / volume"),
+    Col("trade_count", "bigint", False, "trades (for aggTrades: the sum of last - first + 1)"),
+    Col("taker_buy_volume", VOLUME, False, "volume of trades whose aggressor bought (m = false)"),
+    Col("taker_buy_quote_volume", QUOTE_VOLUME, False),
+    Col("taker_sell_volume", VOLUME, False),
+    Col("imbalance", "double", True, "(taker buy - taker sell) / volume, in [-1, 1]"),
+    Col("first_trade_id", "bigint", True),
+    Col("last_trade_id", "bigint", True),
+    Col("source", "string", False, "ticks (built from bronze.ticks) or klines (backfilled)"),
+    Col("event_kind", "string", True, "for source = ticks: trade or aggTrade"),
+    Col("is_complete", "boolean", False,
+        "no gap in trade ids inside the minute or since the previous bar; false for a stream's first minute"),
+    Col("created_at", "timestamp", False),
+))
+BARS_KEY = ("symbol", "window_start")
+
 STREAM_PROGRESS = Schema((
     Col("query_name", "string", False),
     Col("query_id", "string", False),
@@ -103,5 +132,6 @@ STREAM_PROGRESS = Schema((
     Col("end_offset", "string", True),
     Col("latest_offset", "string", True),
     Col("lag", "bigint", True, "records between the end offsets and the latest offsets"),
+    Col("rows_dropped_by_watermark", "bigint", True, "late rows a stateful query left out (e.g. late trades)"),
     Col("progress_json", "string", True, "the full StreamingQueryProgress"),
 ))

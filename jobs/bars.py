@@ -1,0 +1,185 @@
+"""Job `bars`: bronze.ticks (stream) -> silver.bars_1m, 1-minute bars by TRADE time.
+
+A minute is emitted once the watermark (`TICKCAST_WATERMARK_SECONDS` behind the latest trade time)
+passes its end; trades arriving later than that are left out and counted by Spark
+(`numRowsDroppedByWatermark`, kept in ops.stream_progress). The table is append-only: each bar is
+inserted once by an insert-only MERGE on (symbol, window_start), so re-runs and restarts add nothing
+twice and minutes already backfilled from klines are left alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tickcast import schemas, tables
+from tickcast.settings import Settings
+
+QUERY = "bars"
+KIND_PREFERENCE = ("trade", "aggTrade")   # a symbol-minute with both kinds keeps its `trade` bar
+
+
+def aggregate(ticks):
+    """bronze.ticks rows -> one row per (symbol, event kind, minute) with OHLCV (pure transform).
+
+    Open and close are the first and last trade by (trade time, id); trade_count counts the trades
+    inside aggTrades (last - first + 1).
+    """
+    from pyspark.sql import functions as F
+
+    order = F.struct("trade_time", "id")
+    buy = ~F.col("is_buyer_maker")   # buyer is the taker: an aggressive buy
+    zero = F.lit(0).cast(schemas.PRICE)
+    return (ticks.groupBy("symbol", "event_kind", F.window("trade_time", "1 minute"))
+            .agg(F.min_by("price", order).alias("open"),
+                 F.max("price").alias("high"),
+                 F.min("price").alias("low"),
+                 F.max_by("price", order).alias("close"),
+                 F.sum("quantity").alias("volume"),
+                 F.sum("quote_quantity").alias("quote_volume"),
+                 F.sum(F.col("last_trade_id") - F.col("first_trade_id") + 1).alias("trade_count"),
+                 F.count(F.lit(1)).alias("n_events"),
+                 F.sum(F.when(buy, F.col("quantity")).otherwise(zero)).alias("taker_buy_volume"),
+                 F.sum(F.when(buy, F.col("quote_quantity")).otherwise(F.lit(0).cast(schemas.QUOTE)))
+                  .alias("taker_buy_quote_volume"),
+                 F.sum(F.when(~buy, F.col("quantity")).otherwise(zero)).alias("taker_sell_volume"),
+                 F.min("first_trade_id").alias("first_trade_id"),
+                 F.max("last_trade_id").alias("last_trade_id"),
+                 F.min("id").alias("min_id"),
+                 F.max("id").alias("max_id")))
+
+
+def to_bars(agg):
+    """Aggregates -> silver.bars_1m columns; `gapless` says the minute has no hole in its own ids."""
+    from pyspark.sql import functions as F
+
+    vol = F.col("volume").cast("double")
+    return agg.select(
+        "symbol",
+        F.col("window.start").alias("window_start"),
+        F.col("window.end").alias("window_end"),
+        "open", "high", "low", "close",
+        F.col("volume").cast(schemas.VOLUME).alias("volume"),
+        F.col("quote_volume").cast(schemas.QUOTE_VOLUME).alias("quote_volume"),
+        F.when(vol > 0, F.col("quote_volume").cast("double") / vol).alias("vwap"),
+        "trade_count",
+        F.col("taker_buy_volume").cast(schemas.VOLUME).alias("taker_buy_volume"),
+        F.col("taker_buy_quote_volume").cast(schemas.QUOTE_VOLUME).alias("taker_buy_quote_volume"),
+        F.col("taker_sell_volume").cast(schemas.VOLUME).alias("taker_sell_volume"),
+        F.when(vol > 0, (F.col("taker_buy_volume") - F.col("taker_sell_volume")).cast("double") / vol)
+         .alias("imbalance"),
+        "first_trade_id", "last_trade_id",
+        F.lit("ticks").alias("source"),
+        "event_kind",
+        ((F.col("last_trade_id") - F.col("first_trade_id") + 1 == F.col("trade_count"))
+         & (F.col("max_id") - F.col("min_id") + 1 == F.col("n_events"))).alias("gapless"),
+    )
+
+
+@dataclass
+class Prev:
+    window_ms: int                 # minute start, epoch ms
+    last_trade_id: int | None
+
+
+def mark_complete(rows: list[dict], prev: dict[str, Prev]) -> list[dict]:
+    """Choose one bar per (symbol, minute) and set `is_complete` (pure; updates `prev`).
+
+    Rows carry `window_ms` (minute start, epoch ms). Complete = no gap in trade ids inside the
+    minute, and the first trade id follows the previous bar's last one; a symbol's first minute in
+    a stream (no previous bar) is incomplete.
+    """
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        k = (r["symbol"], r["window_ms"])
+        if k not in best or KIND_PREFERENCE.index(r["event_kind"]) < KIND_PREFERENCE.index(best[k]["event_kind"]):
+            best[k] = r
+    out = []
+    for (sym, start), r in sorted(best.items()):
+        p = prev.get(sym)
+        follows = (p is not None and p.last_trade_id is not None and p.window_ms < start
+                   and r["first_trade_id"] == p.last_trade_id + 1)
+        out.append({k: v for k, v in r.items() if k != "gapless"} | {"is_complete": bool(r["gapless"] and follows)})
+        if p is None or p.window_ms < start:
+            prev[sym] = Prev(start, r["last_trade_id"])
+    return out
+
+
+def merge_bars(spark, df, s: Settings, lo_ms: int, hi_ms: int) -> None:
+    """Insert bars whose (symbol, window_start) is not in the table yet (the table is append-only).
+
+    The literal window bounds let Delta skip every file outside this batch's minutes.
+    """
+    from delta.tables import DeltaTable
+
+    cond = ("t.symbol = s.symbol AND t.window_start = s.window_start"
+            f" AND t.window_start BETWEEN timestamp_millis({lo_ms}) AND timestamp_millis({hi_ms})")
+    (DeltaTable.forPath(spark, tables.BARS.path(s)).alias("t")
+     .merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute())
+
+
+class BarWriter:
+    """foreachBatch sink: completeness against the previous bar, then an insert-only merge.
+
+    The previous bar per symbol is kept in the driver between batches and read from the table
+    once after a (re)start. Minute starts travel through Python as epoch ms: PySpark turns
+    timestamps into naive local-time datetimes, which would shift them on a non-UTC machine.
+    """
+
+    def __init__(self, s: Settings):
+        self.s = s
+        self.prev: dict[str, Prev] | None = None
+
+    def _load_prev(self, spark, before_ms: int) -> dict[str, Prev]:
+        # Strictly before this batch: after a crash the batch being re-run may already be there.
+        from pyspark.sql import functions as F
+
+        df = (spark.read.format("delta").load(tables.BARS.path(self.s))
+              .where(F.col("window_start") < F.timestamp_millis(F.lit(before_ms)))
+              .groupBy("symbol")
+              .agg(F.max_by(F.struct(F.unix_millis("window_start").alias("ms"), "last_trade_id"),
+                            "window_start").alias("b")))
+        return {r["symbol"]: Prev(r["b"]["ms"], r["b"]["last_trade_id"]) for r in df.collect()}
+
+    def __call__(self, batch, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        cols = [c for c in batch.columns if c not in ("window_start", "window_end")]
+        rows = [r.asDict() for r in batch.select(F.unix_millis("window_start").alias("window_ms"), *cols).collect()]
+        if not rows:
+            return
+        spark = batch.sparkSession
+        if self.prev is None:
+            self.prev = self._load_prev(spark, min(r["window_ms"] for r in rows))
+        bars = mark_complete(rows, self.prev)
+        df = _bars_frame(spark, batch.select(*cols).schema, bars)
+        out = df.select(
+            F.timestamp_millis("window_ms").alias("window_start"),
+            F.timestamp_millis(F.col("window_ms") + 60_000).alias("window_end"),
+            "*", F.current_timestamp().alias("created_at"))
+        merge_bars(spark, out.select(*schemas.BARS.names), self.s,
+                   min(b["window_ms"] for b in bars), max(b["window_ms"] for b in bars))
+
+
+def _bars_frame(spark, agg_schema, bars: list[dict]):
+    from pyspark.sql.types import BooleanType, LongType, StructField, StructType
+
+    fields = [StructField("window_ms", LongType(), False)]
+    fields += [f for f in agg_schema.fields if f.name != "gapless"]
+    fields.append(StructField("is_complete", BooleanType(), False))
+    schema = StructType(fields)
+    return spark.createDataFrame([tuple(b[f.name] for f in fields) for b in bars], schema)
+
+
+def start(spark, s: Settings, available_now: bool = False):
+    """Start the bars query on the bronze.ticks stream; returns the StreamingQuery."""
+    from jobs.delta_io import ensure_table
+
+    ensure_table(spark, tables.TICKS, s)
+    ensure_table(spark, tables.BARS, s)
+    ticks = spark.readStream.format("delta").load(tables.TICKS.path(s))
+    bars = to_bars(aggregate(ticks.withWatermark("trade_time", f"{s.watermark_seconds} seconds")))
+    writer = (bars.writeStream.queryName(QUERY).outputMode("append")
+              .foreachBatch(BarWriter(s))
+              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
+    writer = writer.trigger(availableNow=True) if available_now else \
+        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
+    return writer.start()
