@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -149,6 +150,27 @@ def _progress_line(last: dict) -> None:
                      f"{p.get('processedRowsPerSecond') or 0:,.0f}/s {d.get('triggerExecution', 0)}ms")
     if parts:
         click.echo("\r" + " | ".join(parts) + " " * 8, nl=False)
+
+
+# ---- backfill -----------------------------------------------------------------------------------
+@cli.command(help="Load Binance 1m kline files into silver.bars_1m (source = klines); minutes already there stay.")
+@click.option("--klines", "files", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="a kline file; repeatable")
+@click.option("--symbol", help="the symbol, when the file names do not carry it")
+def backfill(files, symbol) -> None:
+    from jobs.backfill import backfill as run_backfill
+    from tickcast.spark import session
+
+    s = _settings()
+    spark = session(s, app="tickcast-backfill", extra={"spark.ui.enabled": "false"})
+    t0 = time.monotonic()
+    try:
+        r = run_backfill(spark, s, list(files), symbol)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    dt = time.monotonic() - t0
+    click.echo(f"backfill: read {r['rows_read']} klines, inserted {r['inserted']}, "
+               f"already present {r['already_present']} in {dt:.1f}s ({r['rows_read'] / dt:,.0f} rows/s)")
 
 
 # ---- sql ----------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def conf(s: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",
         "spark.sql.streaming.metricsEnabled": "true",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         # MERGE sources here are cached micro-batches: deterministic, so no second copy is needed.
         "spark.databricks.delta.merge.materializeSource": "none",
     }

@@ -13,7 +13,7 @@ import click
 from tickcast import kafka_broker
 from tickcast.settings import Settings
 
-JOBS = ["ingest"]  # later issues add bars, features, predict, outcomes
+JOBS = ["ingest", "bars"]  # later issues add features, predict, outcomes
 
 
 def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> list[str]:
@@ -24,6 +24,69 @@ def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> 
     else:
         cmd += ["--rate", str(rate), "--symbols", symbols]
     return cmd
+
+
+def table_rows(s: Settings) -> dict[str, int]:
+    """Rows per table from the Delta log's file statistics (delta-rs: no scan, no JVM)."""
+    from deltalake import DeltaTable
+
+    from tickcast import tables
+
+    out = {}
+    for t in (tables.TICKS, tables.QUARANTINE, tables.BARS):
+        try:
+            adds = DeltaTable(t.path(s)).get_add_actions(flatten=True)
+            out[t.name] = int(sum(adds.column("num_records").to_pylist() or [0]))
+        except Exception:  # not created yet (TableNotFoundError) or being written: show 0, not a crash
+            out[t.name] = 0
+    return out
+
+
+class StackMeter:
+    """CPU (cores, averaged since the last reading) and resident memory of the local stack."""
+
+    def __init__(self, s: Settings, producer_pid: int):
+        import psutil
+
+        self.psutil = psutil
+        self.pids = [psutil.Process().pid, producer_pid]
+        bpid = kafka_broker._read_pid(s)
+        if bpid:
+            self.pids.append(bpid)
+        self._last = (time.monotonic(), self._cpu())
+
+    def _procs(self):
+        seen = []
+        for pid in self.pids:
+            try:
+                p = self.psutil.Process(pid)
+                seen += [p, *p.children(recursive=True)]
+            except self.psutil.NoSuchProcess:
+                pass
+        return seen
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for p in self._procs():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except self.psutil.NoSuchProcess:
+                pass
+        return total
+
+    def describe(self) -> str:
+        now, cpu = time.monotonic(), self._cpu()
+        t0, c0 = self._last
+        cores = (cpu - c0) / (now - t0) if now > t0 and cpu >= c0 else 0.0
+        self._last = (now, cpu)
+        rss = 0
+        for p in self._procs():
+            try:
+                rss += p.memory_info().rss
+            except self.psutil.NoSuchProcess:
+                pass
+        return f"cpu {cores:.2f} cores, mem {rss / 2**30:.2f} GiB"
 
 
 def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: str) -> None:
@@ -53,14 +116,24 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     t0 = time.monotonic()
+    stack = StackMeter(s, producer.pid)
+    counts: dict[str, int] = {}
+    last_count = 0.0
 
     def line(last: dict) -> None:
-        parts = [f"{time.monotonic() - t0:6.0f}s"]
+        nonlocal last_count
+        if time.monotonic() - last_count > 10:
+            counts.update(table_rows(s))
+            last_count = time.monotonic()
+        parts = [f"{time.monotonic() - t0:5.0f}s"]
         for name, p in last.items():
             src = (p.get("sources") or [{}])[0]
             lag = (src.get("metrics") or {}).get("maxOffsetsBehindLatest", "-")
-            parts.append(f"{name}: {p.get('inputRowsPerSecond') or 0:7.1f} ticks/s in, batch "
-                         f"{(p.get('durationMs') or {}).get('triggerExecution', 0):5d} ms, lag {lag}")
+            rate = f"{p.get('inputRowsPerSecond') or 0:.0f} in/s, " if name == "ingest" else ""
+            parts.append(f"{name} {rate}batch {(p.get('durationMs') or {}).get('triggerExecution', 0)} ms"
+                         + (f", lag {lag}" if name == "ingest" else ""))
+        parts.append("rows " + " ".join(f"{k}={v}" for k, v in counts.items()))
+        parts.append(stack.describe())
         click.echo("\r" + " | ".join(parts) + "   ", nl=False)
 
     try:

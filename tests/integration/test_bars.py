@@ -1,0 +1,204 @@
+"""bronze.ticks -> silver.bars_1m and klines backfill, against the real broker, Spark and Delta."""
+from __future__ import annotations
+
+import csv
+import gzip
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from tests.integration.test_ingest import AGG, WS, ingest_now, publish_files
+from tickcast import tables
+
+pytestmark = [pytest.mark.kafka, pytest.mark.spark]
+KLINES = "klines_1m/BTCUSDT-1m-{}.csv.gz"
+FIELDS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5, "quote_volume": 7, "trade_count": 8,
+          "taker_buy_volume": 9, "taker_buy_quote_volume": 10}
+
+
+def bars_now(spark, s):
+    from jobs.runner import run
+
+    return run(["bars"], s, available_now=True, spark=spark)
+
+
+def bars(spark, s) -> dict:
+    return {(r["symbol"], round(r["window_start"].timestamp() * 1000)): r.asDict()
+            for r in spark.read.format("delta").load(tables.BARS.path(s)).collect()}
+
+
+def klines(path) -> dict[int, list[str]]:
+    with gzip.open(path, "rt") as f:
+        return {int(r[0]): r for r in csv.reader(f)}
+
+
+def test_reference_minutes_equal_binance_klines(spark, lane, shared_data):
+    publish_files(lane, [shared_data / WS.format(8), shared_data / WS.format(9)])
+    ingest_now(spark, lane)
+    bars_now(spark, lane)
+    got = bars(spark, lane)
+    ref = {**klines(shared_data / KLINES.format("2024-08-08")), **klines(shared_data / KLINES.format("2024-08-09"))}
+    first_complete = 1723161300000                      # 2024-08-08 23:55
+    minutes = [first_complete + i * 60_000 for i in range(10)]
+    rows = spark.read.format("delta").load(tables.BARS.path(lane))
+    assert rows.count() == rows.select("symbol", "window_start").distinct().count()   # each minute once
+    for m in minutes:
+        b = got[("BTCUSDT", m)]
+        assert b["source"] == "ticks" and b["is_complete"] is True, m
+        for name, col in FIELDS.items():
+            want = int(ref[m][col]) if name == "trade_count" else Decimal(ref[m][col])
+            assert b[name] == want, (m, name, b[name], ref[m][col])
+        assert b["taker_buy_volume"] + b["taker_sell_volume"] == b["volume"]
+        assert b["vwap"] == pytest.approx(float(Decimal(ref[m][7]) / Decimal(ref[m][5])))
+    partial = got[("BTCUSDT", first_complete - 60_000)]
+    assert partial["is_complete"] is False
+    # The last minute of the recording has not closed (no trade after it passed the watermark).
+    assert max(k[1] for k in got) == minutes[-1]
+
+
+def test_agg_trades_bars_equal_an_independent_pandas_computation(spark, lane, shared_data):
+    publish_files(lane, [shared_data / AGG])
+    ingest_now(spark, lane)
+    bars_now(spark, lane)
+    got = bars(spark, lane)
+    df = pd.read_csv(shared_data / AGG, header=None,
+                     names=["a", "p", "q", "f", "l", "T", "m", "M"], dtype={"p": str, "q": str})
+    df["minute"] = (df["T"] // 1000) // 60_000 * 60_000
+    df["p"], df["q"] = df["p"].map(Decimal), df["q"].map(Decimal)
+    closed = sorted(df["minute"].unique())[:-1]             # the last minute never passed the watermark
+    assert len(closed) == 12 and sorted(k[1] for k in got) == [int(m) for m in closed]
+    for m in closed:
+        g = df[df["minute"] == m].sort_values(["T", "a"])
+        b = got[("BTCUSDT", int(m))]
+        assert (b["open"], b["close"]) == (g["p"].iloc[0], g["p"].iloc[-1])
+        assert (b["high"], b["low"]) == (max(g["p"]), min(g["p"]))
+        assert b["volume"] == sum(g["q"]) and b["quote_volume"] == sum(g["p"] * g["q"])
+        assert b["trade_count"] == int((g["l"] - g["f"] + 1).sum()) == int(g["l"].max() - g["f"].min() + 1)
+        assert b["taker_buy_volume"] == sum(g.loc[g["m"] == False, "q"])  # noqa: E712 (pandas mask)
+        assert (b["first_trade_id"], b["last_trade_id"]) == (int(g["f"].min()), int(g["l"].max()))
+        assert b["is_complete"] is bool(m != closed[0])
+
+
+def test_late_trade_is_counted_and_its_minute_is_unchanged(spark, lane, shared_data):
+    from producers.publisher import Publisher
+    from tickcast import events
+
+    publish_files(lane, [shared_data / WS.format(8), shared_data / WS.format(9)])
+    ingest_now(spark, lane)
+    bars_now(spark, lane)
+    before = bars(spark, lane)[("BTCUSDT", 1723161360000)]
+    late = {"e": "trade", "E": 1723161365000, "s": "BTCUSDT", "t": 1, "p": "99999.00000000",
+            "q": "5.00000000", "T": 1723161365000, "m": False, "M": True}   # 23:56:05, minutes late
+    pub = Publisher(lane, "replay")
+    pub.send(events.compact(late), b"BTCUSDT")
+    pub.close()
+    ingest_now(spark, lane)
+    assert spark.read.format("delta").load(tables.TICKS.path(lane)).where("id = 1").count() == 1  # kept in bronze
+    last = bars_now(spark, lane)
+    assert bars(spark, lane)[("BTCUSDT", 1723161360000)] == before
+    dropped = spark.read.format("delta").load(tables.STREAM_PROGRESS.path(lane)).where(
+        f"run_id = '{last['bars']['runId']}'").agg({"rows_dropped_by_watermark": "sum"}).first()[0]
+    assert dropped == 1
+
+
+def test_backfill_months_once_and_the_stream_runs_on_the_same_table(spark, lane, shared_data):
+    from jobs.backfill import backfill
+
+    files = [shared_data / KLINES.format(m) for m in ("2024-01", "2025-01", "2024-08-08")]
+    r = backfill(spark, lane, files)
+    assert r == {"rows_read": 44640 + 44640 + 1440, "inserted": 44640 + 44640 + 1440, "already_present": 0}
+    table = spark.read.format("delta").load(tables.BARS.path(lane))
+    per_month = {(r[0], r[1]): r[2] for r in table.groupBy(
+        table.window_start.substr(1, 4), table.window_start.substr(6, 2)).count().collect()}
+    assert per_month == {("2024", "01"): 44640, ("2025", "01"): 44640, ("2024", "08"): 1440}
+    got = bars(spark, lane)
+    for f in files:
+        for ms, row in klines(f).items():
+            ms = ms // 1000 if ms >= 10**14 else ms               # the 2025 file is in microseconds
+            b = got[("BTCUSDT", ms)]
+            assert b["source"] == "klines" and b["is_complete"] is True
+            for name, col in FIELDS.items():
+                assert b[name] == (int(row[col]) if name == "trade_count" else Decimal(row[col])), (ms, name)
+    assert backfill(spark, lane, files[:1])["inserted"] == 0
+
+    # The bars stream then runs on the same table: minutes backfilled stay as they were (klines),
+    # the recording's minutes of 2024-08-09 (not backfilled) arrive from ticks.
+    publish_files(lane, [shared_data / WS.format(8), shared_data / WS.format(9)])
+    ingest_now(spark, lane)
+    bars_now(spark, lane)
+    after = bars(spark, lane)
+    assert after[("BTCUSDT", 1723161300000)]["source"] == "klines"
+    assert after[("BTCUSDT", 1723161600000)]["source"] == "ticks"
+    assert len(after) == len(got) + 5                       # 00:00 .. 00:04 of 2024-08-09
+
+
+def test_kill_minus_9_during_bars_then_restart_bars_exact_and_unique(spark, lane, shared_data):
+    import dataclasses
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    publish_files(lane, [shared_data / WS.format(8), shared_data / WS.format(9)])
+    s = dataclasses.replace(lane, max_offsets_per_trigger=1500, trigger_seconds=0.5)
+    proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "main.py"), "--job", "ingest", "--job", "bars"],
+                            env=s.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    commits = Path(tables.checkpoint(s, "bars")) / "commits"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the driver died on its own"
+            n = len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
+            if n >= 3:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("bars committed fewer than 3 batches in 300 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert spark.read.format("delta").load(tables.TICKS.path(s)).count() < 19904, "kill must land mid-replay"
+
+    ingest_now(spark, lane)
+    bars_now(spark, lane)
+    rows = spark.read.format("delta").load(tables.BARS.path(lane))
+    assert rows.count() == rows.select("symbol", "window_start").distinct().count() == 11
+    got = bars(spark, lane)
+    ref = {**klines(shared_data / KLINES.format("2024-08-08")), **klines(shared_data / KLINES.format("2024-08-09"))}
+    for m in (1723161300000 + i * 60_000 for i in range(10)):
+        for name, col in FIELDS.items():
+            want = int(ref[m][col]) if name == "trade_count" else Decimal(ref[m][col])
+            assert got[("BTCUSDT", m)][name] == want, (m, name)
+        assert got[("BTCUSDT", m)]["is_complete"] is True
+
+
+def test_tables_read_by_delta_rs_also_after_optimize_and_vacuum(spark, lane, shared_data):
+    from deltalake import DeltaTable
+
+    publish_files(lane, [shared_data / WS.format(8)])
+    ingest_now(spark, dataclasses_replace(lane, max_offsets_per_trigger=3000))
+    bars_now(spark, lane)
+    for t in (tables.TICKS, tables.BARS):
+        path = t.path(lane)
+        want = spark.read.format("delta").load(path).toPandas().sort_values(list(t.key)).reset_index(drop=True)
+        spark.sql(f"OPTIMIZE delta.`{path}`")
+        spark.sql("SET spark.databricks.delta.retentionDurationCheck.enabled = false")
+        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+        spark.sql("SET spark.databricks.delta.retentionDurationCheck.enabled = true")
+        got = DeltaTable(path).to_pandas().sort_values(list(t.key)).reset_index(drop=True)
+        assert len(got) == len(want) > 0
+        for col in ("symbol", "id", "price", "quantity", "open", "close", "volume", "trade_count"):
+            if col in want:
+                assert [str(x) for x in got[col]] == [str(x) for x in want[col]], (t.name, col)
+
+
+def dataclasses_replace(s, **kw):
+    import dataclasses
+
+    return dataclasses.replace(s, **kw)
