@@ -1,0 +1,26 @@
+"""Bar completeness and kind choice (pure, no JVM)."""
+from jobs.bars import Prev, mark_complete
+
+
+def bar(ms, first, last, kind="trade", gapless=True, sym="BTCUSDT"):
+    return {"symbol": sym, "window_ms": ms, "first_trade_id": first, "last_trade_id": last,
+            "event_kind": kind, "gapless": gapless}
+
+
+def test_first_minute_is_incomplete_then_contiguous_minutes_are_complete():
+    prev: dict = {}
+    out = mark_complete([bar(120_000, 11, 20), bar(60_000, 1, 10), bar(240_000, 21, 30)], prev)
+    # The minute at 180 000 had no trades: 240 000 still follows 120 000 without a gap.
+    assert [(b["window_ms"], b["is_complete"]) for b in out] == [(60_000, False), (120_000, True), (240_000, True)]
+    assert prev["BTCUSDT"] == Prev(240_000, 30) and "gapless" not in out[0]
+
+
+def test_gaps_inside_or_before_a_minute_make_it_incomplete():
+    prev = {"BTCUSDT": Prev(0, 10)}
+    out = mark_complete([bar(60_000, 12, 20), bar(120_000, 21, 30, gapless=False), bar(180_000, 31, 40)], prev)
+    assert [b["is_complete"] for b in out] == [False, False, True]
+
+
+def test_trade_bar_preferred_over_agg_trade_bar_and_prev_without_ids():
+    out = mark_complete([bar(60_000, 5, 9, kind="aggTrade"), bar(60_000, 1, 10)], {"BTCUSDT": Prev(0, None)})
+    assert len(out) == 1 and out[0]["event_kind"] == "trade" and out[0]["is_complete"] is False
