@@ -41,6 +41,8 @@ def read_topic(spark, s: Settings):
               .option("failOnDataLoss", "false"))
     if s.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", s.max_offsets_per_trigger)
+    # At least one task per core even when the data sits in fewer topic partitions (few symbols).
+    reader = reader.option("minPartitions", spark.sparkContext.defaultParallelism)
     return reader.load()
 
 

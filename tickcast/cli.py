@@ -204,14 +204,27 @@ def up(source, files, rate, symbols) -> None:
 
 # ---- bench --------------------------------------------------------------------------------------
 @cli.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
-@click.argument("name", type=click.Choice(["ingest"]))
-@click.option("--ticks", type=int, default=3_000_000, show_default=True)
-@click.option("--latency-seconds", type=float, default=60.0, show_default=True)
+@click.argument("name", type=click.Choice(["ingest", "bars"]))
+@click.option("--ticks", type=int, default=None, help="simulated ticks [default: 3,000,000 for ingest, 1,000,000 for bars]")
+@click.option("--latency-seconds", type=float, default=60.0, show_default=True, help="ingest: the latency run")
+@click.option("--klines", "klines", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="bars: a Binance 1m kline file to backfill; repeatable [default: 6 synthetic months]")
+@click.option("--idle-seconds", type=float, default=120.0, show_default=True,
+              help="bars: how long the local pipeline runs at ~50 ticks/s (the first 30 s are warm-up)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
-def bench(name, ticks, latency_seconds, out) -> None:
-    from tickcast.bench import ingest_bench
+def bench(name, ticks, latency_seconds, klines, idle_seconds, out) -> None:
+    if name == "ingest":
+        from tickcast.bench import ingest_bench
 
-    ingest_bench(_settings(), ticks, latency_seconds, out)
+        if klines:
+            raise click.UsageError("--klines applies to `bench bars` only")
+        ingest_bench(_settings(), ticks or 3_000_000, latency_seconds, out)
+    else:
+        from tickcast.bench_bars import IDLE_WARMUP_S, bars_bench
+
+        if idle_seconds <= IDLE_WARMUP_S:
+            raise click.BadParameter(f"must be > {IDLE_WARMUP_S:.0f} (the warm-up)", param_hint="--idle-seconds")
+        bars_bench(_settings(), ticks or 1_000_000, list(klines), idle_seconds, out)
 
 
 def main() -> None:
