@@ -21,7 +21,7 @@ def job_starters() -> dict[str, Callable]:
 
 def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
         progress_every: float = 10.0, on_progress: Callable[[dict], None] | None = None,
-        stop_event: threading.Event | None = None) -> dict[str, dict]:
+        stop_event: threading.Event | None = None, log_level: str | None = None) -> dict[str, dict]:
     """Run the named jobs until they finish (available-now) or a stop signal; return their last progress."""
     from jobs.progress import ProgressRecorder
     from tickcast.spark import session
@@ -31,6 +31,8 @@ def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
     if unknown:
         raise ValueError(f"unknown job(s): {', '.join(unknown)}; known: {', '.join(sorted(starters))}")
     spark = spark or session(s, app="tickcast-" + "-".join(names))
+    if log_level:
+        spark.sparkContext.setLogLevel(log_level)
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,7 +56,12 @@ def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
             if q.exception() is not None:
                 raise RuntimeError(f"query {q.name} failed: {q.exception()}")
     finally:
+        # Let a running micro-batch finish before stopping: stop() interrupts it mid-write (safe,
+        # since the batch is re-run idempotently, but noisy).
+        deadline = time.monotonic() + 20
         for q in queries:
+            while q.isActive and q.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.1)
             if q.isActive:
                 q.stop()
         recorder.collect(queries)

@@ -137,7 +137,8 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
         click.echo("\r" + " | ".join(parts) + "   ", nl=False)
 
     try:
-        run(JOBS, s, available_now=False, on_progress=line, stop_event=stop)
+        # ERROR: Spark's WARN lines (e.g. "batch is falling behind") would break the progress line.
+        run(JOBS, s, available_now=False, on_progress=line, stop_event=stop, log_level="ERROR")
     finally:
         click.echo("\nstopping: producer, streams" + (", broker" if started_broker else ""))
         producer.send_signal(signal.SIGINT)
