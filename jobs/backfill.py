@@ -23,19 +23,40 @@ def symbol_of(path: Path) -> str | None:
 
 
 def read_klines(path: Path, symbol: str | None = None):
-    """One kline file (plain, .gz or .zip; ms or µs; with or without header) -> pandas, all strings."""
-    import pandas as pd
+    """One kline file (plain, .gz or .zip; ms or µs; with or without header) -> a pyarrow Table, all strings.
+
+    pyarrow rather than pandas: its reader and a zero-copy hand-over to Spark take ~0.4 s for six
+    months where pandas' object strings took ~1.4 s (a quarter of the whole backfill).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
 
     from producers.replay import open_bytes
 
     sym = symbol or symbol_of(path)
     if not sym:
         raise ValueError(f"{path}: cannot tell the symbol from the file name; pass --symbol")
-    with open_bytes(path) as f:
-        df = pd.read_csv(f, header=None, names=KLINE_COLUMNS, dtype=str, usecols=range(12))
-    df = df[df["open_time"].str.strip().str.isdigit()]       # drops a header row if there is one
-    df.insert(0, "symbol", sym)
-    return df
+    cols = [f"f{i}" for i in range(len(KLINE_COLUMNS))]
+    try:
+        with open_bytes(path) as f:
+            # The first 12 columns whatever follows them; empty fields are NULL (as pandas' NaN
+            # was), so a missing price is reported as a bad row rather than failing a cast.
+            table = pacsv.read_csv(f, read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+                                   convert_options=pacsv.ConvertOptions(
+                                       column_types=dict.fromkeys(cols, pa.string()), include_columns=cols,
+                                       strings_can_be_null=True))
+    except pa.ArrowInvalid:
+        # Rows of unequal width, which pyarrow refuses: pandas takes the first 12 fields of each.
+        import pandas as pd
+
+        with open_bytes(path) as f:
+            frame = pd.read_csv(f, header=None, names=cols, dtype=str, usecols=range(len(cols)))
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.rename_columns(list(KLINE_COLUMNS))
+    # Drops a header row if there is one.
+    table = table.filter(pc.match_substring_regex(pc.utf8_trim_whitespace(table["open_time"]), r"^[0-9]+$"))
+    return table.add_column(0, "symbol", pa.array([sym] * table.num_rows, pa.string()))
 
 
 def to_bars(raw):
@@ -72,35 +93,31 @@ def to_bars(raw):
 
 def backfill(spark, s: Settings, paths: list[Path], symbol: str | None = None) -> dict:
     """Insert the klines of `paths` that are not in silver.bars_1m yet; returns counts."""
-    import pandas as pd
+    import pyarrow as pa
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from jobs.delta_io import ensure_table
 
     ensure_table(spark, tables.BARS, s)
-    raw = pd.concat([read_klines(Path(p), symbol) for p in paths], ignore_index=True)
-    if raw.empty:
+    raw = pa.concat_tables([read_klines(Path(p), symbol) for p in paths])
+    if raw.num_rows == 0:
         return {"rows_read": 0, "inserted": 0, "already_present": 0}
-    # An explicit all-string schema spares the Arrow conversion a type-inference pass.
-    schema = ", ".join(f"`{c}` string" for c in raw.columns)
-    bars = to_bars(spark.createDataFrame(raw, schema)).dropDuplicates(list(schemas.BARS_KEY)).persist()
-    try:
-        is_bad = F.col("window_start").isNull() | F.col("close").isNull() | F.col("volume").isNull()
-        # One pass fills the cache and yields both the bad-row count and the window bounds.
-        # Bounds as epoch ms: collected timestamps would come back in the machine's local time.
-        n_bad, lo, hi = bars.agg(F.count_if(is_bad), F.min(F.unix_millis("window_start")),
-                                 F.max(F.unix_millis("window_start"))).first()
-        if n_bad:
-            raise ValueError(f"{n_bad} kline rows could not be read (first: {bars.where(is_bad).first()})")
-        # The MERGE's own metrics, not table counts before and after (two full scans). Not
-        # DESCRIBE HISTORY either: a MERGE that inserts nothing commits no version, so history(1)
-        # would show the previous commit's numbers.
-        metrics = (DeltaTable.forPath(spark, tables.BARS.path(s)).alias("t")
-                   .merge(bars.alias("s"), "t.symbol = s.symbol AND t.window_start = s.window_start AND "
-                          f"t.window_start BETWEEN timestamp_millis({lo}) AND timestamp_millis({hi})")
-                   .whenNotMatchedInsertAll().execute().first())
-    finally:
-        bars.unpersist()
+    bars = to_bars(spark.createDataFrame(raw))
+    # One pass over three cast columns gives the bad-row count and the window bounds (as epoch ms:
+    # collected timestamps would come back in the machine's local time).
+    is_bad = F.col("window_start").isNull() | F.col("close").isNull() | F.col("volume").isNull()
+    n_bad, lo, hi = (bars.select("window_start", "close", "volume")
+                     .agg(F.count_if(is_bad), F.min(F.unix_millis("window_start")),
+                          F.max(F.unix_millis("window_start"))).first())
+    if n_bad:
+        raise ValueError(f"{n_bad} kline rows could not be read (first: {bars.where(is_bad).first()})")
+    # The MERGE's own metrics, not table counts before and after. Not DESCRIBE HISTORY either: a
+    # MERGE that inserts nothing commits no version, so history(1) would show the previous commit.
+    metrics = (DeltaTable.forPath(spark, tables.BARS.path(s)).alias("t")
+               .merge(bars.dropDuplicates(list(schemas.BARS_KEY)).alias("s"),
+                      "t.symbol = s.symbol AND t.window_start = s.window_start AND "
+                      f"t.window_start BETWEEN timestamp_millis({lo}) AND timestamp_millis({hi})")
+               .whenNotMatchedInsertAll().execute().first())
     inserted = int(metrics["num_inserted_rows"])
-    return {"rows_read": len(raw), "inserted": inserted, "already_present": len(raw) - inserted}
+    return {"rows_read": raw.num_rows, "inserted": inserted, "already_present": raw.num_rows - inserted}

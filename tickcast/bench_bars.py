@@ -391,12 +391,12 @@ def _stop_up(proc: subprocess.Popen, sampler: _StackSampler, timeout: float = 90
     return round(time.monotonic() - t0, 1)
 
 
-def _read_progress_rs(path: str, since: dt.datetime) -> dict[str, list[dict]]:
-    """ops.stream_progress rows after `since`, by query name, through delta-rs (no JVM needed)."""
+def _read_progress_rs(path: str, since: dt.datetime, until: dt.datetime) -> dict[str, list[dict]]:
+    """ops.stream_progress rows of batches started in [since, until), by query name, via delta-rs (no JVM)."""
     from deltalake import DeltaTable
 
     df = DeltaTable(path).to_pandas(columns=["query_name", "timestamp", "progress_json"])
-    df = df[df["timestamp"] >= since].sort_values("timestamp")
+    df = df[(df["timestamp"] >= since) & (df["timestamp"] < until)].sort_values("timestamp")
     out: dict[str, list[dict]] = {}
     for name, js in zip(df["query_name"], df["progress_json"]):
         out.setdefault(name, []).append(json.loads(js))
@@ -463,6 +463,7 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
                 sampler.sample()
             if base is not None and now - t_launch >= seconds:
                 final, t_end = sampler.sample(), time.monotonic()
+                until = dt.datetime.now(dt.timezone.utc)
                 others = sampler.others()
                 jvm = sampler.pid_of("spark_jvm")
                 threads1 = _thread_cpu(jvm) if jvm else {}
@@ -481,7 +482,8 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
                   "peak_gib": round(max(s[role] for s in sampler.rss) / 2**30, 3)} for role in ROLES}
     threads = {k: round((v - threads0.get(k, 0.0)) / wall, 3) for k, v in threads1.items()}
     threads = dict(sorted(((k, v) for k, v in threads.items() if v >= 0.005), key=lambda kv: -kv[1])[:12])
-    progress = _read_progress_rs(tables.STREAM_PROGRESS.path(ls), since)
+    # Batches that started in the measured span (the queries run on until the stack has stopped).
+    progress = _read_progress_rs(tables.STREAM_PROGRESS.path(ls), since, until)
     rows = table_rows(ls)
     return {
         "command": cmd[1:] if cmd[0] == sys.executable else cmd, "seconds": seconds, "warmup_s": IDLE_WARMUP_S,
