@@ -347,9 +347,15 @@ class _StackSampler:
         for p in self.procs():
             try:
                 with p.oneshot():
-                    t, m = p.cpu_times(), p.memory_info().rss
+                    t, m, ppid = p.cpu_times(), p.memory_info().rss, p.ppid()
                 role = self.cpu[p.pid][0] if p.pid in self.cpu else _role(p, self.driver_pid, self.broker_pid)
             except self.psutil.NoSuchProcess:
+                continue
+            # A child the JVM has forked but not yet exec'd (Hadoop's local file system runs
+            # shell commands) still shows the JVM's command line and shares its pages: counting
+            # its RSS would double the JVM's for that instant.
+            if role == "spark_jvm" and self.cpu.get(ppid, ("",))[0] == "spark_jvm":
+                self.cpu.pop(p.pid, None)
                 continue
             self.cpu[p.pid] = (role, t.user + t.system)
             rss[role] += m
