@@ -506,21 +506,30 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
 
 
 # ---- report -------------------------------------------------------------------------------------
+# JVM thread names (as /proc shows them, 15 characters) -> what they do here.
+THREADS = {"Thread-N": "py4j: the driver's Python calls", "CN CompilerThre": "JIT compiler",
+           "stream executio": "micro-batch planning and Delta commits", "Executor task l": "Spark tasks",
+           "GC Thread#N": "GC"}
+
+
 def _why(r: dict) -> list[str]:
     """What the run says about where the time and the CPU go."""
-    out = []
-    a = r["pipeline"]
-    out.append(f"pipeline: ingest {a['ingest']['seconds']} s (queries {a['ingest']['query_s']} s), "
-               f"bars {a['bars']['seconds']} s (queries {a['bars']['query_s']} s); Spark JVM "
-               f"{a['ingest']['cores_busy'].get('spark_jvm', 0):.2f} / {a['bars']['cores_busy'].get('spark_jvm', 0):.2f} "
-               f"cores busy; the difference to query time is the runner's 0.5 s poll and its progress flush")
-    c = r["idle"]
+    a, c = r["pipeline"], r["idle"]
+    out = [f"pipeline: ingest {a['ingest']['seconds']} s (queries {a['ingest']['query_s']} s), "
+           f"bars {a['bars']['seconds']} s (queries {a['bars']['query_s']} s); Spark JVM "
+           f"{a['ingest']['cores_busy'].get('spark_jvm', 0):.2f} / {a['bars']['cores_busy'].get('spark_jvm', 0):.2f} "
+           f"cores busy; the rest of the wall time is the runner's 0.5 s poll and its progress flush"]
     top = max(c["cores"], key=c["cores"].get)
-    qs = ", ".join(f"{q} busy {s['busy_share']:.0%} of the time (p50 {s['batch_ms_p50']} ms over "
-                   f"{s['batches']} batches)" for q, s in c["queries"].items())
-    thr = ", ".join(f"{k} {v:.2f}" for k, v in list(c["spark_jvm_threads_cores"].items())[:5])
-    out.append(f"idle: {c['cores_total']:.2f} cores, most in {top} ({c['cores'][top]:.2f}); {qs}; "
-               f"JVM threads (cores): {thr}")
+    out.append(f"idle: {c['cores_total']:.2f} cores, {c['cores'][top]:.2f} of them in {top}; JVM threads: "
+               + ", ".join(f"{THREADS.get(k, k)} {v:.2f}" for k, v in list(c["spark_jvm_threads_cores"].items())[:5]))
+    for q, st in c["queries"].items():
+        trig = r["settings"]["trigger_seconds"]
+        if st["busy_share"] is not None and st["busy_share"] >= 0.9:
+            out.append(f"idle: {q} is busy {st['busy_share']:.0%} of the time: its batches (p50 {st['batch_ms_p50']} ms) "
+                       f"outlast the {trig:g} s trigger, so it runs back to back and takes any CPU left free")
+        elif st["batches_empty"]:
+            out.append(f"idle: {q} ran {st['batches_empty']} of {st['batches']} batches with no input rows "
+                       f"(p50 {st['empty_batch_ms_p50']} ms each), busy {st['busy_share']:.0%} of the time")
     return out
 
 

@@ -218,13 +218,13 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, out) -> None:
 
         if klines:
             raise click.UsageError("--klines applies to `bench bars` only")
-        ingest_bench(_settings(), ticks or 3_000_000, latency_seconds, out)
+        ingest_bench(_settings(), 3_000_000 if ticks is None else ticks, latency_seconds, out)
     else:
         from tickcast.bench_bars import IDLE_WARMUP_S, bars_bench
 
         if idle_seconds <= IDLE_WARMUP_S:
             raise click.BadParameter(f"must be > {IDLE_WARMUP_S:.0f} (the warm-up)", param_hint="--idle-seconds")
-        bars_bench(_settings(), ticks or 1_000_000, list(klines), idle_seconds, out)
+        bars_bench(_settings(), 1_000_000 if ticks is None else ticks, list(klines), idle_seconds, out)
 
 
 def main() -> None:
