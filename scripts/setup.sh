@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything tickcast needs, from scratch or incrementally (idempotent, quick the second time):
-#   - Python packages pinned in requirements.txt into .venv at the repo root, tickcast installed editable;
+#   - Python packages pinned in requirements.txt (their dependencies in constraints.txt) into .venv at the repo root, tickcast installed editable;
 #   - JVM artifacts from Maven Central (resolved by Maven into its local repository, copied to .cache/jars):
 #     Spark's Kafka connector and Delta Lake for the exact Spark version (added to pyspark's jars folder,
 #     so a plain SparkSession and `spark-submit` both find them), and Apache Kafka's broker jars.
@@ -24,10 +24,10 @@ need mvn || apt_install maven
 
 # 1. Python
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ $(cat .venv/.tickcast-setup 2>/dev/null) != "$want" ]]; then
   echo "setup: installing Python packages into .venv"
-  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q -r requirements.txt -c constraints.txt
   .venv/bin/pip install -q --no-deps -e .
   echo "$want" > .venv/.tickcast-setup
 fi
