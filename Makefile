@@ -1,17 +1,24 @@
 # The README's commands. Each sets up what it needs first (idempotent, quick the second time).
-.PHONY: setup up test test-unit bench clean
+.PHONY: setup setup-k8s-tools up test test-unit test-k8s bench clean
 
 setup:
 	bash scripts/setup.sh
 
+# The offline checking tools for k8s/ and spark-operator/, in their own .venv-k8s.
+setup-k8s-tools:
+	bash scripts/setup-k8s-tools.sh
+
 up: setup
 	.venv/bin/tickcast up
 
-test: setup
+test: setup setup-k8s-tools
 	.venv/bin/python -m pytest tests
 
 test-unit: setup
 	.venv/bin/python -m pytest tests/unit
+
+test-k8s: setup setup-k8s-tools
+	.venv/bin/python -m pytest tests/k8s
 
 bench: setup
 	.venv/bin/tickcast bench ingest
