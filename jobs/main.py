@@ -1,4 +1,8 @@
-"""spark-submit entry for every job: `spark-submit jobs/main.py --job NAME [--available-now]`."""
+"""spark-submit entry for every job: `spark-submit jobs/main.py --job NAME [--available-now]`.
+
+Streaming jobs (jobs.runner.job_starters) can run several in one driver; a batch job (BATCH_JOBS)
+runs alone and takes its own options after `--job NAME`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,18 +15,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tickcast.settings import SettingsError, load  # noqa: E402
 
+# Batch jobs: name -> "module:function"; the function takes (argv: the options after the job's
+# own, settings) and returns an exit code.
+BATCH_JOBS = {
+    "maintain": "jobs.maintain:main",
+}
+
+
+def _run_batch(name: str, argv: list[str], s) -> int:
+    import importlib
+
+    module, func = BATCH_JOBS[name].split(":")
+    return int(getattr(importlib.import_module(module), func)(argv, s) or 0)
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--job", required=True, action="append", help="job name (repeat to run several in one driver)")
     ap.add_argument("--available-now", action="store_true", help="process what is there, then stop")
-    args = ap.parse_args(argv)
+    args, rest = ap.parse_known_args(argv)
+    batch = [j for j in args.job if j in BATCH_JOBS]
+    if batch and len(args.job) > 1:
+        ap.error(f"batch job {batch[0]} runs alone")
+    if rest and not batch:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         s = load()
     except SettingsError as e:
         print(f"tickcast: bad setting: {e}", file=sys.stderr)
         return 2
+    if batch:
+        return _run_batch(batch[0], rest, s)
     from jobs.runner import run
     from tickcast.kafka_broker import BrokerError, require_reachable
 
