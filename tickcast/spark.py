@@ -9,7 +9,7 @@ from tickcast.settings import Settings
 
 
 def conf(s: Settings) -> dict[str, str]:
-    return {
+    c = {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
@@ -24,8 +24,6 @@ def conf(s: Settings) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.warehouse.dir": str(s.data_dir / "spark-warehouse"),
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",
         "spark.sql.streaming.metricsEnabled": "true",
@@ -36,6 +34,11 @@ def conf(s: Settings) -> dict[str, str]:
         # MERGE sources here are cached micro-batches: deterministic, so no second copy is needed.
         "spark.databricks.delta.merge.materializeSource": "none",
     }
+    if s.spark_master.startswith("local"):
+        # The embedded run listens on loopback only. Under a cluster manager (the Spark Operator's
+        # spark-submit on Kubernetes) executors must reach the address spark-submit gave the driver.
+        c["spark.driver.host"] = c["spark.driver.bindAddress"] = "127.0.0.1"
+    return c
 
 
 def session(s: Settings, app: str = "tickcast", extra: dict[str, str] | None = None):
