@@ -71,11 +71,19 @@ class Publisher:
         else:
             self.counts.failed += 1
 
-    def send(self, value: bytes, key: bytes | None) -> None:
+    def send(self, value: bytes, key: bytes | None, source: str | None = None, on_delivery=None) -> None:
+        """Queue one record; `source` overrides the header (live and gapfill share one producer, so one
+        partition gets them in publication order); `on_delivery(err, msg)` is called after the count."""
+        headers = self.headers if source is None else [(SOURCE_HEADER, source.encode())]
+        callback = self._delivered
+        if on_delivery is not None:
+            def callback(err, msg, _user=on_delivery):
+                self._delivered(err, msg)
+                _user(err, msg)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=self.headers,
-                                       on_delivery=self._delivered)
+                self._producer.produce(self.topic, value=value, key=key, headers=headers,
+                                       on_delivery=callback)
                 self.counts.queued += 1
                 return
             except BufferError:       # local queue full: let deliveries drain, then retry
@@ -104,6 +112,10 @@ class Publisher:
                 self._producer.poll(0)
         self._producer.poll(0)
         return self.counts
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery callbacks (the live source calls it from a thread of its own)."""
+        return self._producer.poll(timeout)
 
     def close(self, timeout: float = 60.0) -> Counts:
         remaining = self._producer.flush(timeout)

@@ -79,14 +79,18 @@ def _speed(value: str) -> float | None:
 @click.option("--loops", type=int, default=1, show_default=True, help="replay: times to go over the files")
 @click.option("--speed", default=None, help="N = N x real time, 'max' = as fast as possible "
               "[default: 1 for replay and simulate]")
-@click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True, help="simulate: base symbols")
+@click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True,
+              help="simulate: base symbols; live: symbols to subscribe, or ALL-USDT (every trading USDT pair)")
+@click.option("--stream", "stream_kind", type=click.Choice(["trade", "aggTrade"]), default="trade", show_default=True,
+              help="live: the Binance stream per symbol")
 @click.option("--rate", type=float, default=50.0, show_default=True, help="simulate: mean trades/s, all symbols")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--count", type=int, default=None, help="simulate: stop after this many trades")
 @click.option("--duration", type=float, default=None, help="simulate: stop after this many seconds of trade time")
 @click.option("--plant-signal", is_flag=True, help="simulate: plant the documented weak predictable component "
               "(symbols get the -SIMSIG suffix); see docs/simulator.md")
-def produce(source, files, symbol, loops, speed, symbols, rate, seed, count, duration, plant_signal) -> None:
+def produce(source, files, symbol, loops, speed, symbols, stream_kind, rate, seed, count, duration,
+            plant_signal) -> None:
     from producers.publisher import Publisher
     from producers.sources import replay_records, simulate_records
     from tickcast.kafka_broker import BrokerError
@@ -94,8 +98,8 @@ def produce(source, files, symbol, loops, speed, symbols, rate, seed, count, dur
     s = _settings()
     pace = _speed(speed or "1")
     if source == "live":
-        raise click.ClickException("the live Binance source is not built yet (see the live-source issue); "
-                                   "use --source replay or --source simulate")
+        _produce_live(s, symbols, stream_kind)
+        return
     if source == "replay":
         if not files:
             raise click.UsageError("--source replay needs at least one --file")
@@ -118,6 +122,40 @@ def produce(source, files, symbol, loops, speed, symbols, rate, seed, count, dur
     finally:
         counts = pub.close()
         click.echo(counts.describe())
+    if counts.failed:
+        sys.exit(1)
+
+
+def _produce_live(s: Settings, symbols: str, kind: str) -> None:
+    import signal
+    import threading
+
+    from producers.live import LiveOptions, LiveProducer, usdt_symbols
+    from tickcast.kafka_broker import BrokerError, require_reachable
+
+    if symbols.strip().upper() == "ALL-USDT":
+        try:
+            syms = usdt_symbols(s)
+        except Exception as e:  # unreachable exchange, bad answer
+            raise click.ClickException(f"exchangeInfo from {s.binance_rest_url} failed: {e}") from None
+    else:
+        syms = [x.strip().upper() for x in symbols.split(",") if x.strip()]
+    try:
+        require_reachable(s)
+    except BrokerError as e:
+        raise click.ClickException(str(e)) from None
+    prod = LiveProducer(s, LiveOptions(symbols=syms, kind=kind, lifetime_s=s.binance_ws_lifetime_seconds))
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"live: {len(syms)} symbols x {kind} from {s.binance_ws_url} "
+               f"({len(prod.groups)} connection(s)); metrics on "
+               + (f":{s.producer_metrics_port}/metrics" if s.producer_metrics_port else "nothing (port 0)"), err=True)
+    counts = prod.run(stop, on_recovered=lambda rec: click.echo(
+        "live: recovered from the topic: " + (", ".join(f"{k[0]} {k[1]} {v}" for k, v in sorted(rec.items()))
+                                              or "nothing (fresh start)"), err=True))
+    click.echo(prod.describe())
+    click.echo(counts.describe())
     if counts.failed:
         sys.exit(1)
 

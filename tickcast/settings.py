@@ -43,6 +43,11 @@ class Settings:
     spark_driver_memory: str
     max_event_bytes: int
     max_future_skew_seconds: int
+    # Live Binance source (issue 4).
+    binance_ws_lifetime_seconds: float      # rotate each WebSocket before this age (Binance cuts at 24 h)
+    binance_rest_weight_per_minute: int     # REST weight the producer spends per minute at most
+    backfill_lookback_hours: float          # klines loaded over REST at the start of `up --source live`; 0 = none
+    producer_metrics_port: int              # Prometheus endpoint of the live producer; 0 = off
 
     @property
     def kafka_host(self) -> str:
@@ -64,6 +69,14 @@ class Settings:
             env[PREFIX + f.name.upper()] = str(getattr(self, f.name))
         env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = self.python
         return env
+
+    def pin_worker_python(self) -> None:
+        """Make Spark's Python workers run this interpreter in this process.
+
+        PySpark takes the workers' interpreter from PYSPARK_PYTHON when the SparkContext starts
+        (the `spark.pyspark.python` conf only reaches spark-submit), and defaults to `python3`.
+        """
+        os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = self.python
 
 
 def _int(name: str, raw: str, minimum: int | None = None) -> int:
@@ -141,6 +154,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if not _MEM.match(driver_memory):
         raise SettingsError(f"{PREFIX}SPARK_DRIVER_MEMORY: expected a JVM size such as 2g, got {driver_memory!r}")
 
+    metrics_port = _int("PRODUCER_METRICS_PORT", get("PRODUCER_METRICS_PORT", "9108"), minimum=0)
+    if metrics_port > 65535:
+        raise SettingsError(f"{PREFIX}PRODUCER_METRICS_PORT: not a port: {metrics_port}")
+
     return Settings(
         data_dir=data_dir,
         lake_uri=lake_uri.rstrip("/"),
@@ -162,4 +179,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         spark_driver_memory=driver_memory,
         max_event_bytes=_int("MAX_EVENT_BYTES", get("MAX_EVENT_BYTES", "4096"), minimum=64),
         max_future_skew_seconds=_int("MAX_FUTURE_SKEW_SECONDS", get("MAX_FUTURE_SKEW_SECONDS", "300"), minimum=0),
+        binance_ws_lifetime_seconds=_float("BINANCE_WS_LIFETIME_SECONDS", get("BINANCE_WS_LIFETIME_SECONDS", "82800")),
+        binance_rest_weight_per_minute=_int("BINANCE_REST_WEIGHT_PER_MINUTE",
+                                            get("BINANCE_REST_WEIGHT_PER_MINUTE", "6000"), minimum=1),
+        backfill_lookback_hours=_float("BACKFILL_LOOKBACK_HOURS", get("BACKFILL_LOOKBACK_HOURS", "24"), strict=False),
+        producer_metrics_port=metrics_port,
     )
