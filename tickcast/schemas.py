@@ -135,3 +135,30 @@ STREAM_PROGRESS = Schema((
     Col("rows_dropped_by_watermark", "bigint", True, "late rows a stateful query left out (e.g. late trades)"),
     Col("progress_json", "string", True, "the full StreamingQueryProgress"),
 ))
+
+
+def _features_schema() -> Schema:
+    from tickcast import features   # the feature list is defined once, with the feature math
+
+    return Schema((
+        Col("symbol", "string", False),
+        Col("window_start", "timestamp", False, "the bar's minute"),
+        Col("feature_version", "string", False, "hash of the feature specification"),
+        Col("close", "double", False, "the bar's close (carried for labels and serving)"),
+        Col("minutes_in_segment", "int", False, "minutes since the symbol's data resumed after a long gap"),
+        Col("warmup", "boolean", False, "fewer minutes of history than the look-back: features are padded"),
+        *(Col(name, "double", True, doc) for name, doc in features.SPEC),
+    ))
+
+
+FEATURES = _features_schema()
+FEATURES_KEY = ("symbol", "window_start", "feature_version")
+
+LATE_BARS = Schema((
+    Col("query_name", "string", False),
+    Col("symbol", "string", False),
+    Col("window_start", "timestamp", False, "the bar that arrived older than its symbol's state"),
+    Col("batch_id", "bigint", False),
+    Col("noticed_at", "timestamp", False),
+))
+LATE_BARS_KEY = ("query_name", "symbol", "window_start", "batch_id")

@@ -70,6 +70,14 @@ class Settings:
         env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = self.python
         return env
 
+    def pin_worker_python(self) -> None:
+        """Make Spark's Python workers run this interpreter in this process.
+
+        PySpark takes the workers' interpreter from PYSPARK_PYTHON when the SparkContext starts
+        (the `spark.pyspark.python` conf only reaches spark-submit), and defaults to `python3`.
+        """
+        os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = self.python
+
 
 def _int(name: str, raw: str, minimum: int | None = None) -> int:
     try:

@@ -45,6 +45,7 @@ def session(s: Settings, app: str = "tickcast", extra: dict[str, str] | None = N
     """Create (or return the running) SparkSession for these settings."""
     from pyspark.sql import SparkSession
 
+    s.pin_worker_python()
     builder = SparkSession.builder.appName(app)
     if s.spark_master:
         builder = builder.master(s.spark_master)

@@ -31,8 +31,10 @@ TICKS = Table("bronze.ticks", schemas.TICKS, schemas.TICKS_KEY, ("date",))
 QUARANTINE = Table("bronze.quarantine", schemas.QUARANTINE, schemas.QUARANTINE_KEY)
 BARS = Table("silver.bars_1m", schemas.BARS, schemas.BARS_KEY)
 STREAM_PROGRESS = Table("ops.stream_progress", schemas.STREAM_PROGRESS, ("query_id", "run_id", "batch_id"))
+FEATURES = Table("silver.features", schemas.FEATURES, schemas.FEATURES_KEY)
+LATE_BARS = Table("ops.late_bars", schemas.LATE_BARS, schemas.LATE_BARS_KEY)
 
-ALL: dict[str, Table] = {t.name: t for t in (TICKS, QUARANTINE, BARS, STREAM_PROGRESS)}
+ALL: dict[str, Table] = {t.name: t for t in (TICKS, QUARANTINE, BARS, STREAM_PROGRESS, FEATURES, LATE_BARS)}
 
 _NAME = re.compile(r"\b(bronze|silver|gold|ops)\.([a-z_][a-z0-9_]*)\b")
 

@@ -1,0 +1,127 @@
+"""Job `features`: silver.bars_1m (stream) -> silver.features, rolling features kept in Spark state.
+
+Per symbol, `applyInPandasWithState` keeps the last `features.WINDOW` minutes of the symbol's
+current segment; each micro-batch's new bars are applied to that state by `features.advance`, the
+same pure function a batch recomputation and serving use. Bars older than a symbol's state (for
+example klines backfilled after the stream had passed them) are counted in ops.late_bars, not
+applied. Rows are inserted once by an insert-only MERGE on (symbol, window_start, feature_version),
+so a re-run batch after a crash adds nothing twice.
+"""
+from __future__ import annotations
+
+from tickcast import features, schemas, tables
+from tickcast.settings import Settings
+
+QUERY = "features"
+STATE_DDL = ("seg_start bigint, buf_start bigint, "
+             + ", ".join(f"{c} array<double>" for c in features.RAW))
+# What the stateful step emits: a feature row (kind = 'feature') or a late bar (kind = 'late').
+OUT_COLS = ("kind",) + features.META + features.FEATURES
+
+
+def _out_ddl() -> str:
+    types = {"kind": "string", "symbol": "string", "window_ms": "bigint", "feature_version": "string",
+             "close": "double", "minutes_in_segment": "int", "warmup": "boolean"}
+    return ", ".join(f"{c} {types.get(c, 'double')}" for c in OUT_COLS)
+
+
+def select_inputs(bars):
+    """silver.bars_1m -> the float columns the feature math takes (pure transform)."""
+    from pyspark.sql import functions as F
+
+    return bars.select(
+        "symbol", F.unix_millis("window_start").alias("window_ms"),
+        *[F.col(c).cast("double").alias(c) for c in ("close", "volume", "quote_volume", "trade_count")],
+        F.coalesce(F.col("imbalance"), F.lit(0.0)).alias("imbalance"),
+        F.coalesce(F.col("vwap"), F.col("close").cast("double")).alias("vwap"))
+
+
+def step(key, frames, state):
+    """The per-symbol stateful step (runs in a Python worker)."""
+    import numpy as np
+    import pandas as pd
+
+    (symbol,) = key
+    st = features.State()
+    if state.exists:
+        seg_start, buf_start, *arrays = state.get
+        st = features.State(int(seg_start), int(buf_start),
+                            {c: np.asarray(a, dtype=float) for c, a in zip(features.RAW, arrays)})
+    bars = pd.concat(list(frames), ignore_index=True)
+    st, rows, late = features.advance(st, bars, symbol)
+    if not st.empty:
+        state.update((st.seg_start, st.buf_start, *[st.buf[c].tolist() for c in features.RAW]))
+    rows.insert(0, "kind", "feature")
+    if len(late):
+        lr = features.empty_rows().reindex(range(len(late)))
+        lr["symbol"], lr["window_ms"] = symbol, late["window_ms"].to_numpy()
+        lr["feature_version"], lr["close"] = features.feature_version(), late["close"].to_numpy()
+        lr["minutes_in_segment"], lr["warmup"] = 0, True
+        lr.insert(0, "kind", "late")
+        rows = pd.concat([rows, lr], ignore_index=True)
+    rows["minutes_in_segment"] = rows["minutes_in_segment"].astype("int32")
+    rows["warmup"] = rows["warmup"].astype(bool)
+    yield rows[list(OUT_COLS)]
+
+
+def to_rows(out):
+    """Stateful output -> silver.features columns (pure transform)."""
+    from pyspark.sql import functions as F
+
+    return (out.where(F.col("kind") == "feature")
+            .select(*[F.timestamp_millis("window_ms").alias("window_start") if c == "window_start" else c
+                      for c in schemas.FEATURES.names]))
+
+
+class FeatureWriter:
+    """foreachBatch sink: insert-only merge of the feature rows; late bars appended idempotently."""
+
+    def __init__(self, s: Settings):
+        self.s = s
+
+    def __call__(self, batch, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        from jobs.delta_io import append_once
+
+        batch = batch.persist()   # the stateful step must not run twice for one batch
+        try:
+            agg = batch.groupBy("kind").agg(F.count("*").alias("n"), F.min("window_ms").alias("lo"),
+                                            F.max("window_ms").alias("hi")).collect()
+            by = {r["kind"]: r for r in agg}
+            if "feature" in by:
+                lo, hi = by["feature"]["lo"], by["feature"]["hi"]
+                cond = ("t.symbol = s.symbol AND t.window_start = s.window_start"
+                        " AND t.feature_version = s.feature_version"
+                        f" AND t.window_start BETWEEN timestamp_millis({lo}) AND timestamp_millis({hi})")
+                (DeltaTable.forPath(batch.sparkSession, tables.FEATURES.path(self.s)).alias("t")
+                 .merge(to_rows(batch).alias("s"), cond).whenNotMatchedInsertAll().execute())
+            if "late" in by:
+                late = (batch.where(F.col("kind") == "late")
+                        .select(F.lit(QUERY).alias("query_name"), "symbol",
+                                F.timestamp_millis("window_ms").alias("window_start"),
+                                F.lit(batch_id).cast("bigint").alias("batch_id"),
+                                F.current_timestamp().alias("noticed_at")))
+                append_once(late, tables.LATE_BARS.path(self.s), QUERY + "-late", batch_id)
+        finally:
+            batch.unpersist()
+
+
+def start(spark, s: Settings, available_now: bool = False):
+    """Start the features query on the silver.bars_1m stream; returns the StreamingQuery."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    from jobs.delta_io import ensure_table
+
+    for t in (tables.BARS, tables.FEATURES, tables.LATE_BARS):
+        ensure_table(spark, t, s)
+    bars = spark.readStream.format("delta").load(tables.BARS.path(s))
+    out = (select_inputs(bars).groupBy("symbol")
+           .applyInPandasWithState(step, _out_ddl(), STATE_DDL, "append", GroupStateTimeout.NoTimeout))
+    writer = (out.writeStream.queryName(QUERY).outputMode("append")
+              .foreachBatch(FeatureWriter(s))
+              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
+    writer = writer.trigger(availableNow=True) if available_now else \
+        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
+    return writer.start()
