@@ -1,4 +1,6 @@
-"""`tickcast backfill --klines FILE...`: Binance 1m kline files -> silver.bars_1m (source = klines).
+"""`tickcast backfill --klines FILE...` / `--rest`: Binance 1m klines -> silver.bars_1m (source = klines).
+
+Files and REST `/api/v3/klines` rows go through the same insert (`insert_klines`).
 
 Insert-only: minutes already in the table (from ticks or an earlier backfill) are left alone, so
 the table stays append-only and a clean streaming source. Run it before `bars` starts or while it
@@ -59,6 +61,19 @@ def read_klines(path: Path, symbol: str | None = None):
     return table.add_column(0, "symbol", pa.array([sym] * table.num_rows, pa.string()))
 
 
+def rest_klines_table(rows_by_symbol: dict[str, list[list]]):
+    """REST `/api/v3/klines` rows per symbol -> the same all-strings pyarrow Table as `read_klines`."""
+    import pyarrow as pa
+
+    cols: dict[str, list] = {"symbol": []} | {c: [] for c in KLINE_COLUMNS}
+    for sym, rows in rows_by_symbol.items():
+        for r in rows:
+            cols["symbol"].append(sym)
+            for c, v in zip(KLINE_COLUMNS, r[:len(KLINE_COLUMNS)]):
+                cols[c].append(str(v))
+    return pa.table({c: pa.array(v, pa.string()) for c, v in cols.items()})
+
+
 def to_bars(raw):
     """Kline rows (strings) -> silver.bars_1m columns (pure transform)."""
     from pyspark.sql import functions as F
@@ -94,13 +109,18 @@ def to_bars(raw):
 def backfill(spark, s: Settings, paths: list[Path], symbol: str | None = None) -> dict:
     """Insert the klines of `paths` that are not in silver.bars_1m yet; returns counts."""
     import pyarrow as pa
+
+    return insert_klines(spark, s, pa.concat_tables([read_klines(Path(p), symbol) for p in paths]))
+
+
+def insert_klines(spark, s: Settings, raw) -> dict:
+    """Insert kline rows (a pyarrow Table of strings: symbol + KLINE_COLUMNS) not in silver.bars_1m yet."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from jobs.delta_io import ensure_table
 
     ensure_table(spark, tables.BARS, s)
-    raw = pa.concat_tables([read_klines(Path(p), symbol) for p in paths])
     if raw.num_rows == 0:
         return {"rows_read": 0, "inserted": 0, "already_present": 0}
     bars = to_bars(spark.createDataFrame(raw))

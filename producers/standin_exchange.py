@@ -38,6 +38,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 ID = {"trade": "t", "aggTrade": "a"}
+IN_FLIGHT_GRACE = 0.25   # s after a 429 during which a request was already on its way
 SYN_KEEP = 20_000   # synthetic events kept per symbol for REST (older ones are trimmed)
 WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "aggTrades": 4, "trades": 25, "historicalTrades": 25,
            "klines": 2}
@@ -164,6 +165,7 @@ class Exchange:
         self.refuse_until = 0.0
         self.rest_window: dict[str, tuple[int, int]] = {}
         self.banned_until: dict[str, float] = {}
+        self.ban_issued: dict[str, float] = {}
         self.force_429 = 0
         self.garbage_n = 0
         self.since_garbage = 0
@@ -447,6 +449,12 @@ class Exchange:
             used = 0
         self.stats["rest_requests"] += 1
         if now < self.banned_until.get(ip, 0.0):
+            if now - self.ban_issued.get(ip, 0.0) < IN_FLIGHT_GRACE:
+                # Sent before the client could have seen the 429: another 429, not held against it.
+                self.stats["429_in_flight"] += 1
+                return web.json_response({"code": -1003, "msg": "Too many requests (stand-in)"}, status=429,
+                                         headers={"Retry-After": str(max(1, round(self.banned_until[ip] - now))),
+                                                  "X-MBX-USED-WEIGHT-1M": str(used)})
             self.violations["ignored_retry_after"] += 1
             self.banned_until[ip] = now + self.cfg.ban_seconds
             return web.json_response({"code": -1003, "msg": "IP banned (stand-in)"}, status=418,
@@ -456,6 +464,7 @@ class Exchange:
             self.force_429 -= 1
             self.stats["forced_429"] += 1
             self.banned_until[ip] = now + 1.0
+            self.ban_issued[ip] = now
             return web.json_response({"code": -1003, "msg": "Too many requests (stand-in)"}, status=429,
                                      headers={"Retry-After": "1", "X-MBX-USED-WEIGHT-1M": str(used)})
         used += weight
@@ -464,6 +473,7 @@ class Exchange:
             self.violations["rest_weight_exceeded"] += 1
             retry = int((w + 1) * 60 - now) + 1
             self.banned_until[ip] = now + retry
+            self.ban_issued[ip] = now
             return web.json_response({"code": -1003, "msg": "Too much request weight used"}, status=429,
                                      headers={"Retry-After": str(retry), "X-MBX-USED-WEIGHT-1M": str(used)})
         request["used_weight"] = used

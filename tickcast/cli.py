@@ -191,24 +191,56 @@ def _progress_line(last: dict) -> None:
 
 
 # ---- backfill -----------------------------------------------------------------------------------
-@cli.command(help="Load Binance 1m kline files into silver.bars_1m (source = klines); minutes already there stay.")
-@click.option("--klines", "files", multiple=True, required=True,
+@cli.command(help="Load Binance 1m klines into silver.bars_1m (source = klines) from files or the REST API; "
+                  "minutes already there stay.")
+@click.option("--klines", "files", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path), help="a kline file; repeatable")
 @click.option("--symbol", help="the symbol, when the file names do not carry it")
-def backfill(files, symbol) -> None:
+@click.option("--rest", is_flag=True, help="fetch /api/v3/klines from TICKCAST_BINANCE_REST_URL instead of files")
+@click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True, help="--rest: the symbols")
+@click.option("--lookback-hours", type=float, default=None,
+              help="--rest: hours back from the exchange's clock [default: TICKCAST_BACKFILL_LOOKBACK_HOURS]")
+def backfill(files, symbol, rest, symbols, lookback_hours) -> None:
     from jobs.backfill import backfill as run_backfill
     from tickcast.spark import session
 
     s = _settings()
-    spark = session(s, app="tickcast-backfill", extra={"spark.ui.enabled": "false"})
+    if bool(files) == bool(rest):
+        raise click.UsageError("give --klines FILE... or --rest (one of the two)")
+    if rest:
+        r, dt = rest_backfill(s, [x.strip().upper() for x in symbols.split(",") if x.strip()],
+                              s.backfill_lookback_hours if lookback_hours is None else lookback_hours)
+    else:
+        spark = session(s, app="tickcast-backfill", extra={"spark.ui.enabled": "false"})
+        t0 = time.monotonic()
+        try:
+            r = run_backfill(spark, s, list(files), symbol)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        dt = time.monotonic() - t0
+    click.echo(f"backfill: read {r['rows_read']} klines, inserted {r['inserted']}, "
+               f"already present {r['already_present']} in {dt:.1f}s ({r['rows_read'] / max(dt, 1e-9):,.0f} rows/s)")
+
+
+def rest_backfill(s: Settings, symbols: list[str], lookback_hours: float, spark=None) -> tuple[dict, float]:
+    """Closed 1m klines of the last `lookback_hours` from the REST API -> silver.bars_1m (insert-only)."""
+    from jobs.backfill import insert_klines, rest_klines_table
+    from producers.live import RestError, rest_klines
+    from tickcast.spark import session
+
+    if lookback_hours <= 0:
+        return {"rows_read": 0, "inserted": 0, "already_present": 0}, 0.0
     t0 = time.monotonic()
     try:
-        r = run_backfill(spark, s, list(files), symbol)
+        rows = rest_klines(s, symbols, lookback_hours)
+    except (RestError, OSError) as e:
+        raise click.ClickException(f"klines from {s.binance_rest_url} failed: {e}") from None
+    spark = spark or session(s, app="tickcast-backfill", extra={"spark.ui.enabled": "false"})
+    try:
+        r = insert_klines(spark, s, rest_klines_table(rows))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    dt = time.monotonic() - t0
-    click.echo(f"backfill: read {r['rows_read']} klines, inserted {r['inserted']}, "
-               f"already present {r['already_present']} in {dt:.1f}s ({r['rows_read'] / dt:,.0f} rows/s)")
+    return r, time.monotonic() - t0
 
 
 # ---- sql ----------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> 
     if source == "replay":
         for f in files:
             cmd += ["--file", str(f)]
+    elif source == "live":
+        cmd += ["--symbols", symbols]
     else:
         cmd += ["--rate", str(rate), "--symbols", symbols]
     return cmd
@@ -93,12 +95,16 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
     from jobs.runner import run
 
     if source == "auto":
-        # The live source arrives with its own issue; until then auto means the simulator.
-        click.secho("tickcast up: no live Binance source yet -> using the SIMULATOR "
-                    "(synthetic symbols end in -SIM)", fg="yellow", bold=True)
-        source = "simulate"
-    if source == "live":
-        raise click.ClickException("the live source is not built yet; use --source simulate or replay")
+        from producers.live import rest_reachable
+
+        if rest_reachable(s, timeout=3.0):
+            click.secho(f"tickcast up: Binance answers at {s.binance_rest_url} -> using the LIVE source",
+                        fg="green", bold=True)
+            source = "live"
+        else:
+            click.secho(f"tickcast up: Binance is NOT reachable at {s.binance_rest_url}/api/v3/ping within 3 s "
+                        "-> using the SIMULATOR (synthetic symbols end in -SIM)", fg="yellow", bold=True)
+            source = "simulate"
     if source == "replay" and not files:
         raise click.UsageError("--source replay needs --file")
     try:
@@ -136,9 +142,24 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
         parts.append(stack.describe())
         click.echo("\r" + " | ".join(parts) + "   ", nl=False)
 
+    spark = None
+    if source == "live" and s.backfill_lookback_hours > 0:
+        # History first, so bars (and features) have the last hours from the first minute. Spark is
+        # started here once and reused by the jobs; bars starts after the backfill (one writer).
+        from tickcast.cli import rest_backfill
+        from tickcast.spark import session
+
+        spark = session(s, app="tickcast-" + "-".join(JOBS))
+        try:
+            r, dt = rest_backfill(s, [x.strip().upper() for x in symbols.split(",") if x.strip()],
+                                  s.backfill_lookback_hours, spark=spark)
+            click.echo(f"backfill: {s.backfill_lookback_hours:g} h of 1m klines over REST: read {r['rows_read']}, "
+                       f"inserted {r['inserted']} in {dt:.1f}s")
+        except click.ClickException as e:
+            click.secho(f"backfill skipped: {e.message}", fg="yellow", bold=True)
     try:
         # ERROR: Spark's WARN lines (e.g. "batch is falling behind") would break the progress line.
-        run(JOBS, s, available_now=False, on_progress=line, stop_event=stop, log_level="ERROR")
+        run(JOBS, s, available_now=False, on_progress=line, stop_event=stop, log_level="ERROR", spark=spark)
     finally:
         click.echo("\nstopping: producer, streams" + (", broker" if started_broker else ""))
         producer.send_signal(signal.SIGINT)
