@@ -48,6 +48,6 @@ done
 pyjars=$(.venv/bin/python -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')
 for jar in .cache/jars/spark/*.jar; do
   base=$(basename "$jar" .jar); artifact=${base%-*}
-  if ! ls "$pyjars" | grep -qE "^${artifact}-[0-9]"; then cp "$jar" "$pyjars/"; fi
+  if ! compgen -G "$pyjars/${artifact}-[0-9]*" >/dev/null; then cp "$jar" "$pyjars/"; fi
 done
 echo "setup: ready ($(.venv/bin/python -c 'import pyspark; print("pyspark", pyspark.__version__)'), jars in .cache/jars)"
