@@ -75,6 +75,9 @@ PROFILES = {
 DEFAULT_PROFILE = SymbolProfile(100.0, 0.0015, 0.3, 50.0)
 
 
+SIGNAL_KINDS = ("linear", "interaction")
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """What to simulate; equal configs give byte-identical streams."""
@@ -84,6 +87,9 @@ class SimConfig:
     start_ms: int = 0                 # trade time (epoch ms) of the start of the simulated stream
     plant_signal: bool = False
     signal_strength: float = 0.15     # drift = strength * sigma_t * imbalance_{t-1} (docs/simulator.md)
+    # "linear": drift as above. "interaction": drift = strength * sigma_t * imbalance_{t-1} * sign(R_{t-1}),
+    # an edge no linear model on the features can use (so the training gate's promote path can be tested).
+    signal_kind: str = "linear"
 
     def __post_init__(self) -> None:
         if isinstance(self.symbols, list):  # accept a list, keep the config hashable
@@ -102,6 +108,8 @@ class SimConfig:
             raise ValueError(f"start_ms: must be >= 0, got {self.start_ms}")
         if not (self.signal_strength >= 0 and math.isfinite(self.signal_strength)):
             raise ValueError(f"signal_strength: must be >= 0, got {self.signal_strength}")
+        if self.signal_kind not in SIGNAL_KINDS:
+            raise ValueError(f"signal_kind: expected one of {SIGNAL_KINDS}, got {self.signal_kind!r}")
 
 
 def sim_symbol(base: str, plant_signal: bool) -> str:
@@ -145,6 +153,8 @@ class _SymbolSim:
         self.trade_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(key, 1)))
         self.orders_per_s = cfg.rate * rate_share / BURST_MEAN
         self.signal = cfg.signal_strength if cfg.plant_signal else 0.0
+        self.interaction = cfg.signal_kind == "interaction"
+        self.prev_sign = 0.0
         self.scale = 10 ** self.p.tick_decimals
         self.h = LOGVOL_SD * float(self.minute_rng.standard_normal())  # start in the stationary law
         self.logmid = math.log(self.p.price)
@@ -173,7 +183,8 @@ class _SymbolSim:
         ret = sigma * z
         if abs(jump_trigger) > JUMP_Z:
             ret += JUMP_SCALE * sigma * jump_size
-        ret += self.signal * sigma * self.prev_imb
+        ret += self.signal * sigma * self.prev_imb * (self.prev_sign if self.interaction else 1.0)
+        self.prev_sign = math.copysign(1.0, ret) if ret else 0.0
         intensity = math.exp(KAPPA * self.h - 0.5 * (KAPPA * LOGVOL_SD) ** 2)  # mean 1
 
         rng = self.trade_rng

@@ -305,6 +305,11 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
         bars_bench(_settings(), 1_000_000 if ticks is None else ticks, list(klines), idle_seconds, out)
 
 
+from tickcast.cli_ml import register as _register_ml  # noqa: E402  (train, models, simulate-history)
+
+_register_ml(cli)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -39,8 +39,8 @@ SPEC: tuple[tuple[str, str], ...] = (
     ("macd", "(EMA12 - EMA26) / close; finite EMAs over 36 and 78 minutes"),
     ("macd_signal", "finite EMA9 (27 minutes) of macd"),
     ("macd_hist", "macd - macd_signal"),
-    ("bb_pctb_20", "Bollinger %B: (close - (SMA20 - 2 sd)) / (4 sd), 0.5 when sd = 0"),
-    ("volume_z_60", "z-score of log(1 + quote volume) against the last 60 minutes, 0 when sd = 0"),
+    ("bb_pctb_20", "Bollinger %B: (close - (SMA20 - 2 sd)) / (4 sd), 0.5 when sd <= 1e-10 SMA20 (flat prices)"),
+    ("volume_z_60", "z-score of log(1 + quote volume) against the last 60 minutes, 0 when sd <= 1e-9"),
     ("imbalance", "taker-buy imbalance of the minute: (buy - sell) / volume"),
     ("imbalance_mean_15", "mean imbalance over 15 minutes"),
     ("vwap_dist_1", "log(close / the minute's VWAP)"),
@@ -146,10 +146,12 @@ def _window_features(g: dict[str, np.ndarray], positions: np.ndarray, minutes: n
     f["macd_hist"] = f["macd"] - f["macd_signal"]
     c20 = C[:, -20:]
     m20, sd20 = c20.mean(axis=1), c20.std(axis=1)
-    f["bb_pctb_20"] = np.divide(C[:, -1] - (m20 - 2 * sd20), 4 * sd20, out=np.full_like(m20, 0.5), where=sd20 > 0)
+    # Flat prices give an sd of rounding noise, not 0: without the threshold %B would be noise too.
+    f["bb_pctb_20"] = np.divide(C[:, -1] - (m20 - 2 * sd20), 4 * sd20, out=np.full_like(m20, 0.5),
+                                where=sd20 > 1e-10 * m20)
     dv = np.log1p(win["quote_volume"][:, -60:])
     mu, sd = dv.mean(axis=1), dv.std(axis=1)
-    f["volume_z_60"] = np.divide(dv[:, -1] - mu, sd, out=np.zeros_like(mu), where=sd > 0)
+    f["volume_z_60"] = np.divide(dv[:, -1] - mu, sd, out=np.zeros_like(mu), where=sd > 1e-9)
     imb = win["imbalance"]
     f["imbalance"] = imb[:, -1]
     f["imbalance_mean_15"] = imb[:, -15:].mean(axis=1)

@@ -78,6 +78,10 @@ class Settings:
         """
         os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = self.python
 
+    def quiet_tensorflow(self) -> None:
+        """Keep TensorFlow's C++ start-up chatter out of CLI output (read by TF when it is imported)."""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 def _int(name: str, raw: str, minimum: int | None = None) -> int:
     try:

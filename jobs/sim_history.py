@@ -1,0 +1,54 @@
+"""Simulated history: the simulator's trades over N past minutes -> silver.bars_1m, in one batch.
+
+For training offline (no exchange, no klines) and for tests of the training gate: the trades go
+through the bars job's own transforms (`bars.aggregate`, `bars.to_bars`, `BarWriter`), so the bars
+are what the stream would have built from the same ticks; symbols carry the simulator's `-SIM` /
+`-SIMSIG` suffix. Insert-only like every bar write.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tickcast import schemas, tables
+from tickcast.settings import Settings
+
+MINUTE_MS = 60_000
+
+
+def ticks_frame(spark, cfg, minutes: int):
+    """`minutes` of simulated trades as a DataFrame with the bronze.ticks columns the bars need."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from producers.simulate import simulate_frame
+
+    df = simulate_frame(cfg, minutes)
+    pdf = pd.DataFrame({"symbol": df["symbol"].astype(str).to_numpy(), "id": df["trade_id"].to_numpy(np.int64),
+                        "time_ms": df["time_ms"].to_numpy(np.int64),
+                        # The nearest doubles to the simulator's 0.01 / 0.00001 grids: the cast to
+                        # DECIMAL(24,8) rounds them back to the exact decimal.
+                        "price": df["price"].to_numpy(float), "quantity": df["qty"].to_numpy(float),
+                        "is_buyer_maker": df["buyer_maker"].to_numpy(bool)})
+    sdf = spark.createDataFrame(pdf)
+    price = F.col("price").cast(schemas.PRICE)
+    qty = F.col("quantity").cast(schemas.PRICE)
+    return sdf.select(
+        "symbol", F.lit("trade").alias("event_kind"), "id",
+        F.col("id").alias("first_trade_id"), F.col("id").alias("last_trade_id"),
+        price.alias("price"), qty.alias("quantity"), (price * qty).cast(schemas.QUOTE).alias("quote_quantity"),
+        F.timestamp_millis("time_ms").alias("trade_time"), "is_buyer_maker")
+
+
+def run(spark, s: Settings, cfg, minutes: int) -> int:
+    """Write `minutes` of simulated bars; returns the number of bars written (insert-only)."""
+    from jobs import bars
+    from jobs.delta_io import ensure_table
+
+    ensure_table(spark, tables.BARS, s)
+    before = spark.read.format("delta").load(tables.BARS.path(s)).count()
+    agg = bars.to_bars(bars.aggregate(ticks_frame(spark, cfg, minutes))).persist()
+    try:
+        bars.BarWriter(s)(agg, 0)
+    finally:
+        agg.unpersist()
+    return spark.read.format("delta").load(tables.BARS.path(s)).count() - before

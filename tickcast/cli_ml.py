@@ -1,0 +1,156 @@
+"""The ML commands of the CLI: `tickcast train`, `tickcast models [promote|rollback]`, `tickcast simulate-history`."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from tickcast.settings import Settings, SettingsError, load
+
+
+def _settings() -> Settings:
+    try:
+        s = load()
+    except SettingsError as e:
+        raise click.ClickException(f"bad setting: {e}") from None
+    s.quiet_tensorflow()
+    return s
+
+
+def _symbols(value: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in value.split(",") if x.strip()) if value else None
+
+
+def _time_ms(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO time such as 2024-06-30T23:59Z, got {value!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+@click.command(help="Train one model per horizon from silver.features: walk-forward against the naive baselines, "
+                    "logged and registered in MLflow; `champion` only on a significant win.")
+@click.option("--horizon", "horizons", type=click.IntRange(1, 1440), multiple=True, default=(5,), show_default=True,
+              help="minutes ahead (repeat for several)")
+@click.option("--symbols", default=None, help="comma-separated [default: every symbol in silver.features]")
+@click.option("--end", "end", default=None, help="use data up to this UTC time only (ISO), e.g. to train on a prefix")
+@click.option("--folds", type=click.IntRange(2, 20), default=4, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 500), default=30, show_default=True, help="MLP epochs at most")
+@click.option("--bootstrap-reps", type=click.IntRange(100, 10000), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shuffle-labels", is_flag=True, help="negative control: shuffle the labels (never promoted)")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="also write the evaluation report (JSON) here")
+def train(horizons, symbols, end, folds, epochs, bootstrap_reps, seed, shuffle_labels, report_path) -> None:
+    from tickcast import modeling, training
+
+    s = _settings()
+    reports = []
+    for h in horizons:
+        cfg = training.TrainConfig(horizon=h, symbols=_symbols(symbols), end_ms=_time_ms(end), folds=folds,
+                                   bootstrap_reps=bootstrap_reps, seed=seed, shuffle_labels=shuffle_labels,
+                                   mlp=modeling.MlpConfig(epochs=epochs, seed=seed))
+        try:
+            rep = training.train(s, cfg, echo=click.echo)
+        except training.TrainingError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(training.markdown(rep))
+        click.secho(f"{rep['model']} v{rep['version']} -> {rep['alias']} ({rep['gate']['reason']}); "
+                    f"{rep['seconds']} s", fg="green" if rep["alias"] == "champion" else "yellow")
+        reports.append(rep)
+    if report_path:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(reports if len(reports) > 1 else reports[0], indent=1, default=str))
+
+
+@click.group(invoke_without_command=True, help="Registered models: versions, aliases and scores.")
+@click.option("--horizon", type=int, default=None, help="only tickcast-h<HORIZON>")
+@click.pass_context
+def models(ctx, horizon) -> None:
+    if ctx.invoked_subcommand:
+        return
+    from tickcast import model_io
+
+    client = model_io.configure(_settings())
+    names = [model_io.model_name(horizon)] if horizon else model_io.registered_names(client)
+    if not names:
+        click.echo("no registered models yet: run `tickcast train`")
+        return
+    click.echo(f"{'model':<14} {'version':>7}  {'aliases':<20} {'brier':>9} {'accuracy':>8}  {'training end':<22} gate")
+    for n in names:
+        for v in model_io.versions(client, n):
+            click.echo(f"{n:<14} {v['version']:>7}  {','.join(v['aliases']) or '-':<20} {v['brier'] or '-':>9} "
+                       f"{v['accuracy'] or '-':>8}  {v['training_end'] or '-':<22} {v['gate'] or '-'}")
+
+
+@models.command("promote", help="Give `champion` to VERSION explicitly (bypasses the gate; the reason is kept).")
+@click.argument("version")
+@click.option("--horizon", type=int, required=True)
+@click.option("--reason", required=True, help="why, kept as a tag on the version")
+def promote(version, horizon, reason) -> None:
+    from tickcast import model_io
+
+    client = model_io.configure(_settings())
+    name = model_io.model_name(horizon)
+    if model_io.resolve(client, name, version) is None:
+        raise click.ClickException(f"{name} has no version {version}")
+    model_io.set_alias(client, name, model_io.CHAMPION, version, f"manual promote: {reason}")
+    click.echo(f"{name}: champion -> v{version}")
+
+
+@models.command("rollback", help="Give `champion` back to the previous champion.")
+@click.option("--horizon", type=int, required=True)
+@click.option("--reason", required=True)
+def rollback(horizon, reason) -> None:
+    from tickcast import model_io
+
+    client = model_io.configure(_settings())
+    try:
+        cur, prev = model_io.rollback(client, model_io.model_name(horizon), reason)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{model_io.model_name(horizon)}: champion v{cur} -> v{prev}")
+
+
+@click.command("simulate-history", help="Write N minutes of simulated bars (ending now) into silver.bars_1m, "
+                                        "built from simulated trades by the bars job's own code.")
+@click.option("--minutes", type=click.IntRange(1, 10_000_000), default=12_000, show_default=True)
+@click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True)
+@click.option("--rate", type=float, default=3.0, show_default=True, help="mean trades/s, all symbols")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--plant-signal", is_flag=True, help="plant the documented predictable component (-SIMSIG)")
+@click.option("--signal-kind", type=click.Choice(["linear", "interaction"]), default="linear", show_default=True)
+@click.option("--signal-strength", type=float, default=0.15, show_default=True)
+@click.option("--end", "end", default=None, help="the history's end (ISO UTC) [default: now]")
+def simulate_history(minutes, symbols, rate, seed, plant_signal, signal_kind, signal_strength, end) -> None:
+    import time
+
+    from jobs import sim_history
+    from producers.simulate import SimConfig
+    from tickcast.spark import session
+
+    s = _settings()
+    end_ms = _time_ms(end) or int(time.time() * 1000)
+    end_ms -= end_ms % 60_000
+    try:
+        cfg = SimConfig(symbols=_symbols(symbols), rate=rate, seed=seed, start_ms=end_ms - minutes * 60_000,
+                        plant_signal=plant_signal, signal_kind=signal_kind, signal_strength=signal_strength)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    spark = session(s, app="tickcast-simulate-history")
+    t0 = time.monotonic()
+    n = sim_history.run(spark, s, cfg, minutes)
+    click.echo(f"simulate-history: {n} bars inserted ({minutes} minutes, {len(cfg.symbols)} symbols) "
+               f"in {time.monotonic() - t0:.1f}s")
+
+
+def register(cli: click.Group) -> None:
+    for cmd in (train, models, simulate_history):
+        cli.add_command(cmd)
