@@ -108,7 +108,7 @@ say "waiting for the streaming jobs to run"
 deadline=$((SECONDS + 900))
 while :; do
   states=$(spark_app_states)
-  running=$(grep -o '=RUNNING' <<< "$states" | wc -l | tr -d ' ')
+  running=$( (grep -o '=RUNNING' <<< "$states" || true) | wc -l | tr -d ' ')
   printf '\r  %s' "$states"
   [[ $running -ge 3 ]] && break
   ((SECONDS < deadline)) || { echo; say "not all streaming jobs are RUNNING yet: see k8s/status.sh"; break; }
