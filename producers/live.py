@@ -559,6 +559,7 @@ class LiveOptions:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
     latency_sample_every: int = 10       # every Nth live event gets its arrival -> ack time measured
+    silence_s: float = 90.0              # no frame (not even a ping) this long = a dead connection
     recover: bool = True                 # read the last ids back from the topic at start
 
 
@@ -711,11 +712,19 @@ class LiveProducer:
             self.metrics.connections.inc()
             conn.task = asyncio.get_running_loop().create_task(self._read(conn, backoff))
             rest = streams[URL_STREAMS:]
-            for i in range(0, len(rest), SUBSCRIBE_BATCH):
-                await asyncio.sleep(conn.spacing.reserve(time.monotonic()))
-                conn.pending_subscriptions += 1
-                await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": rest[i:i + SUBSCRIBE_BATCH],
-                                              "id": i // SUBSCRIBE_BATCH + 1}))
+            try:
+                for i in range(0, len(rest), SUBSCRIBE_BATCH):
+                    await asyncio.sleep(conn.spacing.reserve(time.monotonic()))
+                    conn.pending_subscriptions += 1
+                    await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": rest[i:i + SUBSCRIBE_BATCH],
+                                                  "id": i // SUBSCRIBE_BATCH + 1}))
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as e:
+                self.stats["connect_failed"] += 1
+                conn.task.cancel()
+                d = backoff.next()
+                log.warning("subscribe on connection %d failed: %s; retry in %.2f s", conn.n, e, d)
+                await asyncio.sleep(d)
+                continue
             return conn
         return None
 
@@ -727,7 +736,14 @@ class LiveProducer:
         m = self.metrics
         try:
             while True:
-                msg = await ws.receive()
+                try:
+                    msg = await ws.receive(timeout=self.opts.silence_s)
+                except asyncio.TimeoutError:
+                    # Binance pings every 20 s: this long without a frame is a dead (half-open) connection.
+                    conn.end_reason = "silent"
+                    log.warning("connection %d: nothing for %.0f s: treating it as dropped", conn.n,
+                                self.opts.silence_s)
+                    break
                 arrival = time.perf_counter()
                 t = msg.type
                 if t is aiohttp.WSMsgType.TEXT or t is aiohttp.WSMsgType.BINARY:
@@ -822,7 +838,7 @@ class LiveProducer:
                     pass
                 if not old.ws.closed:
                     await old.ws.close()
-                self._sweep_later(cur, keys)
+                # No REST sweep here: the two connections overlapped, so nothing was missed.
         for c in (cur,):
             if c.task and not c.task.done():
                 c.task.cancel()
@@ -831,13 +847,28 @@ class LiveProducer:
                 except (asyncio.CancelledError, Exception):
                     pass
 
+    async def _supervise(self, session, n: int, streams: list[str]) -> None:
+        """A connection group that fails unexpectedly is logged and started again (with backoff)."""
+        backoff = Backoff(self.opts.backoff_base_s, self.opts.backoff_cap_s)
+        while not self.stop.is_set():
+            try:
+                await self._run_group(session, n, streams)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats["group_restarts"] += 1
+                self.metrics.reconnects.labels("error").inc()
+                log.exception("connection group %d failed; starting it again", n)
+                await asyncio.sleep(backoff.next())
+
     async def _main(self) -> None:
         import aiohttp
 
         self._loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession() as session:
             self.rest = Rest(self.s.binance_rest_url, self.budget, session, self.metrics)
-            groups = [asyncio.create_task(self._run_group(session, i, g)) for i, g in enumerate(self.groups)]
+            groups = [asyncio.create_task(self._supervise(session, i, g)) for i, g in enumerate(self.groups)]
             while not self.stop.is_set():
                 await asyncio.sleep(0.1)
                 if all(g.done() for g in groups):

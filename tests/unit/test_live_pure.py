@@ -209,3 +209,27 @@ def test_live_options_reject_unknown_kinds():
 
     with pytest.raises(ValueError):
         live.LiveProducer(load({}), live.LiveOptions(symbols=["BTCUSDT"], kind="depth"))
+
+
+# ---- settings of the live source ----
+def test_live_settings_defaults():
+    from tickcast.settings import load
+
+    s = load({})
+    assert (s.binance_ws_lifetime_seconds, s.binance_rest_weight_per_minute, s.backfill_lookback_hours,
+            s.producer_metrics_port) == (82800.0, 6000, 24.0, 9108)
+    assert s.binance_ws_lifetime_seconds < 24 * 3600, "rotates before Binance's 24 h cut"
+    assert load({"TICKCAST_PRODUCER_METRICS_PORT": "0", "TICKCAST_BACKFILL_LOOKBACK_HOURS": "0"}).producer_metrics_port == 0
+
+
+@pytest.mark.parametrize("name,value", [
+    ("BINANCE_WS_LIFETIME_SECONDS", "0"), ("BINANCE_WS_LIFETIME_SECONDS", "soon"),
+    ("BINANCE_REST_WEIGHT_PER_MINUTE", "0"), ("BINANCE_REST_WEIGHT_PER_MINUTE", "1.5"),
+    ("BACKFILL_LOOKBACK_HOURS", "-1"), ("PRODUCER_METRICS_PORT", "70000"), ("PRODUCER_METRICS_PORT", "-1"),
+])
+def test_bad_live_setting_fails_naming_it(name, value):
+    from tickcast.settings import SettingsError, load
+
+    with pytest.raises(SettingsError) as e:
+        load({f"TICKCAST_{name}": value})
+    assert str(e.value).startswith(f"TICKCAST_{name}:")
