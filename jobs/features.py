@@ -13,8 +13,9 @@ from tickcast import features, schemas, tables
 from tickcast.settings import Settings
 
 QUERY = "features"
-STATE_DDL = ("seg_start bigint, buf_start bigint, "
-             + ", ".join(f"{c} array<double>" for c in features.RAW))
+# The minutes kept per symbol travel as one float64 matrix in bytes: Spark 4.0 cannot pickle an
+# array-typed state column back to Python (`couldn't introspect javabean` once state exists).
+STATE_DDL = "seg_start bigint, buf_start bigint, buf binary"
 # What the stateful step emits: a feature row (kind = 'feature') or a late bar (kind = 'late').
 OUT_COLS = ("kind",) + features.META + features.FEATURES
 
@@ -44,13 +45,14 @@ def step(key, frames, state):
     (symbol,) = key
     st = features.State()
     if state.exists:
-        seg_start, buf_start, *arrays = state.get
-        st = features.State(int(seg_start), int(buf_start),
-                            {c: np.asarray(a, dtype=float) for c, a in zip(features.RAW, arrays)})
+        seg_start, buf_start, buf = state.get
+        m = np.frombuffer(bytes(buf), dtype="<f8").reshape(len(features.RAW), -1)
+        st = features.State(int(seg_start), int(buf_start), {c: m[i].copy() for i, c in enumerate(features.RAW)})
     bars = pd.concat(list(frames), ignore_index=True)
     st, rows, late = features.advance(st, bars, symbol)
     if not st.empty:
-        state.update((st.seg_start, st.buf_start, *[st.buf[c].tolist() for c in features.RAW]))
+        m = np.stack([st.buf[c] for c in features.RAW]).astype("<f8")
+        state.update((st.seg_start, st.buf_start, m.tobytes()))
     rows.insert(0, "kind", "feature")
     if len(late):
         lr = features.empty_rows().reindex(range(len(late)))

@@ -65,3 +65,14 @@ def lane(base_settings, broker, tmp_path):
                             lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
     kafka_broker.ensure_topic(s)
     return s
+
+
+def own_lake(base_settings, root: Path):
+    """Settings with a lake, checkpoints and MLflow store of their own (no broker needed)."""
+    return dataclasses.replace(base_settings, lake_uri=str(root / "delta"), checkpoint_uri=str(root / "checkpoints"),
+                               mlflow_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+
+
+@pytest.fixture
+def lake_lane(base_settings, tmp_path):
+    return own_lake(base_settings, tmp_path)
