@@ -453,14 +453,23 @@ def rest_klines(s: Settings, symbols: list[str], lookback_hours: float) -> dict[
 
 
 def rest_reachable(s: Settings, timeout: float = 3.0) -> bool:
-    """True when `/api/v3/ping` answers 200 within `timeout` seconds."""
+    """True when `/api/v3/ping` answers 200 within `timeout` seconds (DNS included: a thread bounds it)."""
     import urllib.request
 
-    try:
-        with urllib.request.urlopen(f"{s.binance_rest_url}/api/v3/ping", timeout=timeout) as r:
-            return r.status == 200
-    except Exception:  # DNS, refused, timeout, TLS: all mean "not reachable from here"
-        return False
+    ok = threading.Event()
+
+    def probe():
+        try:
+            with urllib.request.urlopen(f"{s.binance_rest_url}/api/v3/ping", timeout=timeout) as r:
+                if r.status == 200:
+                    ok.set()
+        except Exception:  # DNS, refused, timeout, TLS: all mean "not reachable from here"
+            pass
+
+    th = threading.Thread(target=probe, daemon=True)
+    th.start()
+    th.join(timeout)
+    return ok.is_set()
 
 
 def usdt_symbols(s: Settings) -> list[str]:

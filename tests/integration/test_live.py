@@ -431,3 +431,30 @@ def test_rest_klines_backfill_into_bars_insert_only(spark, lane, shared_data, st
         assert (b["open"], b["close"], b["volume"], b["trade_count"], b["source"]) == (
             Decimal(x[1]), Decimal(x[4]), Decimal(x[5]), int(x[8]), "klines")
     assert rest_backfill(s, ["BTCUSDT"], 24.0, spark=spark)[0]["inserted"] == 0
+
+
+def test_hundreds_of_symbols_subscribe_within_the_message_rate_and_arrive_exactly_once(lane, standin_factory):
+    """250 streams: 100 in the URL, the rest by SUBSCRIBE (spaced under 5 messages/s)."""
+    ex = standin_factory("--paused", "--synthetic-symbols", 250, "--rate", 2000)
+    s = ex.settings(lane)
+    symbols = [f"SYN{i:03d}USDT" for i in range(250)]
+    run = LiveRun(s, symbols)
+    deadline = time.monotonic() + 30
+    while len(ex.stats()["open_streams"]) < 250:
+        assert time.monotonic() < deadline, "not every stream was subscribed"
+        time.sleep(0.1)
+    ex.control("resume")
+    time.sleep(4)
+    ex.control("pause")
+    st = ex.stats()
+    deadline = time.monotonic() + 60
+    while not run.caught_up(st["last_ids"]):
+        assert time.monotonic() < deadline, "the producer did not catch up"
+        time.sleep(0.1)
+    run.finish()
+    trades, other = split(topic_records(s))
+    want = {(k.split("@")[0], "trade"): set(range(st["first_ids"][k], v + 1)) for k, v in st["last_ids"].items()}
+    assert sum(map(len, want.values())) == st["position"] > 4000
+    assert_exactly_once_and_contiguous(trades, want)
+    assert not other and sum(run.p.gapfilled.values()) == 0
+    assert st["counters"]["subscribe"] == 2 and st["violations"] == {}
