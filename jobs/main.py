@@ -19,6 +19,7 @@ from tickcast.settings import SettingsError, load  # noqa: E402
 # own, settings) and returns an exit code.
 BATCH_JOBS = {
     "maintain": "jobs.maintain:main",
+    "train": "jobs.train:main",
 }
 
 
