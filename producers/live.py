@@ -569,6 +569,8 @@ class LiveOptions:
     backoff_cap_s: float = 60.0
     latency_sample_every: int = 10       # every Nth live event gets its arrival -> ack time measured
     silence_s: float = 90.0              # no frame (not even a ping) this long = a dead connection
+    drain_s: float = 0.5                 # after the new connection delivers, the old one may still hold frames
+    keep_latencies: bool = False         # keep every sampled latency in `latencies` (the benchmark)
     recover: bool = True                 # read the last ids back from the topic at start
 
 
@@ -605,7 +607,7 @@ class LiveProducer:
         self.stats = Counter()                # reconnects, rotations, connects, refused, ...
         self.gapfilled = Counter()            # per symbol
         self.published = Counter()            # per source
-        self.latencies: list[float] = []      # arrival -> ack, seconds (sampled)
+        self.latencies: list[float] = []      # arrival -> ack, seconds (sampled; only with keep_latencies)
         self._children: dict[tuple[str, str], tuple] = {}
         self._fills: dict[tuple[str, str], asyncio.Task] = {}
         self._n = 0
@@ -626,13 +628,15 @@ class LiveProducer:
         cb = None
         self._n += 1
         if source == "live" and self._n % self.opts.latency_sample_every == 0:
-            lat = self.latencies
+            keep = self.latencies.append if self.opts.keep_latencies else None
+            hist = self.metrics.ack_latency
 
             def cb(err, _msg, t0=arrival):
                 if err is None:
                     d = time.perf_counter() - t0
-                    lat.append(d)
-                    self.metrics.ack_latency.observe(d)
+                    hist.observe(d)
+                    if keep is not None:
+                        keep(d)
         self._pub.send(value, ch[0], source, cb)
         self.published[source] += 1
         if source == "live":
@@ -838,6 +842,8 @@ class LiveProducer:
                 except asyncio.TimeoutError:
                     log.warning("rotation: new connection %d silent for %.1f s; switching anyway",
                                 new.n, self.opts.overlap_max_s)
+                # Frames the old connection received before the new one opened may still be unread.
+                await asyncio.sleep(self.opts.drain_s)
                 old, cur = cur, new
                 old.end_reason = "rotated"
                 old.task.cancel()

@@ -167,7 +167,7 @@ def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> d
     ls = dataclasses.replace(s, binance_ws_url=f"ws://127.0.0.1:{port}", binance_rest_url=ex.url,
                              producer_metrics_port=0)
     prod = LiveProducer(ls, LiveOptions(symbols=[f"SYN{i:03d}USDT" for i in range(SYMBOLS)], recover=False,
-                                        latency_sample_every=10))
+                                        latency_sample_every=10, keep_latencies=True))
     stop = threading.Event()
     box: dict = {}
     th = threading.Thread(target=lambda: box.update(counts=prod.run(stop, serve_metrics=False)), daemon=True)
