@@ -610,6 +610,7 @@ class LiveProducer:
         self.latencies: list[float] = []      # arrival -> ack, seconds (sampled; only with keep_latencies)
         self._children: dict[tuple[str, str], tuple] = {}
         self._fills: dict[tuple[str, str], asyncio.Task] = {}
+        self._gauge_due: dict[tuple[str, str], float] = {}
         self._n = 0
         self._conn_ids = 0
         self.rest: Rest | None = None
@@ -747,6 +748,7 @@ class LiveProducer:
         ws = conn.ws
         seq, sched = self.seq, self._schedule_fill
         m = self.metrics
+        due = self._gauge_due
         try:
             while True:
                 try:
@@ -768,8 +770,10 @@ class LiveProducer:
                             backoff.reset()       # the connection delivers: the next failure starts small
                         if seq.live(key, f.id, f.value, arrival):
                             sched(key)
-                        if f.event_ms is not None and self._n % 64 == 0:
-                            m.lag.labels(f.symbol, f.kind).set(time.time() - f.event_ms / 1000)
+                        if arrival >= due.get(key, 0.0):      # gauges: at most once a second per key
+                            due[key] = arrival + 1.0
+                            if f.event_ms is not None:
+                                m.lag.labels(f.symbol, f.kind).set(time.time() - f.event_ms / 1000)
                             if f.trade_ms is not None:
                                 m.last_trade.labels(f.symbol, f.kind).set(f.trade_ms / 1000)
                     elif f.what == "forward":

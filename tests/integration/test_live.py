@@ -264,6 +264,11 @@ def test_every_recorded_trade_reaches_the_topic_exactly_once_through_drops_shutd
     assert sum(v for k, v in gauge.items() if k.startswith("tickcast_live_reconnects")) >= 3
     assert gauge.get('tickcast_live_rest_retry_after_total{status="429"}', 0) >= 1
     assert 'tickcast_live_messages_total{kind="trade",source="live",symbol="BTCUSDT"}' in metrics
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        last = [x for x in metrics.splitlines()
+                if x.startswith(f'tickcast_live_last_trade_time_seconds{{kind="trade",symbol="{sym}"}}')]
+        assert last and float(last[0].split()[-1]) > 1.7e9      # the recording's trade times (2024)
+        assert f'tickcast_live_lag_seconds{{kind="trade",symbol="{sym}"}}' in metrics
 
     # Garbage frames went to the topic bare, each once, and ingest quarantines every one of them.
     garbage = [r["value"] for r in other]
