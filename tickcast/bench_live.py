@@ -135,13 +135,13 @@ class _Standin:
                 time.sleep(0.1)
 
     def stats(self) -> dict:
-        with urllib.request.urlopen(f"{self.url}/_standin/stats", timeout=10) as r:
+        with urllib.request.urlopen(f"{self.url}/_standin/stats", timeout=60) as r:
             return json.loads(r.read())
 
     def control(self, action: str, **kw) -> None:
         q = "&".join([f"action={action}"] + [f"{k}={v}" for k, v in kw.items()])
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/_standin/control?{q}", method="POST"),
-                               timeout=10).read()
+                               timeout=60).read()
 
     def close(self) -> None:
         self.proc.terminate()
