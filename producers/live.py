@@ -932,6 +932,8 @@ class LiveProducer:
             counts = self._pub.close()
             self.metrics.sent.set(counts.sent)
             self.metrics.failed.set(counts.failed)
+            self.counts = counts
+            self._pub = None          # the Kafka client goes with it (it would retry a stopped broker)
         return counts
 
     def describe(self) -> str:

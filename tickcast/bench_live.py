@@ -183,7 +183,7 @@ def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> d
         st1, c1, sc1 = ex.stats(), _cpu(os.getpid()), _cpu(ex.proc.pid)
         sent1, lat1, t1 = prod._pub.counts.sent, len(prod.latencies), time.monotonic()
         ex.control("pause")
-        released = st1["position"]
+        released = ex.stats()["position"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and prod.published["live"] + prod.published["gapfill"] < released:
             time.sleep(0.2)
