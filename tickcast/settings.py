@@ -48,6 +48,11 @@ class Settings:
     binance_rest_weight_per_minute: int     # REST weight the producer spends per minute at most
     backfill_lookback_hours: float          # klines loaded over REST at the start of `up --source live`; 0 = none
     producer_metrics_port: int              # Prometheus endpoint of the live producer; 0 = off
+    # Predictions, outcomes and drift (issue 7).
+    horizons: tuple[int, ...]               # minutes ahead; one registered model tickcast-h<H> each
+    model_ref: str                          # alias or version number the predict job scores with
+    drift_window_hours: float               # live feature window compared with the training reference
+    drift_psi_threshold: float              # PSI above this flags a feature as drifted
 
     @property
     def kafka_host(self) -> str:
@@ -66,7 +71,8 @@ class Settings:
         """Environment for a child process (broker, job) that must see these same settings."""
         env = dict(os.environ)
         for f in dataclasses.fields(self):
-            env[PREFIX + f.name.upper()] = str(getattr(self, f.name))
+            v = getattr(self, f.name)
+            env[PREFIX + f.name.upper()] = ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
         env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = self.python
         return env
 
@@ -101,6 +107,16 @@ def _float(name: str, raw: str, minimum: float = 0.0, strict: bool = True) -> fl
     if value != value or (value <= minimum if strict else value < minimum):
         raise SettingsError(f"{PREFIX}{name}: must be {'>' if strict else '>='} {minimum}, got {raw}")
     return value
+
+
+def _horizons(raw: str) -> tuple[int, ...]:
+    try:
+        hs = tuple(sorted({int(x) for x in raw.split(",") if x.strip()}))
+    except ValueError:
+        raise SettingsError(f"{PREFIX}HORIZONS: expected minutes such as 1,5,15, got {raw!r}") from None
+    if not hs or not all(1 <= h <= 1440 for h in hs):
+        raise SettingsError(f"{PREFIX}HORIZONS: expected minutes between 1 and 1440, got {raw!r}")
+    return hs
 
 
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:(\d{1,5})$")
@@ -162,6 +178,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if metrics_port > 65535:
         raise SettingsError(f"{PREFIX}PRODUCER_METRICS_PORT: not a port: {metrics_port}")
 
+    horizons = _horizons(get("HORIZONS", "1,5"))
+    model_ref = get("MODEL_REF", "champion")
+    if not re.match(r"^([a-z][a-z0-9_-]{0,63}|[0-9]{1,9})$", model_ref):
+        raise SettingsError(f"{PREFIX}MODEL_REF: expected an alias (champion, challenger, ...) or a version "
+                            f"number, got {model_ref!r}")
+
     return Settings(
         data_dir=data_dir,
         lake_uri=lake_uri.rstrip("/"),
@@ -188,4 +210,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                                             get("BINANCE_REST_WEIGHT_PER_MINUTE", "6000"), minimum=1),
         backfill_lookback_hours=_float("BACKFILL_LOOKBACK_HOURS", get("BACKFILL_LOOKBACK_HOURS", "24"), strict=False),
         producer_metrics_port=metrics_port,
+        horizons=horizons,
+        model_ref=model_ref,
+        drift_window_hours=_float("DRIFT_WINDOW_HOURS", get("DRIFT_WINDOW_HOURS", "24")),
+        drift_psi_threshold=_float("DRIFT_PSI_THRESHOLD", get("DRIFT_PSI_THRESHOLD", "0.2")),
     )
