@@ -162,3 +162,86 @@ LATE_BARS = Schema((
     Col("noticed_at", "timestamp", False),
 ))
 LATE_BARS_KEY = ("query_name", "symbol", "window_start", "batch_id")
+
+PREDICTIONS = Schema((
+    Col("symbol", "string", False),
+    Col("window_start", "timestamp", False, "the bar the prediction was made at (its features' minute)"),
+    Col("horizon", "int", False, "minutes ahead"),
+    Col("target_time", "timestamp", False, "window_start + horizon: the bar whose close realizes the prediction"),
+    Col("model_name", "string", False),
+    Col("model_version", "string", False),
+    Col("feature_version", "string", False),
+    Col("prob_up", "double", False, "probability that the log return over the horizon is > 0"),
+    Col("pred_return", "double", False, "predicted log return over the horizon"),
+    Col("close", "double", False, "the close at window_start, the base of the return"),
+    Col("training_end", "timestamp", False, "end of the model's training data (its last label)"),
+    Col("climatology_prob_up", "double", True, "baseline: the training up-rate"),
+    Col("momentum_prob_up", "double", True, "baseline: one-feature logistic model on the last return"),
+    Col("momentum_return", "double", True, "baseline: linear model on the last return"),
+    Col("prediction_time", "timestamp", False, "when the micro-batch that scored the row started"),
+    Col("batch_id", "bigint", False),
+))
+PREDICTIONS_KEY = ("symbol", "window_start", "horizon", "model_name", "model_version")
+
+PREDICT_BATCHES = Schema((
+    Col("batch_id", "bigint", False),
+    Col("horizon", "int", False),
+    Col("model_name", "string", False),
+    Col("model_version", "string", False, "the version this batch was (and on a re-run is again) scored with"),
+    Col("feature_version", "string", False),
+    Col("input_rows", "bigint", True),
+    Col("scored", "bigint", True),
+    Col("refused_feature_version", "bigint", True, "rows whose feature version differs from the model's"),
+    Col("skipped_warmup", "bigint", True, "rows inside a warm-up, not scored"),
+    Col("switched_from", "string", True, "the previous batch's version when the alias moved"),
+    Col("planned_at", "timestamp", False),
+))
+PREDICT_BATCHES_KEY = ("batch_id", "horizon")
+
+OUTCOMES = Schema((
+    *PREDICTIONS.cols,
+    Col("realized_close", "double", False, "close of the last bar at or before target_time"),
+    Col("realized_return", "double", False, "log(realized_close / close)"),
+    Col("missing_minutes", "int", False, "minutes in (window_start, target_time] without a bar (carried close)"),
+    Col("hit", "boolean", True, "direction right (prob_up > 0.5 vs return > 0); null for a zero return"),
+    Col("climatology_hit", "boolean", True),
+    Col("momentum_hit", "boolean", True),
+    Col("after_training_end", "boolean", False, "the prediction's bar is after the model's training data"),
+    Col("made_before_outcome", "boolean", False, "prediction_time before the target bar closed"),
+    Col("outcome_time", "timestamp", False),
+))
+OUTCOMES_KEY = PREDICTIONS_KEY
+
+MODEL_SCORES = Schema((
+    Col("computed_at", "timestamp", False),
+    Col("batch_id", "bigint", False),
+    Col("model_name", "string", False),
+    Col("model_version", "string", False),
+    Col("horizon", "int", False),
+    Col("symbol", "string", False, "a symbol, or * for all together"),
+    Col("window", "string", False, "1h or 24h of target times up to computed_at"),
+    Col("n", "bigint", False, "predictions counted: after the training end, made before the outcome"),
+    Col("brier", "double", True),
+    Col("accuracy", "double", True),
+    Col("mae", "double", True),
+    Col("climatology_brier", "double", True),
+    Col("momentum_brier", "double", True),
+    Col("climatology_accuracy", "double", True),
+    Col("momentum_accuracy", "double", True),
+))
+MODEL_SCORES_KEY = ("batch_id", "model_name", "model_version", "horizon", "symbol", "window")
+
+DRIFT = Schema((
+    Col("computed_at", "timestamp", False),
+    Col("batch_id", "bigint", False),
+    Col("model_name", "string", False),
+    Col("model_version", "string", False),
+    Col("feature", "string", False),
+    Col("n", "bigint", False, "live rows in the window"),
+    Col("window_start", "timestamp", True, "oldest live row compared"),
+    Col("psi", "double", True, "population stability index against the training deciles"),
+    Col("ks", "double", True, "Kolmogorov-Smirnov statistic against the training sample"),
+    Col("ks_pvalue", "double", True),
+    Col("drifted", "boolean", False, "psi above TICKCAST_DRIFT_PSI_THRESHOLD"),
+))
+DRIFT_KEY = ("batch_id", "model_name", "model_version", "feature")

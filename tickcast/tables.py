@@ -33,8 +33,14 @@ BARS = Table("silver.bars_1m", schemas.BARS, schemas.BARS_KEY)
 STREAM_PROGRESS = Table("ops.stream_progress", schemas.STREAM_PROGRESS, ("query_id", "run_id", "batch_id"))
 FEATURES = Table("silver.features", schemas.FEATURES, schemas.FEATURES_KEY)
 LATE_BARS = Table("ops.late_bars", schemas.LATE_BARS, schemas.LATE_BARS_KEY)
+PREDICTIONS = Table("gold.predictions", schemas.PREDICTIONS, schemas.PREDICTIONS_KEY)
+PREDICT_BATCHES = Table("ops.predict_batches", schemas.PREDICT_BATCHES, schemas.PREDICT_BATCHES_KEY)
+OUTCOMES = Table("gold.outcomes", schemas.OUTCOMES, schemas.OUTCOMES_KEY)
+MODEL_SCORES = Table("gold.model_scores", schemas.MODEL_SCORES, schemas.MODEL_SCORES_KEY)
+DRIFT = Table("gold.drift", schemas.DRIFT, schemas.DRIFT_KEY)
 
-ALL: dict[str, Table] = {t.name: t for t in (TICKS, QUARANTINE, BARS, STREAM_PROGRESS, FEATURES, LATE_BARS)}
+ALL: dict[str, Table] = {t.name: t for t in (TICKS, QUARANTINE, BARS, STREAM_PROGRESS, FEATURES, LATE_BARS,
+                                             PREDICTIONS, PREDICT_BATCHES, OUTCOMES, MODEL_SCORES, DRIFT)}
 
 _NAME = re.compile(r"\b(bronze|silver|gold|ops)\.([a-z_][a-z0-9_]*)\b")
 
