@@ -14,9 +14,10 @@ log = logging.getLogger("tickcast.runner")
 
 def job_starters() -> dict[str, Callable]:
     """Job name -> start(spark, settings, available_now) returning a StreamingQuery."""
-    from jobs import bars, features, ingest
+    from jobs import bars, features, ingest, outcomes
 
-    return {"ingest": ingest.start, "bars": bars.start, "features": features.start}
+    return {"ingest": ingest.start, "bars": bars.start, "features": features.start,
+            "outcomes": outcomes.start}
 
 
 def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
