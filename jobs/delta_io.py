@@ -5,6 +5,19 @@ from tickcast.settings import Settings
 from tickcast.tables import Table
 
 
+# Table properties given when a table is created (an existing table keeps its own).
+PROPERTIES: dict[str, dict[str, str]] = {
+    "bronze.ticks": {
+        # File statistics only for what readers filter on (the MERGE's literal key bounds, trade
+        # time); Delta's default indexes the first 32 columns, decimals included, on every append.
+        "delta.dataSkippingStatsColumns": "symbol,event_kind,id,trade_time",
+        # A commit a second: a checkpoint every 10th commit (the default) put a checkpoint job into
+        # one micro-batch in ten, and live latency's p95 is exactly those batches.
+        "delta.checkpointInterval": "100",
+    },
+}
+
+
 def ensure_table(spark, table: Table, s: Settings) -> str:
     """Create the table at its path from its declared schema if it does not exist; return the path."""
     from delta.tables import DeltaTable
@@ -13,6 +26,8 @@ def ensure_table(spark, table: Table, s: Settings) -> str:
     b = DeltaTable.createIfNotExists(spark).location(path).addColumns(table.schema.spark_type())
     if table.partition_by:
         b = b.partitionedBy(*table.partition_by)
+    for k, v in PROPERTIES.get(table.name, {}).items():
+        b = b.property(k, v)
     b.execute()
     return path
 

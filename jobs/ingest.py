@@ -154,8 +154,10 @@ def parse(raw, s: Settings, now: dt.datetime):
         F.col("timestamp").alias("kafka_timestamp"),
         F.lit(now).cast("timestamp").alias("ingest_time"),
         F.to_date(trade_time).alias("date"),
-        F.col("value").alias("raw_value"),
-        F.col("key").alias("raw_key"),
+        # The raw bytes only where quarantine needs them: a good row's copy would triple what the
+        # writer caches per batch.
+        F.when(F.col("reason").isNotNull(), F.col("value")).alias("raw_value"),
+        F.when(F.col("reason").isNotNull(), F.col("key")).alias("raw_key"),
         F.col("topic").alias("kafka_topic"),
         "reason",
     )
@@ -174,10 +176,12 @@ def merge_condition(bounds: list[tuple[str, str, int, int]], dates: list) -> str
 
     Args:
         bounds: (symbol, event kind, min id, max id) per group in the batch.
-        dates: the distinct trade dates in the batch.
+        dates: the trade dates in the batch (sorted).
     """
     cond = ["t.symbol = s.symbol", "t.event_kind = s.event_kind", "t.id = s.id", "t.date = s.date"]
-    if dates:
+    if len(dates) > 64:
+        cond.append(f"t.date BETWEEN DATE'{dates[0].isoformat()}' AND DATE'{dates[-1].isoformat()}'")
+    elif dates:
         cond.append("t.date IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in dates) + ")")
     if bounds and len(bounds) <= 64:
         ranges = [f"(t.symbol = '{sym}' AND t.event_kind = '{kind}' AND t.id BETWEEN {lo} AND {hi})"
@@ -217,10 +221,14 @@ class TickWriter:
             self.max_id = self._load_max_ids(spark)
         parsed = parse(batch, self.s, dt.datetime.now(dt.timezone.utc)).persist()
         try:
-            # One aggregate fills the cache and yields the counts and per-group id bounds.
+            # One aggregate fills the cache and yields the counts and per-group id bounds. Distinct
+            # ids per group as size(array_distinct(collect_list)): no shuffle of every id, unlike
+            # countDistinct (measured 0.3-0.8 s vs 2-4 s per 1M rows); dates as min/max, not
+            # collect_set (an object aggregate that made the distinct aggregate sort-based: 10 s).
             stats = (parsed.groupBy(F.col("reason").isNull().alias("ok"), "symbol", "event_kind")
-                     .agg(F.min("id"), F.max("id"), F.count(F.lit(1)), F.countDistinct("id"),
-                          F.collect_set("date")).collect())
+                     .agg(F.min("id"), F.max("id"), F.count(F.lit(1)),
+                          F.size(F.array_distinct(F.collect_list("id"))), F.min("date"), F.max("date"))
+                     .collect())
             n_bad = sum(r[5] for r in stats if not r[0])
             good_stats = [r for r in stats if r[0]]
             n_good = sum(r[5] for r in good_stats)
@@ -234,7 +242,8 @@ class TickWriter:
                     self.appends += 1
                 else:
                     bounds = [(r[1], r[2], r[3], r[4]) for r in good_stats]
-                    dates = sorted({d for r in good_stats for d in r[7]})
+                    dates = sorted({r[7] + dt.timedelta(days=i) for r in good_stats
+                                    for i in range((r[8] - r[7]).days + 1)})
                     (DeltaTable.forPath(spark, tables.TICKS.path(self.s)).alias("t")
                      .merge(ticks.dropDuplicates(list(schemas.TICKS_KEY)).alias("s"),
                             merge_condition(bounds, dates))
