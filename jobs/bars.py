@@ -180,6 +180,8 @@ def start(spark, s: Settings, available_now: bool = False):
     writer = (bars.writeStream.queryName(QUERY).outputMode("append")
               .foreachBatch(BarWriter(s))
               .option("checkpointLocation", tables.checkpoint(s, QUERY)))
+    # Its own trigger (TICKCAST_BARS_TRIGGER_SECONDS): a minute is final only once the watermark has
+    # passed its end, so a bars batch every second mostly re-reads a few ticks into the state store.
     writer = writer.trigger(availableNow=True) if available_now else \
-        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
+        writer.trigger(processingTime=f"{s.bars_trigger_seconds} seconds")
     return writer.start()

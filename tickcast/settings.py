@@ -28,6 +28,7 @@ class Settings:
     kafka_bootstrap: str
     topic: str
     trigger_seconds: float
+    bars_trigger_seconds: float   # the bars query's own trigger (bars are final only after the watermark)
     watermark_seconds: int
     mlflow_uri: str
     binance_ws_url: str
@@ -53,6 +54,7 @@ class Settings:
     model_ref: str                          # alias or version number the predict job scores with
     drift_window_hours: float               # live feature window compared with the training reference
     drift_psi_threshold: float              # PSI above this flags a feature as drifted
+    max_files_per_trigger: int              # Delta-sourced streams: files per micro-batch at most (bounds catch-up)
 
     @property
     def kafka_host(self) -> str:
@@ -152,6 +154,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{PREFIX}TOPIC: not a legal Kafka topic name: {topic!r}")
 
     trigger = _float("TRIGGER_SECONDS", get("TRIGGER_SECONDS", "1"))
+    bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "10"))
     watermark = _int("WATERMARK_SECONDS", get("WATERMARK_SECONDS", "5"), minimum=0)
 
     mlflow_uri = get("MLFLOW_URI", f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
@@ -191,6 +194,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         kafka_bootstrap=bootstrap,
         topic=topic,
         trigger_seconds=trigger,
+        bars_trigger_seconds=bars_trigger,
         watermark_seconds=watermark,
         mlflow_uri=mlflow_uri,
         binance_ws_url=ws_url.rstrip("/"),
@@ -214,4 +218,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         model_ref=model_ref,
         drift_window_hours=_float("DRIFT_WINDOW_HOURS", get("DRIFT_WINDOW_HOURS", "24")),
         drift_psi_threshold=_float("DRIFT_PSI_THRESHOLD", get("DRIFT_PSI_THRESHOLD", "0.2")),
+        max_files_per_trigger=_int("MAX_FILES_PER_TRIGGER", get("MAX_FILES_PER_TRIGGER", "1000"), minimum=1),
     )

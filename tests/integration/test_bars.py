@@ -145,7 +145,7 @@ def test_kill_minus_9_during_bars_then_restart_bars_exact_and_unique(spark, lane
     from tests.conftest import REPO
 
     publish_files(lane, [shared_data / WS.format(8), shared_data / WS.format(9)])
-    s = dataclasses.replace(lane, max_offsets_per_trigger=1500, trigger_seconds=0.5)
+    s = dataclasses.replace(lane, max_offsets_per_trigger=1500, trigger_seconds=0.5, bars_trigger_seconds=0.5)
     proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "main.py"), "--job", "ingest", "--job", "bars"],
                             env=s.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
