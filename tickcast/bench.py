@@ -159,6 +159,28 @@ def _pct(values: list[float], p: float) -> float:
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
+def report(r: dict, out: Path, name: str, rows: list[tuple[str, str, str]], notes_title: str,
+           notes: list[str], rule: int = 100) -> Path:
+    """The shared tail of every bench: write `<out>/<name>.json` (r with its own path in `json`), then
+    print the table (label, value, note per row) and the notes under their title. Returns the path."""
+    path = Path(out) / f"{name}.json"
+    r["json"] = str(path.resolve())
+    path.write_text(json.dumps(r, indent=2, default=str) + "\n")
+    w0 = max(len(x[0]) for x in rows)
+    w1 = max((len(x[1]) for x in rows if x[2]), default=0)
+    print()
+    print(f"tickcast bench {name}")
+    print("-" * rule)
+    for label, val, note in rows:
+        print(f"{label:<{w0}}  {val:<{w1}}  {note}".rstrip())
+    print("-" * rule)
+    print(notes_title)
+    for line in notes:
+        print(f"  {line}")
+    print(f"\nwritten: {r['json']}")
+    return path
+
+
 # ---- (a) producer -------------------------------------------------------------------------------
 def measure_generate(ticks: int) -> dict:
     """Generate + encode the same records as (a) with no Kafka at all: the producer's own ceiling."""
@@ -474,7 +496,7 @@ def _limits(r: dict) -> dict[str, str]:
     return out
 
 
-def _print(r: dict) -> None:
+def _rows(r: dict) -> list[tuple[str, str, str]]:
     m, a, gen, po = r["machine"], r["produce"], r["generate"], r["publisher_only"]
     b, c, cp, e = r["ingest"], r["ceiling"], r["parse_only"], r["latency"]
     ok = lambda cond: "ok" if cond else "MISSED"  # noqa: E731
@@ -501,18 +523,7 @@ def _print(r: dict) -> None:
         ("    latency p95", f"{e['p95_s']:>12.3f} s", f"target <= 2 s: {ok(e['p95_s'] <= TARGETS['latency_p95_s'])}"),
         ("    latency max", f"{e['max_s']:>12.3f} s", f"min {e['min_s']:.3f} s"),
     ]
-    w0 = max(len(x[0]) for x in rows)
-    w1 = max(len(x[1]) for x in rows if x[2]) if rows else 0
-    print()
-    print("tickcast bench ingest")
-    print("-" * 100)
-    for name, val, note in rows:
-        print(f"{name:<{w0}}  {val:<{w1}}  {note}".rstrip())
-    print("-" * 100)
-    print("what limits each number:")
-    for k, v in r["limits"].items():
-        print(f"  {k:<9} {v}")
-    print(f"\nwritten: {r['json']}")
+    return rows
 
 
 def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> dict:
@@ -577,10 +588,8 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
         r["latency"] = measure_latency(spark, bs, root, latency_seconds)
         r["limits"] = _limits(r)
         r["total_seconds"] = round(time.monotonic() - t_all, 1)
-        path = out / "ingest.json"
-        r["json"] = str(path.resolve())
-        path.write_text(json.dumps(r, indent=2, default=str) + "\n")
-        _print(r)
+        report(r, out, "ingest", _rows(r), "what limits each number:",
+               [f"{k:<9} {v}" for k, v in r["limits"].items()])
         return r
     finally:
         if spark is not None:

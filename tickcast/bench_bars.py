@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from tickcast.bench import (_CpuMeter, _batch_summary, _free_port, _high_watermarks, _jvm_pid, _lane, _pct,
-                            _run_noop, machine)
+                            _run_noop, machine, report)
 from tickcast.settings import REPO_ROOT, Settings
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
@@ -533,7 +533,7 @@ def _why(r: dict) -> list[str]:
     return out
 
 
-def _print(r: dict) -> None:
+def _rows(r: dict) -> list[tuple[str, str, str]]:
     m, a, b, c = r["machine"], r["pipeline"], r["backfill"], r["idle"]
     ok = lambda cond: "ok" if cond else "MISSED"  # noqa: E731
     fmt_q = lambda q: (f"p50 {q['batch_ms_p50']} ms, p95 {q['batch_ms_p95']} ms, max {q['batch_ms_max']} ms; "  # noqa: E731
@@ -578,18 +578,7 @@ def _print(r: dict) -> None:
         rows.append((f"    {q} batches", fmt_q(s), ""))
     rows.append(("    rows", " ".join(f"{k}={v:,}" for k, v in c["rows"].items()),
                  f"~{c['ticks_per_s']:.0f} ticks/s over the run; ticks and bars written: {'ok' if c['ok'] else 'MISSED'}"))
-    w0 = max(len(x[0]) for x in rows)
-    w1 = max(len(x[1]) for x in rows if x[2])
-    print()
-    print("tickcast bench bars")
-    print("-" * 110)
-    for name, val, note in rows:
-        print(f"{name:<{w0}}  {val:<{w1}}  {note}".rstrip())
-    print("-" * 110)
-    print("why:")
-    for line in r["why"]:
-        print(f"  {line}")
-    print(f"\nwritten: {r['json']}")
+    return rows
 
 
 def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float, out: Path) -> dict:
@@ -651,10 +640,7 @@ def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float,
         r["load"]["end"] = _load()
         r["why"] = _why(r)
         r["total_seconds"] = round(time.monotonic() - t_all, 1)
-        path = out / "bars.json"
-        r["json"] = str(path.resolve())
-        path.write_text(json.dumps(r, indent=2, default=str) + "\n")
-        _print(r)
+        report(r, out, "bars", _rows(r), "why:", r["why"], rule=110)
         return r
     finally:
         if spark is not None:
