@@ -35,6 +35,9 @@ MINUTE_MS = 60_000
 WINDOWS: tuple[tuple[str, int], ...] = (("1h", 3_600_000), ("24h", 86_400_000))
 ALL_SYMBOLS = "*"
 KEY = schemas.OUTCOMES_KEY
+# Up to this many pending predictions a batch realizes them in pandas on the driver; a bigger backlog
+# goes through the Python workers, one symbol per group.
+DRIVER_ROWS = 200_000
 # Timestamps travel through pandas as epoch ms: PySpark hands pandas naive local-time datetimes.
 MS_COLS = ("window_start", "target_time", "training_end", "prediction_time")
 DERIVED = ("realized_close", "realized_return", "missing_minutes", "hit", "climatology_hit", "momentum_hit",
@@ -154,12 +157,21 @@ def _realized_ddl() -> str:
     return ", ".join(f"`{c.name}` {'bigint' if c.name in MS_COLS else c.type}" for c in cols)
 
 
+def _realized_names() -> list[str]:
+    return [c.name for c in schemas.OUTCOMES.cols if c.name != "outcome_time"]
+
+
 def _realize_group(key, preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
     """cogroup step (runs in a Python worker): one symbol's pending predictions and bars."""
     if preds.empty:
-        return pd.DataFrame(columns=[c.name for c in schemas.OUTCOMES.cols if c.name != "outcome_time"])
-    out = realize(preds, bars)
-    return out[[c.name for c in schemas.OUTCOMES.cols if c.name != "outcome_time"]]
+        return pd.DataFrame(columns=_realized_names())
+    return realize(preds, bars)[_realized_names()]
+
+
+def realize_frames(preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
+    """`realize` for several symbols at once (bars carry a `symbol` column too)."""
+    parts = [realize(p, bars[bars["symbol"] == sym]) for sym, p in preds.groupby("symbol", sort=False)]
+    return pd.concat(parts, ignore_index=True)[_realized_names()] if parts else pd.DataFrame(columns=_realized_names())
 
 
 def _lit_ts(ms: int):
@@ -171,8 +183,9 @@ def _lit_ts(ms: int):
 class OutcomeWriter:
     """foreachBatch sink: realize what the bars made knowable, insert-only; then the rolling scores."""
 
-    def __init__(self, s: Settings):
+    def __init__(self, s: Settings, driver_rows: int | None = None):
         self.s = s
+        self.driver_rows = DRIVER_ROWS if driver_rows is None else driver_rows
         self.latest: dict[str, int] | None = None   # symbol -> latest bar minute (epoch ms)
 
     def _load_latest(self, spark) -> dict[str, int]:
@@ -235,8 +248,14 @@ class OutcomeWriter:
                     .where((F.col("window_start") > _lit_ts(ws_lo)) & (F.col("window_start") <= _lit_ts(t_hi)))
                     .select("symbol", F.unix_millis("window_start").alias("window_ms"),
                             F.col("close").cast("double").alias("close")))
-            realized = (pending.groupBy("symbol").cogroup(bars.groupBy("symbol"))
-                        .applyInPandas(_realize_group, _realized_ddl()))
+            if n <= self.driver_rows:
+                # The usual batch (a minute's predictions): pandas on the driver, no Python-worker round trip.
+                realized = spark.createDataFrame(realize_frames(pending.toPandas(), bars.toPandas()),
+                                                 _realized_ddl())
+            else:
+                # A backlog (first run after a long backfill, a replay): per symbol in the Python workers.
+                realized = (pending.groupBy("symbol").cogroup(bars.groupBy("symbol"))
+                            .applyInPandas(_realize_group, _realized_ddl()))
             rows = realized.select(*[F.timestamp_millis(c).alias(c) if c in MS_COLS else F.col(c)
                                      for c in realized.columns],
                                    _lit_ts(now_ms).alias("outcome_time")).select(*schemas.OUTCOMES.names)

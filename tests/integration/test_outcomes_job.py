@@ -168,6 +168,12 @@ def check_outcomes(s, market: Market, preds: Predictions) -> pd.DataFrame:
         assert row["target_time"] == key[1] + p["horizon"] * M and row["close"] == p["close"]
         assert row["prob_up"] == p["prob_up"] and row["prediction_time"] == p["_pt"]
     assert len(got) == n_expected
+    # NULL baselines stay NULL (not NaN) through pandas and back.
+    nulls = lake.read(tables.OUTCOMES, s, columns=["momentum_prob_up", "momentum_hit"])
+    assert nulls["momentum_prob_up"].null_count == sum(1 for p in preds.rows if p["momentum_prob_up"] is None
+                                                       and market.expected(p) is not None) > 0
+    assert nulls["momentum_hit"].null_count == sum(1 for p in preds.rows if (e := market.expected(p)) is not None
+                                                   and e["momentum_hit"] is None)
     return got
 
 
@@ -224,7 +230,7 @@ def run_outcomes(spark, s):
 
 
 def test_outcomes_equal_hand_computation_at_the_edge_across_gaps_and_after_a_restart(spark, lake_lane, shared_data,
-                                                                                    tmp_path):
+                                                                                    tmp_path, monkeypatch):
     s = lake_lane
     market = Market(read_csv(shared_data / KLINES, 400))
     preds = Predictions(market)
@@ -251,7 +257,11 @@ def test_outcomes_equal_hand_computation_at_the_edge_across_gaps_and_after_a_res
     second = (preds.batch("BTCUSDT", 250, 400) + preds.batch("ETHUSDT", 150, 300)
               + preds.many((("BTCUSDT", m, 15, "3"), {}) for m in range(2, 240, 13)))
     preds.write(spark, s, second)
+    import jobs.outcomes
+
+    monkeypatch.setattr(jobs.outcomes, "DRIVER_ROWS", 0)     # this time the backlog path (Python workers)
     run_outcomes(spark, s)                                   # a restart from the checkpoint
+    monkeypatch.undo()
     got2 = check_outcomes(s, market, preds)
     assert len(got2) > len(got1)
     before = got2.merge(got1[list(schemas.OUTCOMES_KEY) + ["outcome_time"]], on=list(schemas.OUTCOMES_KEY),

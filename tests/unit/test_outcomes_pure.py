@@ -137,3 +137,13 @@ def test_scores_group_without_counted_rows_has_n_zero_and_null_metrics_and_old_r
     z = o.assign(after_training_end=True, made_before_outcome=True, realized_return=0.0)
     r = model_scores(z, latest).iloc[0]
     assert r["n"] > 0 and r["brier"] is None and r["accuracy"] is None and r["mae"] is not None
+
+
+def test_realize_frames_keeps_each_symbol_to_its_own_bars():
+    from jobs.outcomes import realize_frames
+
+    p = pd.concat([preds((2, 3, 102.0, 0.7)), preds((2, 3, 102.0, 0.7)).assign(symbol="Y")], ignore_index=True)
+    b = pd.concat([BARS.assign(symbol="X"), bars({2: 102.0, 4: 90.0}).assign(symbol="Y")], ignore_index=True)
+    out = realize_frames(p, b)
+    assert out["symbol"].tolist() == ["X", "Y"] and out["realized_close"].tolist() == [99.0, 90.0]
+    assert "outcome_time" not in out.columns and realize_frames(p.iloc[:0], b).empty
