@@ -118,7 +118,8 @@ def start(spark, s: Settings, available_now: bool = False):
 
     for t in (tables.BARS, tables.FEATURES, tables.LATE_BARS):
         ensure_table(spark, t, s)
-    bars = spark.readStream.format("delta").load(tables.BARS.path(s))
+    bars = (spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger)
+            .load(tables.BARS.path(s)))
     out = (select_inputs(bars).groupBy("symbol")
            .applyInPandasWithState(step, _out_ddl(), STATE_DDL, "append", GroupStateTimeout.NoTimeout))
     writer = (out.writeStream.queryName(QUERY).outputMode("append")

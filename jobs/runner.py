@@ -14,9 +14,9 @@ log = logging.getLogger("tickcast.runner")
 
 def job_starters() -> dict[str, Callable]:
     """Job name -> start(spark, settings, available_now) returning a StreamingQuery."""
-    from jobs import bars, features, ingest, outcomes
+    from jobs import bars, features, ingest, outcomes, predict
 
-    return {"ingest": ingest.start, "bars": bars.start, "features": features.start,
+    return {"ingest": ingest.start, "bars": bars.start, "features": features.start, "predict": predict.start,
             "outcomes": outcomes.start}
 
 

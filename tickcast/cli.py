@@ -89,8 +89,11 @@ def _speed(value: str) -> float | None:
 @click.option("--duration", type=float, default=None, help="simulate: stop after this many seconds of trade time")
 @click.option("--plant-signal", is_flag=True, help="simulate: plant the documented weak predictable component "
               "(symbols get the -SIMSIG suffix); see docs/simulator.md")
+@click.option("--signal-kind", type=click.Choice(["linear", "interaction"]), default="linear", show_default=True,
+              help="simulate --plant-signal: which predictable component")
+@click.option("--signal-strength", type=float, default=0.15, show_default=True)
 def produce(source, files, symbol, loops, speed, symbols, stream_kind, rate, seed, count, duration,
-            plant_signal) -> None:
+            plant_signal, signal_kind, signal_strength) -> None:
     from producers.publisher import Publisher
     from producers.sources import replay_records, simulate_records
     from tickcast.kafka_broker import BrokerError
@@ -108,7 +111,8 @@ def produce(source, files, symbol, loops, speed, symbols, stream_kind, rate, see
         if rate <= 0:
             raise click.BadParameter("must be > 0", param_hint="--rate")
         records = simulate_records([x.strip().upper() for x in symbols.split(",") if x.strip()], rate, seed,
-                                   count, duration, plant_signal, backdate=pace is None)
+                                   count, duration, plant_signal, backdate=pace is None,
+                                   signal_kind=signal_kind, signal_strength=signal_strength)
     try:
         pub = Publisher(s, source)
     except BrokerError as e:
@@ -274,7 +278,7 @@ def up(source, files, rate, symbols) -> None:
 
 # ---- bench --------------------------------------------------------------------------------------
 @cli.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
-@click.argument("name", type=click.Choice(["ingest", "bars", "live"]))
+@click.argument("name", type=click.Choice(["ingest", "bars", "live", "features"]))
 @click.option("--ticks", type=int, default=None, help="simulated ticks [default: 3,000,000 for ingest, 1,000,000 for bars]")
 @click.option("--latency-seconds", type=float, default=60.0, show_default=True, help="ingest: the latency run")
 @click.option("--klines", "klines", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -284,8 +288,15 @@ def up(source, files, rate, symbols) -> None:
 @click.option("--seconds", type=float, default=30.0, show_default=True, help="live: the measured window at peak")
 @click.option("--peak-rate", type=float, default=20_000.0, show_default=True,
               help="live: assumed peak trade events/s of every Binance spot USDT pair together")
+@click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
-def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate, out) -> None:
+def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate, horizons, out) -> None:
+    if name == "features":
+        from tickcast.bench_features import features_bench
+
+        _settings().quiet_tensorflow()
+        features_bench(_settings(), list(klines), [int(h) for h in horizons.split(",") if h.strip()], out)
+        return
     if name == "live":
         from tickcast.bench_live import live_bench
 

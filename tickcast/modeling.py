@@ -42,7 +42,8 @@ def _linear(name: str, cols: list[int], X: np.ndarray, y: np.ndarray, seed: int)
     clf.fit(X[d][:, cols], (y[d] > 0).astype(int))
     reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
     reg.fit(X[:, cols], y)
-    return Fitted(name, lambda Z: (clf.predict_proba(Z[:, cols])[:, 1], reg.predict(Z[:, cols])))
+    return Fitted(name, lambda Z: (clf.predict_proba(Z[:, cols])[:, 1], reg.predict(Z[:, cols])),
+                  info={"clf": clf, "reg": reg})
 
 
 def momentum(X: np.ndarray, y: np.ndarray, feature_names: list[str], seed: int = 0) -> Fitted:
@@ -73,9 +74,13 @@ def build_mlp(X: np.ndarray, y_scale: float, cfg: MlpConfig):
     from keras import layers
 
     inp = keras.Input(shape=(X.shape[1],), name="features")
-    norm = layers.Normalization(name="standardize")
-    norm.adapt(X)
-    h = norm(inp)
+    # Standardise with the training mean/variance, except features constant in the training window
+    # (day-of-week within one day): their variance is rounding noise, and dividing by it would turn
+    # the next day's value into a 1e13 input. Those keep unit scale.
+    X = np.asarray(X, dtype=np.float64)       # float32 sums turn a constant into variance ~1e-9
+    mean, var = X.mean(axis=0), X.var(axis=0)
+    var = np.where(var < 1e-10, 1.0, var)
+    h = layers.Normalization(mean=mean, variance=var, name="standardize")(inp)
     for i, n in enumerate(cfg.hidden):
         h = layers.Dense(n, activation="relu", name=f"dense_{i}")(h)
         if cfg.dropout:
@@ -95,9 +100,10 @@ def mlp(X: np.ndarray, y: np.ndarray, cfg: MlpConfig = MlpConfig()) -> Fitted:
 
     keras.utils.set_random_seed(cfg.seed)
     d = _direction_rows(y)
-    X, y = X[d].astype("float32"), y[d]           # zero returns have no direction: left out
+    X64, y = X[d], y[d]                           # zero returns have no direction: left out
+    X = X64.astype("float32")
     scale = float(np.std(y)) or 1.0
-    train, export = build_mlp(X, scale, cfg)
+    train, export = build_mlp(X64, scale, cfg)
     train.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss={"prob": "binary_crossentropy", "ret_scaled": "mse"},
                   loss_weights={"prob": 1.0, "ret_scaled": 0.5})
@@ -128,3 +134,28 @@ def batch_predictor(model) -> Predict:
         return out["prob_up"].numpy().ravel().astype(float), out["pred_return"].numpy().ravel().astype(float)
 
     return predict
+
+
+def baseline_params(X: np.ndarray, y: np.ndarray, feature_names: list[str], seed: int = 0) -> dict:
+    """The naive baselines fitted on the training rows, as plain numbers (kept with the model so
+    the stream and the outcomes can score them next to it)."""
+    j = feature_names.index("ret_1")
+    mom = _linear("momentum", [j], X, y, seed)
+    clf, reg = mom.info["clf"], mom.info["reg"]
+    sc, lr = clf.named_steps["standardscaler"], clf.named_steps["logisticregression"]
+    rsc, ridge = reg.named_steps["standardscaler"], reg.named_steps["ridge"]
+    return {"climatology": {"up_rate": climatology(X, y).info["up_rate"]},
+            "momentum": {"feature": "ret_1", "mean": float(sc.mean_[0]), "scale": float(sc.scale_[0]),
+                         "coef": float(lr.coef_[0][0]), "intercept": float(lr.intercept_[0]),
+                         "ret_mean": float(rsc.mean_[0]), "ret_scale": float(rsc.scale_[0]),
+                         "ret_coef": float(ridge.coef_[0]), "ret_intercept": float(ridge.intercept_)}}
+
+
+def baseline_predictions(params: dict, ret_1: np.ndarray) -> dict[str, np.ndarray]:
+    """Climatology and momentum predictions from `baseline_params` (pure numpy)."""
+    m = params["momentum"]
+    z = (np.asarray(ret_1, float) - m["mean"]) / m["scale"]
+    zr = (np.asarray(ret_1, float) - m["ret_mean"]) / m["ret_scale"]
+    return {"climatology_prob_up": np.full(len(z), params["climatology"]["up_rate"]),
+            "momentum_prob_up": 1.0 / (1.0 + np.exp(-(m["intercept"] + m["coef"] * z))),
+            "momentum_return": m["ret_intercept"] + m["ret_coef"] * zr}

@@ -308,7 +308,8 @@ def train(s: Settings, cfg: TrainConfig, echo=print) -> dict:
     training_end_ms = int(ms.max()) + cfg.horizon * features.MINUTE_MS
     meta = {"horizon": cfg.horizon, "features": list(features.FEATURES), "feature_version": version,
             "training_start_ms": int(ms.min()), "training_end_ms": training_end_ms,
-            "training_end": iso(training_end_ms), "symbols": symbols, "rows": len(data)}
+            "training_end": iso(training_end_ms), "symbols": symbols, "rows": len(data),
+            "baselines": modeling.baseline_params(X, y, list(features.FEATURES), cfg.seed)}
     ref = model_io.reference_distribution(X, list(features.FEATURES), seed=cfg.seed)
     example = pd.DataFrame(X[:5], columns=list(features.FEATURES))
     with mlflow.start_run(run_name=f"{name} {iso(training_end_ms)}") as run:
@@ -335,7 +336,9 @@ def train(s: Settings, cfg: TrainConfig, echo=print) -> dict:
     cand = report["overall"][CANDIDATE]
     for k, v in {"brier": f"{cand['brier']['value']:.6f}", "accuracy": f"{cand['accuracy']['value']:.4f}",
                  "training_end": iso(training_end_ms), "feature_version": version,
-                 "gate": report["gate"]["result"], "gate_reason": reason[:5000]}.items():
+                 "gate": report["gate"]["result"], "gate_reason": reason[:5000],
+                 # What the streaming job needs per batch without downloading artifacts.
+                 "meta": json.dumps(meta)}.items():
         client.set_model_version_tag(name, mv, k, v)
     alias = model_io.CHAMPION if passed else model_io.CHALLENGER
     model_io.set_alias(client, name, alias, mv, reason[:5000])

@@ -13,7 +13,7 @@ import click
 from tickcast import kafka_broker
 from tickcast.settings import Settings
 
-JOBS = ["ingest", "bars"]  # later issues add features, predict, outcomes
+JOBS = ["ingest", "bars", "features", "predict"]
 
 
 def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> list[str]:
@@ -24,7 +24,12 @@ def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> 
     elif source == "live":
         cmd += ["--symbols", symbols]
     else:
-        cmd += ["--rate", str(rate), "--symbols", symbols]
+        # Offline, the simulator plants the signal the bootstrap model was trained on (-SIMSIG), so
+        # the live predictions have a real, known edge to find (docs/simulator.md).
+        from tickcast.bootstrap import SIM_SIGNAL
+
+        cmd += ["--rate", str(rate), "--symbols", symbols, "--plant-signal",
+                "--signal-kind", SIM_SIGNAL["signal_kind"], "--signal-strength", str(SIM_SIGNAL["signal_strength"])]
     return cmd
 
 
@@ -35,13 +40,39 @@ def table_rows(s: Settings) -> dict[str, int]:
     from tickcast import tables
 
     out = {}
-    for t in (tables.TICKS, tables.QUARANTINE, tables.BARS):
+    for t in (tables.TICKS, tables.QUARANTINE, tables.BARS, tables.FEATURES, tables.PREDICTIONS):
         try:
             adds = DeltaTable(t.path(s)).get_add_actions(flatten=True)
             out[t.name] = int(sum(adds.column("num_records").to_pylist() or [0]))
         except Exception:  # not created yet (TableNotFoundError) or being written: show 0, not a crash
             out[t.name] = 0
     return out
+
+
+def prediction_summary(s: Settings) -> str:
+    """The latest prediction and the live hit rate vs the baselines (last hour), from delta-rs reads."""
+    from tickcast import lake, tables
+
+    parts = []
+    try:
+        if lake.exists(tables.PREDICTIONS, s):
+            t = lake.read(tables.PREDICTIONS, s, columns=["symbol", "window_start", "horizon", "model_version",
+                                                          "prob_up"]).to_pandas()
+            if len(t):
+                r = t.sort_values("window_start").iloc[-1]
+                parts.append(f"pred {r['symbol']} {r['window_start']:%H:%M} h{r['horizon']} "
+                             f"P(up)={r['prob_up']:.3f} v{r['model_version']}")
+        if lake.exists(tables.MODEL_SCORES, s):
+            m = lake.read(tables.MODEL_SCORES, s, filters=[("symbol", "=", "*"), ("window", "=", "1h")]).to_pandas()
+            if len(m):
+                last = m[m["computed_at"] == m["computed_at"].max()].sort_values("horizon")
+                for _, r in last.iterrows():
+                    if r["n"]:
+                        parts.append(f"hit h{r['horizon']} {r['accuracy']:.1%} (clim {r['climatology_accuracy']:.1%}, "
+                                     f"mom {r['momentum_accuracy']:.1%}, n={r['n']})")
+    except Exception:  # a table being written or compacted: skip this refresh, never crash the line
+        return ""
+    return " | ".join(parts)
 
 
 class StackMeter:
@@ -124,12 +155,14 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
     t0 = time.monotonic()
     stack = StackMeter(s, producer.pid)
     counts: dict[str, int] = {}
+    preds = {"line": ""}
     last_count = 0.0
 
     def line(last: dict) -> None:
         nonlocal last_count
         if time.monotonic() - last_count > 10:
             counts.update(table_rows(s))
+            preds["line"] = prediction_summary(s)
             last_count = time.monotonic()
         parts = [f"{time.monotonic() - t0:5.0f}s"]
         for name, p in last.items():
@@ -139,6 +172,8 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
             parts.append(f"{name} {rate}batch {(p.get('durationMs') or {}).get('triggerExecution', 0)} ms"
                          + (f", lag {lag}" if name == "ingest" else ""))
         parts.append("rows " + " ".join(f"{k}={v}" for k, v in counts.items()))
+        if preds["line"]:
+            parts.append(preds["line"])
         parts.append(stack.describe())
         click.echo("\r" + " | ".join(parts) + "   ", nl=False)
 
@@ -158,6 +193,14 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
         except click.ClickException as e:
             click.secho(f"backfill skipped: {e.message}", fg="yellow", bold=True)
     try:
+        from tickcast.bootstrap import ensure_models
+        from tickcast.spark import session
+
+        spark = spark or session(s, app="tickcast-" + "-".join(JOBS))
+        spark.sparkContext.setLogLevel("ERROR")
+        # Before the streams write bars (one writer per table); live trains on the backfilled klines only.
+        ensure_models(spark, s, [x.strip().upper() for x in symbols.split(",") if x.strip()], echo=click.echo,
+                      allow_simulated=source != "live")
         # ERROR: Spark's WARN lines (e.g. "batch is falling behind") would break the progress line.
         run(JOBS, s, available_now=False, on_progress=line, stop_event=stop, log_level="ERROR", spark=spark)
     finally:

@@ -1,0 +1,302 @@
+"""Job `predict`: silver.features (stream) -> gold.predictions, one row per (bar, horizon, model version).
+
+Per micro-batch the driver resolves, for each horizon in TICKCAST_HORIZONS, the registered model
+`tickcast-h<H>` at TICKCAST_MODEL_REF (default the `champion` alias): one registry lookup, so an
+alias move is picked up at the next batch without a restart. The choice is written to
+ops.predict_batches before anything is scored, and a batch re-run after a crash reuses it, so no
+batch is ever scored by two versions. Scoring is Spark's `predict_batch_udf`: each Python worker
+loads a version once (counted by an accumulator) and calls TensorFlow on whole Arrow batches.
+Warm-up rows are skipped and rows of another feature version refused; both are counted. The
+naive baselines are scored next to the model, and each batch's live features are compared with
+the model's training reference (gold.drift).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from tickcast import features, schemas, tables
+from tickcast.settings import Settings
+
+QUERY = "predict"
+log = logging.getLogger("tickcast.predict")
+OUT_FIELDS = ("prob_up", "pred_return", "climatology_prob_up", "momentum_prob_up", "momentum_return")
+WAIT_LOG_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one horizon is scored with in one batch."""
+    horizon: int
+    name: str
+    version: str
+    meta: dict
+
+    @property
+    def feature_version(self) -> str:
+        return self.meta["feature_version"]
+
+
+def make_predict_fn(s: Settings, name: str, version: str, loads=None):
+    """The worker-side factory `predict_batch_udf` calls once per Python worker for this version."""
+
+    def make():
+        from tickcast import model_io, modeling
+
+        s.quiet_tensorflow()
+        loaded = model_io.load(s, name, version)
+        if loads is not None:
+            loads.add(1)
+        predict = loaded.predictor()
+        j = loaded.features.index("ret_1")
+        base = loaded.meta["baselines"]
+
+        def fn(x: np.ndarray) -> dict[str, np.ndarray]:
+            p, r = predict(x)
+            return {"prob_up": p, "pred_return": r, **modeling.baseline_predictions(base, x[:, j])}
+
+        return fn
+
+    return make
+
+
+class PredictWriter:
+    """foreachBatch sink: plan (versions, counts) -> score -> insert-only merge -> drift."""
+
+    def __init__(self, s: Settings, spark):
+        self.s = s
+        self.loads = spark.sparkContext.accumulator(0)
+        self.udfs: dict[tuple[str, str], object] = {}
+        self.last_version: dict[int, str] = {}
+        self.live: deque | None = None           # (window_ms, {feature: value}) of the drift window
+        self._client = None
+        self._refs: dict[tuple[str, str], dict] = {}
+
+    # -- model resolution ------------------------------------------------------------------------
+    def client(self):
+        from tickcast import model_io
+
+        if self._client is None:
+            self._client = model_io.configure(self.s)
+        return self._client
+
+    def _slot(self, horizon: int, ref: str) -> Slot | None:
+        from tickcast import model_io
+
+        name = model_io.model_name(horizon)
+        mv = model_io.resolve(self.client(), name, ref)
+        if mv is None:
+            return None
+        if "meta" not in (mv.tags or {}):
+            log.warning("predict: %s v%s has no `meta` tag (registered by an older tickcast); not scoring with it",
+                        name, mv.version)
+            return None
+        return Slot(horizon, name, str(mv.version), json.loads(mv.tags["meta"]))
+
+    def _resolve_all(self) -> list[Slot]:
+        """Every horizon's model at the configured ref; waits (and says so) while one is missing."""
+        waited = None
+        while True:
+            slots = {h: self._slot(h, self.s.model_ref) for h in self.s.horizons}
+            missing = [f"tickcast-h{h}" for h, sl in slots.items() if sl is None]
+            if not missing:
+                return list(slots.values())
+            now = time.monotonic()
+            if waited is None or now - waited >= WAIT_LOG_SECONDS:
+                log.warning("predict: waiting for %s of %s (run `tickcast train --horizon H`)",
+                            self.s.model_ref, ", ".join(missing))
+                print(f"predict: waiting for a {self.s.model_ref} of {', '.join(missing)} "
+                      "(run `tickcast train`)", flush=True)
+                waited = now
+            time.sleep(5.0)
+
+    def _planned(self, batch_id: int) -> list[Slot] | None:
+        from tickcast import lake
+
+        if not lake.exists(tables.PREDICT_BATCHES, self.s):
+            return None
+        t = lake.read(tables.PREDICT_BATCHES, self.s, filters=[("batch_id", "=", batch_id)]).to_pylist()
+        if not t:
+            return None
+        return [sl for r in t if (sl := self._slot(int(r["horizon"]), r["model_version"])) is not None]
+
+    def udf(self, slot: Slot):
+        from pyspark.ml.functions import predict_batch_udf
+        from pyspark.sql.types import DoubleType, StructField, StructType
+
+        key = (slot.name, slot.version)
+        if key not in self.udfs:
+            rt = StructType([StructField(f, DoubleType(), True) for f in OUT_FIELDS])
+            self.udfs[key] = predict_batch_udf(make_predict_fn(self.s, slot.name, slot.version, self.loads),
+                                               return_type=rt, batch_size=8192,
+                                               input_tensor_shapes=[[len(slot.meta["features"])]])
+        return self.udfs[key]
+
+    # -- the batch -------------------------------------------------------------------------------
+    def __call__(self, batch, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        from jobs.delta_io import append_once
+
+        spark = batch.sparkSession
+        now_ms = int(time.time() * 1000)
+        batch = batch.persist()
+        try:
+            counts = {(r["feature_version"], r["warmup"]): (r["n"], r["lo"], r["hi"]) for r in
+                      batch.groupBy("feature_version", "warmup")
+                      .agg(F.count("*").alias("n"), F.min("window_start").alias("lo"),
+                           F.max("window_start").alias("hi")).collect()}
+            if not counts:
+                return
+            planned = self._planned(batch_id)
+            slots = planned if planned else self._resolve_all()
+            if not planned:
+                rows = []
+                for sl in slots:
+                    n_all = sum(n for n, _, _ in counts.values())
+                    warm = sum(n for (fv, w), (n, _, _) in counts.items() if w)
+                    refused = sum(n for (fv, w), (n, _, _) in counts.items() if not w and fv != sl.feature_version)
+                    prev = self.last_version.get(sl.horizon)
+                    rows.append((batch_id, sl.horizon, sl.name, sl.version, sl.feature_version, n_all,
+                                 n_all - warm - refused, refused, warm,
+                                 prev if prev is not None and prev != sl.version else None, now_ms))
+                    if refused:
+                        log.warning("predict: batch %d: %d rows of another feature version refused by %s v%s",
+                                    batch_id, refused, sl.name, sl.version)
+                plan = spark.createDataFrame(rows, "batch_id bigint, horizon int, model_name string, "
+                                             "model_version string, feature_version string, input_rows bigint, "
+                                             "scored bigint, refused_feature_version bigint, skipped_warmup bigint, "
+                                             "switched_from string, planned_ms bigint")
+                plan = plan.select(*[c for c in plan.columns if c != "planned_ms"],
+                                   F.timestamp_millis("planned_ms").alias("planned_at"))
+                append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
+                            QUERY + "-plan", batch_id)
+            for sl in slots:
+                self.last_version[sl.horizon] = sl.version
+            self._score(batch, batch_id, slots, now_ms)
+            self._drift(batch, batch_id, slots, now_ms)
+        finally:
+            batch.unpersist()
+
+    def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int) -> None:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        parts = []
+        for sl in slots:
+            ok = batch.where(~F.col("warmup") & (F.col("feature_version") == sl.feature_version))
+            scored = ok.withColumn("p", self.udf(sl)(F.array(*[F.col(f) for f in sl.meta["features"]])))
+            parts.append(scored.select(
+                "symbol", "window_start", F.lit(sl.horizon).alias("horizon"),
+                (F.col("window_start") + F.make_interval(mins=F.lit(sl.horizon))).alias("target_time"),
+                F.lit(sl.name).alias("model_name"), F.lit(sl.version).alias("model_version"), "feature_version",
+                *[F.col("p." + f).alias(f) for f in ("prob_up", "pred_return")], "close",
+                F.timestamp_millis(F.lit(int(sl.meta["training_end_ms"]))).alias("training_end"),
+                *[F.col("p." + f).alias(f) for f in ("climatology_prob_up", "momentum_prob_up", "momentum_return")],
+                F.timestamp_millis(F.lit(now_ms)).alias("prediction_time"),
+                F.lit(batch_id).cast("bigint").alias("batch_id")))
+        out = parts[0]
+        for p in parts[1:]:
+            out = out.unionByName(p)
+        bounds = batch.agg(F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start"))).first()
+        if bounds[0] is None:
+            return
+        cond = (" AND ".join(f"t.{k} = s.{k}" for k in schemas.PREDICTIONS_KEY)
+                + f" AND t.window_start BETWEEN timestamp_millis({bounds[0]}) AND timestamp_millis({bounds[1]})")
+        (DeltaTable.forPath(batch.sparkSession, tables.PREDICTIONS.path(self.s)).alias("t")
+         .merge(out.alias("s"), cond).whenNotMatchedInsertAll().execute())
+
+    def _drift(self, batch, batch_id: int, slots: list[Slot], now_ms: int) -> None:
+        """PSI/KS of the live window's features against each model's training reference."""
+        from pyspark.sql import functions as F
+
+        from jobs.delta_io import append_once
+        from tickcast import drift, lake
+
+        window_ms = int(self.s.drift_window_hours * 3600_000)
+        names = list(features.FEATURES)
+        fv = features.feature_version()
+        if self.live is None:           # (re)start: the window so far, from the table
+            self.live = deque()
+            if lake.exists(tables.FEATURES, self.s):
+                t = lake.read(tables.FEATURES, self.s, columns=["window_start", "warmup", *names],
+                              filters=[("feature_version", "=", fv), ("warmup", "=", False)])
+                ms = lake.to_ms(t["window_start"])
+                keep = ms >= now_ms - window_ms
+                m = np.column_stack([t[n].to_numpy(zero_copy_only=False) for n in names])[keep] if len(ms) else \
+                    np.empty((0, len(names)))
+                for a, row in sorted(zip(ms[keep], m), key=lambda x: x[0]):
+                    self.live.append((int(a), row))
+        new = batch.where(~F.col("warmup") & (F.col("feature_version") == fv)) \
+                   .select(F.unix_millis("window_start").alias("ms"), *names).collect()
+        for r in sorted(new, key=lambda r: r["ms"]):
+            self.live.append((int(r["ms"]), np.array([r[n] for n in names], float)))
+        newest = max((a for a, _ in self.live), default=now_ms)
+        while self.live and self.live[0][0] < newest - window_ms:
+            self.live.popleft()
+        if not self.live:
+            return
+        m = np.vstack([row for _, row in self.live])
+        live = {n: m[:, i] for i, n in enumerate(names)}
+        oldest = self.live[0][0]
+        rows = []
+        done = set()
+        for sl in slots:
+            if (sl.name, sl.version) in done or sl.feature_version != fv:
+                continue
+            done.add((sl.name, sl.version))
+            ref = self._reference(sl)
+            for d in drift.report(ref, live, self.s.drift_psi_threshold):
+                rows.append((now_ms, batch_id, sl.name, sl.version, d["feature"], d["n"], oldest,
+                             _f(d["psi"]), _f(d["ks"]), _f(d["ks_pvalue"]), d["drifted"]))
+        if not rows:
+            return
+        df = batch.sparkSession.createDataFrame(
+            rows, "computed_ms bigint, batch_id bigint, model_name string, model_version string, feature string, "
+                  "n bigint, oldest_ms bigint, psi double, ks double, ks_pvalue double, drifted boolean")
+        df = df.select(F.timestamp_millis("computed_ms").alias("computed_at"), "batch_id", "model_name",
+                       "model_version", "feature", "n", F.timestamp_millis("oldest_ms").alias("window_start"),
+                       "psi", "ks", "ks_pvalue", "drifted")
+        append_once(df.select(*schemas.DRIFT.names), tables.DRIFT.path(self.s), QUERY + "-drift", batch_id)
+
+    def _reference(self, sl: Slot) -> dict:
+        """The version's training reference distribution (downloaded once per version)."""
+        import mlflow
+
+        key = (sl.name, sl.version)
+        if key not in self._refs:
+            self.client()
+            path = mlflow.artifacts.download_artifacts(f"models:/{sl.name}/{sl.version}")
+            from pathlib import Path
+
+            self._refs[key] = json.loads((Path(path) / "artifacts" / "reference.json").read_text())
+        return self._refs[key]
+
+
+def _f(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+last_writer: PredictWriter | None = None      # the running query's writer: its load counter, for tests
+
+
+def start(spark, s: Settings, available_now: bool = False):
+    """Start the predict query on the silver.features stream; returns the StreamingQuery."""
+    from jobs.delta_io import ensure_table
+
+    for t in (tables.FEATURES, tables.PREDICTIONS, tables.PREDICT_BATCHES, tables.DRIFT):
+        ensure_table(spark, t, s)
+    global last_writer
+    feats = (spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger)
+             .load(tables.FEATURES.path(s)))
+    last_writer = PredictWriter(s, spark)
+    writer = (feats.writeStream.queryName(QUERY).foreachBatch(last_writer)
+              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
+    writer = writer.trigger(availableNow=True) if available_now else \
+        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
+    return writer.start()

@@ -1,0 +1,77 @@
+"""First run of `tickcast up`: make sure every horizon has a model to score with.
+
+With no `champion` (or whatever TICKCAST_MODEL_REF names) for a horizon, train one from history:
+the bars already in silver.bars_1m when there are enough real ones (backfilled klines), otherwise
+a labelled simulator run with the planted signal (symbols `-SIMSIG`, see docs/simulator.md), which
+the local simulator then keeps producing, so predictions have something real to find offline.
+"""
+from __future__ import annotations
+
+import time
+
+from tickcast.settings import Settings
+
+SIM_HISTORY_MINUTES = 4000            # ~2.8 days: enough for the gate to see the planted edge
+SIM_SIGNAL = dict(plant_signal=True, signal_kind="interaction", signal_strength=0.6)
+MIN_REAL_BARS = 1000               # per symbol; 24 h of REST klines (1,440) qualify
+
+
+def missing_models(s: Settings) -> list[int]:
+    from tickcast import model_io
+
+    client = model_io.configure(s)
+    return [h for h in s.horizons if model_io.resolve(client, model_io.model_name(h), s.model_ref) is None]
+
+
+def real_bar_symbols(s: Settings) -> dict[str, int]:
+    """Bars per real (not simulated) symbol in silver.bars_1m."""
+    from tickcast import lake, tables
+
+    if not lake.exists(tables.BARS, s):
+        return {}
+    t = lake.read(tables.BARS, s, columns=["symbol"]).column("symbol").to_pylist()
+    counts: dict[str, int] = {}
+    for x in t:
+        if "-SIM" not in x:
+            counts[x] = counts.get(x, 0) + 1
+    return counts
+
+
+def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow_simulated: bool = True
+                  ) -> dict[int, str]:
+    """Train a model for every horizon that has none at the configured ref; returns horizon -> alias given."""
+    from jobs import sim_history
+    from jobs.runner import run
+    from producers.simulate import SimConfig, sim_symbol
+    from tickcast import training
+
+    missing = missing_models(s)
+    if not missing:
+        return {}
+    real = {k: v for k, v in real_bar_symbols(s).items() if v >= MIN_REAL_BARS}
+    if real:
+        symbols = tuple(sorted(real))
+    elif not allow_simulated:
+        echo(f"models: no {s.model_ref} for horizon(s) {missing} and too little real history to train on; "
+             "predictions wait until one is trained (`tickcast train`)")
+        return {}
+    if real:
+        echo(f"models: no {s.model_ref} for horizon(s) {missing}: training on the real bars of {', '.join(symbols)}")
+    else:
+        symbols = tuple(sim_symbol(b, True) for b in base_symbols)
+        end = int(time.time() * 1000) // 60_000 * 60_000
+        echo(f"models: no {s.model_ref} for horizon(s) {missing} and no real history: training on "
+             f"{SIM_HISTORY_MINUTES} minutes of SIMULATED bars with the planted signal ({', '.join(symbols)})")
+        cfg = SimConfig(symbols=tuple(base_symbols), rate=1.0, seed=7, start_ms=end - SIM_HISTORY_MINUTES * 60_000,
+                        **SIM_SIGNAL)
+        sim_history.run(spark, s, cfg, SIM_HISTORY_MINUTES)
+    run(["features"], s, available_now=True, spark=spark)
+    given = {}
+    for h in missing:
+        rep = training.train(s, training.TrainConfig(horizon=h, symbols=symbols, bootstrap_reps=500), echo=echo)
+        given[h] = rep["alias"]
+        echo(f"models: {rep['model']} v{rep['version']} -> {rep['alias']} ({rep['gate']['reason'][:200]})")
+        if rep["alias"] != s.model_ref:
+            echo(f"models: {rep['model']} has no {s.model_ref}: predictions for horizon {h} wait until one is "
+                 f"promoted (`tickcast models promote VERSION --horizon {h} --reason ...`)")
+    return given
