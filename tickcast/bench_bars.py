@@ -283,7 +283,8 @@ ROLES = ("driver_python", "spark_jvm", "producer", "broker", "other")
 
 def up_command(rate: float = IDLE_RATE) -> list[str]:
     """What `tickcast up` runs with the simulator, as a subprocess (the bench's broker is reused)."""
-    return [sys.executable, "-m", "tickcast.cli", "up", "--source", "simulate", "--rate", str(rate)]
+    return [sys.executable, "-m", "tickcast.cli", "up", "--source", "simulate", "--rate", str(rate),
+            "--jobs", "ingest,bars"]
 
 
 def _role(p, driver_pid: int, broker_pid: int | None) -> str:

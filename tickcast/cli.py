@@ -270,10 +270,15 @@ def sql(query, limit) -> None:
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rate", type=float, default=50.0, show_default=True)
 @click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True)
-def up(source, files, rate, symbols) -> None:
-    from tickcast.up import run_up
+@click.option("--jobs", "jobs", default=None, help="comma-separated streaming jobs [default: all of them, in order]")
+def up(source, files, rate, symbols, jobs) -> None:
+    from tickcast.up import JOBS, run_up
 
-    run_up(_settings(), source, list(files), rate, symbols)
+    chosen = [j.strip() for j in jobs.split(",") if j.strip()] if jobs else list(JOBS)
+    unknown = [j for j in chosen if j not in JOBS]
+    if unknown:
+        raise click.BadParameter(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(JOBS)}", param_hint="--jobs")
+    run_up(_settings(), source, list(files), rate, symbols, chosen)
 
 
 # ---- bench --------------------------------------------------------------------------------------

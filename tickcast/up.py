@@ -122,7 +122,9 @@ class StackMeter:
         return f"cpu {cores:.2f} cores, mem {rss / 2**30:.2f} GiB"
 
 
-def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: str) -> None:
+def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
+           jobs: list[str] | None = None) -> None:
+    jobs = list(jobs or JOBS)
     from jobs.runner import run
 
     if source == "auto":
@@ -199,10 +201,11 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
         spark = spark or session(s, app="tickcast-" + "-".join(JOBS))
         spark.sparkContext.setLogLevel("ERROR")
         # Before the streams write bars (one writer per table); live trains on the backfilled klines only.
-        ensure_models(spark, s, [x.strip().upper() for x in symbols.split(",") if x.strip()], echo=click.echo,
-                      allow_simulated=source != "live")
+        if "predict" in jobs:
+            ensure_models(spark, s, [x.strip().upper() for x in symbols.split(",") if x.strip()], echo=click.echo,
+                          allow_simulated=source != "live")
         # ERROR: Spark's WARN lines (e.g. "batch is falling behind") would break the progress line.
-        run(JOBS, s, available_now=False, on_progress=line, stop_event=stop, log_level="ERROR", spark=spark)
+        run(jobs, s, available_now=False, on_progress=line, stop_event=stop, log_level="ERROR", spark=spark)
     finally:
         click.echo("\nstopping: producer, streams" + (", broker" if started_broker else ""))
         producer.send_signal(signal.SIGINT)
