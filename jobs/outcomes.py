@@ -38,8 +38,13 @@ KEY = schemas.OUTCOMES_KEY
 # Up to this many pending predictions a batch realizes them in pandas on the driver; a bigger backlog
 # goes through the Python workers, one symbol per group.
 DRIVER_ROWS = 200_000
-# Timestamps travel through pandas as epoch ms: PySpark hands pandas naive local-time datetimes.
+# Timestamps travel through pandas as epoch ms (PySpark hands pandas naive local-time datetimes).
+# Flooring to ms keeps both comparisons exact, as window_start and target_time are whole minutes;
+# the outcome rows take the prediction's own columns from Spark, at full precision.
 MS_COLS = ("window_start", "target_time", "training_end", "prediction_time")
+# What `realize` reads of a prediction.
+INPUT_COLS = ("symbol", "window_start", "horizon", "model_name", "model_version", "target_time", "close", "prob_up",
+              "climatology_prob_up", "momentum_prob_up", "training_end", "prediction_time")
 DERIVED = ("realized_close", "realized_return", "missing_minutes", "hit", "climatology_hit", "momentum_hit",
            "after_training_end", "made_before_outcome")
 SCORE_COLS = ("model_name", "model_version", "horizon", "symbol", "window", "n", "brier", "accuracy", "mae",
@@ -63,7 +68,7 @@ def realize(preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
     """Predictions of ONE symbol + that symbol's bars -> the predictions with the outcome columns.
 
     Args:
-        preds: gold.predictions columns, the MS_COLS as epoch ms; every target bar must be known
+        preds: at least INPUT_COLS, the MS_COLS as epoch ms; every target bar must be known
             (a bar at or after target_time exists) and `bars` must cover (window_start, target_time].
         bars: `window_ms` (minute start, epoch ms) and `close` (float) of the symbol's bars.
     Returns:
@@ -152,13 +157,13 @@ def model_scores(outcomes: pd.DataFrame, latest_ms: int) -> pd.DataFrame:
 
 # --- Spark side --------------------------------------------------------------------------------------
 
-def _realized_ddl() -> str:
-    cols = [c for c in schemas.OUTCOMES.cols if c.name != "outcome_time"]
-    return ", ".join(f"`{c.name}` {'bigint' if c.name in MS_COLS else c.type}" for c in cols)
-
-
 def _realized_names() -> list[str]:
-    return [c.name for c in schemas.OUTCOMES.cols if c.name != "outcome_time"]
+    return [*KEY, *DERIVED]
+
+
+def _realized_ddl() -> str:
+    types = {c.name: c.type for c in schemas.OUTCOMES.cols}
+    return ", ".join(f"`{c}` {'bigint' if c in MS_COLS else types[c]}" for c in _realized_names())
 
 
 def _realize_group(key, preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
@@ -236,29 +241,30 @@ class OutcomeWriter:
         done = (spark.read.format("delta").load(tables.OUTCOMES.path(self.s))
                 .where(F.col("target_time") <= _lit_ts(hi)).select(*KEY))
         # dropDuplicates: the predictions' key is unique by contract; this keeps outcomes unique even if not.
-        pending = due.join(done, list(KEY), "left_anti").dropDuplicates(list(KEY))
-        pending = pending.select(*[F.unix_millis(c).alias(c) if c in MS_COLS else c for c in schemas.PREDICTIONS.names])
-        pending = pending.persist()
+        pending = due.join(done, list(KEY), "left_anti").dropDuplicates(list(KEY)).persist()
         try:
-            n, ws_lo, ws_hi, t_hi = pending.agg(F.count(F.lit(1)), F.min("window_start"), F.max("window_start"),
-                                               F.max("target_time")).first()
+            n, ws_lo, ws_hi, t_hi = pending.agg(
+                F.count(F.lit(1)), F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start")),
+                F.max(F.unix_millis("target_time"))).first()
             if not n:
                 return 0
+            inputs = pending.select(*[F.unix_millis(c).alias(c) if c in MS_COLS else c for c in INPUT_COLS])
             bars = (spark.read.format("delta").load(tables.BARS.path(self.s))
                     .where((F.col("window_start") > _lit_ts(ws_lo)) & (F.col("window_start") <= _lit_ts(t_hi)))
                     .select("symbol", F.unix_millis("window_start").alias("window_ms"),
                             F.col("close").cast("double").alias("close")))
             if n <= self.driver_rows:
                 # The usual batch (a minute's predictions): pandas on the driver, no Python-worker round trip.
-                realized = spark.createDataFrame(realize_frames(pending.toPandas(), bars.toPandas()),
+                realized = spark.createDataFrame(realize_frames(inputs.toPandas(), bars.toPandas()),
                                                  _realized_ddl())
             else:
                 # A backlog (first run after a long backfill, a replay): per symbol in the Python workers.
-                realized = (pending.groupBy("symbol").cogroup(bars.groupBy("symbol"))
+                realized = (inputs.groupBy("symbol").cogroup(bars.groupBy("symbol"))
                             .applyInPandas(_realize_group, _realized_ddl()))
-            rows = realized.select(*[F.timestamp_millis(c).alias(c) if c in MS_COLS else F.col(c)
-                                     for c in realized.columns],
-                                   _lit_ts(now_ms).alias("outcome_time")).select(*schemas.OUTCOMES.names)
+            realized = realized.withColumn("window_start", F.timestamp_millis("window_start"))
+            rows = (pending.join(realized, list(KEY))
+                    .select(*schemas.PREDICTIONS.names, *DERIVED, _lit_ts(now_ms).alias("outcome_time"))
+                    .select(*schemas.OUTCOMES.names))
             rows = rows.persist()   # the MERGE must see exactly what was computed once
             try:
                 cond = (" AND ".join(f"t.{k} = s.{k}" for k in KEY)
@@ -281,15 +287,11 @@ class OutcomeWriter:
         longest = max(w for _, w in WINDOWS)
         cols = ["model_name", "model_version", "horizon", "symbol", "prob_up", "pred_return", "realized_return",
                 "climatology_prob_up", "momentum_prob_up", "after_training_end", "made_before_outcome"]
-        rows = [r.asDict() for r in
-                spark.read.format("delta").load(tables.OUTCOMES.path(self.s))
-                .where((F.col("target_time") > _lit_ts(hi - longest)) & (F.col("target_time") <= _lit_ts(hi)))
-                .select(*cols, F.unix_millis("target_time").alias("target_time")).collect()]
-        if not rows:
+        df = (spark.read.format("delta").load(tables.OUTCOMES.path(self.s))
+              .where((F.col("target_time") > _lit_ts(hi - longest)) & (F.col("target_time") <= _lit_ts(hi)))
+              .select(*cols, F.unix_millis("target_time").alias("target_time")).toPandas())
+        if df.empty:
             return
-        df = pd.DataFrame(rows)
-        for c in ("prob_up", "pred_return", "realized_return", "climatology_prob_up", "momentum_prob_up"):
-            df[c] = df[c].astype("float64")
         scores = model_scores(df, hi)
         if scores.empty:
             return

@@ -8,10 +8,11 @@ import csv
 import gzip
 import math
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from tickcast import lake, schemas, tables
@@ -73,11 +74,15 @@ class Market:
         return {"realized_close": rc, "realized_return": r, "missing_minutes": h - len(after),
                 "hit": hit(p["prob_up"]), "climatology_hit": hit(p["climatology_prob_up"]),
                 "momentum_hit": hit(p["momentum_prob_up"]), "after_training_end": ws > TRAINING_END_MIN,
-                "made_before_outcome": p["_pt"] < target_close_ms}
+                "made_before_outcome": p["_pt_us"] < target_close_ms * 1000}
 
 
 def ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def ts_us(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
 
 
 class Predictions:
@@ -100,7 +105,8 @@ class Predictions:
              "feature_version": "fv1", "prob_up": rng.choice([rng.uniform(0.05, 0.95), 0.5]),
              "pred_return": rng.gauss(0, 1e-3), "close": self.m.close(minute),
              "climatology_prob_up": 0.52, "momentum_prob_up": None if rng.random() < 0.15 else rng.uniform(0.3, 0.7),
-             "momentum_return": rng.gauss(0, 1e-4), "batch_id": 0, "_m": minute, "_pt": pt}
+             "momentum_return": rng.gauss(0, 1e-4), "batch_id": 0, "_m": minute,
+             "_pt_us": pt * 1000 + rng.randrange(1000)}     # sub-millisecond part must survive
         self.rows.append(p)
         return p
 
@@ -114,7 +120,7 @@ class Predictions:
         data = [(p["symbol"], ts(t0 + p["_m"] * M), p["horizon"], ts(t0 + (p["_m"] + p["horizon"]) * M),
                  p["model_name"], p["model_version"], p["feature_version"], p["prob_up"], p["pred_return"],
                  p["close"], ts(t0 + TRAINING_END_MIN * M), p["climatology_prob_up"], p["momentum_prob_up"],
-                 p["momentum_return"], ts(p["_pt"]), p["batch_id"]) for p in rows]
+                 p["momentum_return"], ts_us(p["_pt_us"]), p["batch_id"]) for p in rows]
         path = ensure_table(spark, tables.PREDICTIONS, s)
         spark.createDataFrame(data, schemas.PREDICTIONS.spark_type()).write.format("delta").mode("append").save(path)
 
@@ -139,8 +145,9 @@ class Predictions:
 def outcomes_frame(s) -> pd.DataFrame:
     t = lake.read(tables.OUTCOMES, s)
     df = t.to_pandas()
-    for c in ("window_start", "target_time", "prediction_time", "outcome_time"):
+    for c in ("window_start", "target_time", "outcome_time"):
         df[c] = lake.to_ms(t[c])
+    df["prediction_time"] = pc.cast(pc.cast(t["prediction_time"], pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy()
     return df
 
 
@@ -166,7 +173,8 @@ def check_outcomes(s, market: Market, preds: Predictions) -> pd.DataFrame:
         for c in ("hit", "climatology_hit", "momentum_hit"):
             assert (None if pd.isna(row[c]) else bool(row[c])) == exp[c], (key, c)
         assert row["target_time"] == key[1] + p["horizon"] * M and row["close"] == p["close"]
-        assert row["prob_up"] == p["prob_up"] and row["prediction_time"] == p["_pt"]
+        assert row["prob_up"] == p["prob_up"] and row["prediction_time"] == p["_pt_us"]
+        assert row["pred_return"] == p["pred_return"] and row["momentum_return"] == p["momentum_return"]
     assert len(got) == n_expected
     # NULL baselines stay NULL (not NaN) through pandas and back.
     nulls = lake.read(tables.OUTCOMES, s, columns=["momentum_prob_up", "momentum_hit"])
