@@ -43,13 +43,16 @@ class Market:
         self.t0 = int(rows[0][0])
         self.kept: dict[str, dict[int, float]] = {}
 
-    def add(self, spark, s, tmp_path, symbol: str, lo: int, hi: int) -> None:
-        """Backfill minutes [lo, hi) except the gaps as `symbol`'s bars."""
+    def add(self, spark, s, tmp_path, *spans: tuple[str, int, int]) -> None:
+        """Backfill minutes [lo, hi) except the gaps as `symbol`'s bars, for each (symbol, lo, hi), in one insert."""
         from jobs.backfill import backfill
 
-        idx = [i for i in range(lo, hi) if i not in GAPS]
-        backfill(spark, s, [write_klines(tmp_path / f"{symbol}-1m-{lo}-{hi}.csv.gz", [self.rows[i] for i in idx])])
-        self.kept.setdefault(symbol, {}).update({i: float(self.rows[i][4]) for i in idx})
+        files = []
+        for symbol, lo, hi in spans:
+            idx = [i for i in range(lo, hi) if i not in GAPS]
+            files.append(write_klines(tmp_path / f"{symbol}-1m-{lo}-{hi}.csv.gz", [self.rows[i] for i in idx]))
+            self.kept.setdefault(symbol, {}).update({i: float(self.rows[i][4]) for i in idx})
+        backfill(spark, s, files)
 
     def latest(self, symbol: str) -> int:
         return max(self.kept[symbol])
@@ -242,8 +245,7 @@ def test_outcomes_equal_hand_computation_at_the_edge_across_gaps_and_after_a_res
     s = lake_lane
     market = Market(read_csv(shared_data / KLINES, 400))
     preds = Predictions(market)
-    market.add(spark, s, tmp_path, "BTCUSDT", 0, 250)
-    market.add(spark, s, tmp_path, "ETHUSDT", 0, 150)       # the same prices under a second name, shorter
+    market.add(spark, s, tmp_path, ("BTCUSDT", 0, 250), ("ETHUSDT", 0, 150))   # ETH: the same prices, shorter
     first = (preds.batch("BTCUSDT", 0, 250) + preds.batch("ETHUSDT", 0, 150) + preds.across_gaps("BTCUSDT")
              + preds.across_gaps("ETHUSDT"))                 # ETH's minutes 195..: pending (no bar there yet)
     # A second version of one model on the same bars.
@@ -260,8 +262,7 @@ def test_outcomes_equal_hand_computation_at_the_edge_across_gaps_and_after_a_res
     check_scores(s, got1, market.t0 + 249 * M)
 
     # More bars, then predictions written AFTER their bars (old minutes, a new version) and new ones.
-    market.add(spark, s, tmp_path, "BTCUSDT", 250, 400)
-    market.add(spark, s, tmp_path, "ETHUSDT", 150, 300)
+    market.add(spark, s, tmp_path, ("BTCUSDT", 250, 400), ("ETHUSDT", 150, 300))
     second = (preds.batch("BTCUSDT", 250, 400) + preds.batch("ETHUSDT", 150, 300)
               + preds.many((("BTCUSDT", m, 15, "3"), {}) for m in range(2, 240, 13)))
     preds.write(spark, s, second)
@@ -299,7 +300,7 @@ def test_kill_minus_9_during_outcomes_then_restart_exact_and_unique(spark, lake_
     s = dataclasses.replace(lake_lane, trigger_seconds=0.5)
     market = Market(read_csv(shared_data / KLINES, 400))
     preds = Predictions(market, seed=11)
-    market.add(spark, s, tmp_path, "BTCUSDT", 0, 200)
+    market.add(spark, s, tmp_path, ("BTCUSDT", 0, 200))
     preds.write(spark, s, preds.batch("BTCUSDT", 0, 200) + preds.across_gaps("BTCUSDT"))
 
     proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "main.py"), "--job", "outcomes"],
@@ -318,7 +319,7 @@ def test_kill_minus_9_during_outcomes_then_restart_exact_and_unique(spark, lake_
         wait_for(cp / "commits" / "0", "first committed batch")
         # Predictions first: the bars' commit is what starts the second batch.
         preds.write(spark, s, preds.batch("BTCUSDT", 200, 400))
-        market.add(spark, s, tmp_path, "BTCUSDT", 200, 400)
+        market.add(spark, s, tmp_path, ("BTCUSDT", 200, 400))
         wait_for(cp / "offsets" / "1", "second batch")       # planned: kill it while it runs
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
