@@ -322,7 +322,8 @@ def start(spark, s: Settings, available_now: bool = False):
 
     for t in (tables.BARS, tables.OUTCOMES, tables.MODEL_SCORES):
         ensure_table(spark, t, s)
-    bars = spark.readStream.format("delta").load(tables.BARS.path(s)).select("symbol", "window_start")
+    bars = (spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger)
+            .load(tables.BARS.path(s)).select("symbol", "window_start"))
     writer = (bars.writeStream.queryName(QUERY).outputMode("append")
               .foreachBatch(OutcomeWriter(s))
               .option("checkpointLocation", tables.checkpoint(s, QUERY)))
