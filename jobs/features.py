@@ -63,7 +63,8 @@ def step(key, frames, state):
         rows = pd.concat([rows, lr], ignore_index=True)
     rows["minutes_in_segment"] = rows["minutes_in_segment"].astype("int32")
     rows["warmup"] = rows["warmup"].astype(bool)
-    yield rows[list(OUT_COLS)]
+    if len(rows):   # nothing to emit: yield nothing (an empty frame makes pandas warn at every batch)
+        yield rows[list(OUT_COLS)]
 
 
 def to_rows(out):

@@ -76,6 +76,7 @@ class PredictWriter:
         self.live: deque | None = None           # (window_ms, {feature: value}) of the drift window
         self._client = None
         self._refs: dict[tuple[str, str], dict] = {}
+        self._said_missing = float("-inf")
 
     # -- model resolution ------------------------------------------------------------------------
     def client(self):
@@ -99,14 +100,19 @@ class PredictWriter:
         return Slot(horizon, name, str(mv.version), json.loads(mv.tags["meta"]))
 
     def _resolve_all(self) -> list[Slot]:
-        """Every horizon's model at the configured ref; waits (and says so) while one is missing."""
+        """The horizons' models at the configured ref. While none has one the batch waits (and says
+        so); horizons still without one are skipped, and said so, until theirs appears."""
         waited = None
         while True:
             slots = {h: self._slot(h, self.s.model_ref) for h in self.s.horizons}
             missing = [f"tickcast-h{h}" for h, sl in slots.items() if sl is None]
-            if not missing:
-                return list(slots.values())
             now = time.monotonic()
+            if len(missing) < len(slots):
+                if missing and now - self._said_missing >= WAIT_LOG_SECONDS:
+                    print(f"predict: no {self.s.model_ref} of {', '.join(missing)} yet: those horizons are not "
+                          "scored", flush=True)
+                    self._said_missing = now
+                return [sl for sl in slots.values() if sl is not None]
             if waited is None or now - waited >= WAIT_LOG_SECONDS:
                 log.warning("predict: waiting for %s of %s (run `tickcast train --horizon H`)",
                             self.s.model_ref, ", ".join(missing))

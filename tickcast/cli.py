@@ -283,7 +283,7 @@ def up(source, files, rate, symbols, jobs) -> None:
 
 # ---- bench --------------------------------------------------------------------------------------
 @cli.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
-@click.argument("name", type=click.Choice(["ingest", "bars", "live", "features"]))
+@click.argument("name", type=click.Choice(["ingest", "bars", "live", "features", "predict"]))
 @click.option("--ticks", type=int, default=None, help="simulated ticks [default: 3,000,000 for ingest, 1,000,000 for bars]")
 @click.option("--latency-seconds", type=float, default=60.0, show_default=True, help="ingest: the latency run")
 @click.option("--klines", "klines", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -296,6 +296,12 @@ def up(source, files, rate, symbols, jobs) -> None:
 @click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
 def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate, horizons, out) -> None:
+    if name == "predict":
+        from tickcast.bench_predict import predict_bench
+
+        _settings().quiet_tensorflow()
+        predict_bench(_settings(), 200_000 if ticks is None else ticks, 3_000, out)
+        return
     if name == "features":
         from tickcast.bench_features import features_bench
 

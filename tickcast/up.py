@@ -13,7 +13,7 @@ import click
 from tickcast import kafka_broker
 from tickcast.settings import Settings
 
-JOBS = ["ingest", "bars", "features", "predict"]
+JOBS = ["ingest", "bars", "features", "predict", "outcomes"]
 
 
 def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> list[str]:

@@ -1,0 +1,199 @@
+"""Job `predict` on real Spark + Delta + MLflow + TensorFlow: streamed predictions equal the model
+called directly, the version is stamped, the model loads once per worker, an alias switch during a
+running stream, no champion -> wait, refused feature versions, kill -9 and restart."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, own_lake
+from tickcast import features, lake, model_io, modeling, tables, training
+
+pytestmark = pytest.mark.spark
+MIN = 60_000
+T_END = 1_790_000_000_000 // MIN * MIN        # 2026-09-21: a fixed, recent end for the simulated history
+
+
+def _sim(spark, s, start_ms: int, minutes: int, seed: int = 11):
+    from jobs import sim_history
+    from producers.simulate import SimConfig
+
+    cfg = SimConfig(symbols=("BTCUSDT", "ETHUSDT"), rate=1.0, seed=seed, start_ms=start_ms, plant_signal=True,
+                    signal_kind="interaction", signal_strength=0.6)
+    return sim_history.run(spark, s, cfg, minutes)
+
+
+def _features(spark, s):
+    from jobs.runner import run
+
+    run(["features"], s, available_now=True, spark=spark)
+
+
+def _predictions(s) -> pd.DataFrame:
+    if not lake.exists(tables.PREDICTIONS, s):
+        return pd.DataFrame(columns=list(tables.PREDICTIONS.schema.names) + ["window_ms"])
+    t = lake.read(tables.PREDICTIONS, s)
+    df = t.to_pandas()
+    df["window_ms"] = lake.to_ms(t["window_start"])
+    return df.sort_values(["horizon", "symbol", "window_ms"]).reset_index(drop=True)
+
+
+def _direct(s, version: str) -> pd.DataFrame:
+    """The registered model called directly (one process) on every scorable feature row."""
+    loaded = model_io.load(s, "tickcast-h1", version)
+    rows = training.read_features(s, features.feature_version())
+    rows = rows[~rows["warmup"]].sort_values(["symbol", "window_ms"]).reset_index(drop=True)
+    X = rows[loaded.features].to_numpy(float)
+    p, r = loaded.predictor()(X)
+    base = modeling.baseline_predictions(loaded.meta["baselines"], rows["ret_1"].to_numpy())
+    return rows[["symbol", "window_ms"]].assign(prob_up=p, pred_return=r, **base)
+
+
+@pytest.fixture(scope="module")
+def trained(spark, base_settings, tmp_path_factory):
+    """Three feature commits of simulated history and a registered model (not yet champion)."""
+    root = tmp_path_factory.mktemp("predict")
+    s = dataclasses.replace(own_lake(base_settings, root), horizons=(1,), max_files_per_trigger=1)
+    start = T_END - 3000 * MIN
+    for k in range(3):
+        _sim(spark, s, start + k * 1000 * MIN, 1000, seed=11 + k)
+        _features(spark, s)
+    rep = training.train(s, training.TrainConfig(horizon=1, bootstrap_reps=200, folds=3), echo=lambda *_: None)
+    return s, rep
+
+
+def _run_in_thread(s, spark):
+    from jobs.runner import run
+
+    stop = threading.Event()
+    box = {}
+    th = threading.Thread(target=lambda: box.update(last=run(["predict"], s, spark=spark, stop_event=stop)),
+                          daemon=True)
+    th.start()
+    return stop, th, box
+
+
+def _wait(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark, trained, capsys):
+    from jobs import predict
+
+    s, rep = trained
+    v1 = rep["version"]
+    client = model_io.configure(s)
+    if rep["alias"] == "champion":          # start from "no champion yet"
+        client.delete_registered_model_alias("tickcast-h1", "champion")
+    stop, th, _ = _run_in_thread(s, spark)
+    try:
+        time.sleep(20)
+        assert _predictions(s).empty, "scored without a champion"
+        assert "waiting for a champion of tickcast-h1" in capsys.readouterr().out
+        model_io.set_alias(client, "tickcast-h1", "champion", v1, "test")
+        direct = _direct(s, v1)
+        _wait(lambda: len(_predictions(s)) >= len(direct), 300, "predictions of the history")
+
+        got = _predictions(s)
+        assert len(got) == len(direct) and not got.duplicated(["symbol", "window_ms", "horizon"]).any()
+        assert set(got["model_version"]) == {v1} and set(got["model_name"]) == {"tickcast-h1"}
+        m = got.merge(direct, on=["symbol", "window_ms"], suffixes=("", "_direct"))
+        assert len(m) == len(direct)
+        for c in ("prob_up", "pred_return", "climatology_prob_up", "momentum_prob_up", "momentum_return"):
+            np.testing.assert_allclose(m[c], m[c + "_direct"], rtol=1e-5, atol=1e-9, err_msg=c)
+        assert (got["feature_version"] == features.feature_version()).all()
+        assert (got["target_time"] - got["window_start"] == pd.Timedelta(minutes=1)).all()
+        plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
+        assert len(plan) >= 3                                    # one feature file per batch
+        loads = predict.last_writer.loads.value
+        assert 1 <= loads <= 2 and len(plan) >= 3, (loads, len(plan))   # once per Python worker, not per batch
+
+        # The alias moves while the stream runs; new bars arrive.
+        mv1 = client.get_model_version("tickcast-h1", v1)
+        v2 = str(client.create_model_version("tickcast-h1", mv1.source, run_id=mv1.run_id,
+                                             tags={"meta": mv1.tags["meta"]}).version)
+        model_io.set_alias(client, "tickcast-h1", "champion", v2, "test switch")
+        switch_ms = T_END
+        _sim(spark, s, T_END, 200, seed=21)
+        _features(spark, s)
+        n_new = int((training.read_features(s, features.feature_version())["window_ms"] >= switch_ms).sum())
+        _wait(lambda: (_predictions(s)["window_ms"] >= switch_ms).sum() >= n_new, 300, "predictions after the switch")
+    finally:
+        stop.set()
+        th.join(120)
+    got = _predictions(s)
+    assert not got.duplicated(["symbol", "window_ms", "horizon"]).any()      # no bar scored twice
+    assert set(got.loc[got["window_ms"] < switch_ms, "model_version"]) == {v1}
+    assert set(got.loc[got["window_ms"] >= switch_ms, "model_version"]) == {v2}
+    plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas().sort_values("batch_id")
+    assert plan.loc[plan["model_version"] == v2, "switched_from"].iloc[0] == v1
+    assert (plan["scored"] + plan["skipped_warmup"] + plan["refused_feature_version"] == plan["input_rows"]).all()
+    drift = lake.read(tables.DRIFT, s).to_pandas()
+    assert set(drift["feature"]) == set(model_io.load(s, "tickcast-h1", v2).features) and (drift["n"] > 0).all()
+
+
+def test_rows_of_another_feature_version_are_refused_and_counted(spark, trained):
+    from jobs.runner import run
+
+    s, rep = trained
+    client = model_io.configure(s)
+    if rep["alias"] != "champion":
+        model_io.set_alias(client, "tickcast-h1", "champion", rep["version"], "test")
+    run(["predict"], s, available_now=True, spark=spark)          # everything so far is scored
+    before = len(_predictions(s))
+    batches = set(lake.read(tables.PREDICT_BATCHES, s).to_pandas()["batch_id"])
+    t = lake.read(tables.FEATURES, s).to_pandas()
+    t = t[~t["warmup"]].head(7).assign(feature_version="0ldversion00", window_start=lambda d: d["window_start"]
+                                       + pd.Timedelta(days=400))
+    spark.createDataFrame(t, tables.FEATURES.schema.spark_type()).write.format("delta").mode("append") \
+        .save(tables.FEATURES.path(s))
+    run(["predict"], s, available_now=True, spark=spark)
+    plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
+    plan = plan[~plan["batch_id"].isin(batches)]
+    assert len(plan) >= 1 and plan["refused_feature_version"].sum() == 7   # the batches the 7 rows fell into
+    assert (plan.loc[plan["refused_feature_version"] > 0, "scored"] == 0).all()
+    assert len(_predictions(s)) == before
+
+
+def test_kill_minus_9_during_predictions_then_restart_exact(spark, base_settings, trained, tmp_path):
+    s0, rep = trained
+    # A lane of its own over the same features and registry: a copy of the feature table.
+    s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
+    import shutil
+
+    shutil.copytree(tables.FEATURES.path(s0), tables.FEATURES.path(s))
+    client = model_io.configure(s)
+    version = str(client.get_model_version_by_alias("tickcast-h1", "champion").version)
+    env = s.child_env()
+    cmd = [sys.executable, str(REPO / "jobs" / "main.py"), "--job", "predict"]
+    commits = Path(tables.checkpoint(s, "predict")) / "commits"
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: commits.is_dir() and any(c.name.isdigit() for c in commits.iterdir()), 300, "a first commit")
+    finally:
+        p.kill()
+        p.wait(30)
+    first = len(_predictions(s))
+    r = subprocess.run(cmd + ["--available-now"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = _predictions(s)
+    direct = _direct(s, version)
+    assert 0 < first and len(got) == len(direct) and not got.duplicated(["symbol", "window_ms", "horizon"]).any()
+    m = got.merge(direct, on=["symbol", "window_ms"], suffixes=("", "_direct"))
+    np.testing.assert_allclose(m["prob_up"], m["prob_up_direct"], rtol=1e-5)
+    plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
+    assert not plan.duplicated(["batch_id", "horizon"]).any()
