@@ -177,13 +177,17 @@ def test_kill_minus_9_during_predictions_then_restart_exact(spark, base_settings
 
     shutil.copytree(tables.FEATURES.path(s0), tables.FEATURES.path(s))
     client = model_io.configure(s)
+    if model_io.resolve(client, "tickcast-h1", "champion") is None:      # run on its own
+        model_io.set_alias(client, "tickcast-h1", "champion", rep["version"], "test")
     version = str(client.get_model_version_by_alias("tickcast-h1", "champion").version)
     env = s.child_env()
     cmd = [sys.executable, str(REPO / "jobs" / "main.py"), "--job", "predict"]
     commits = Path(tables.checkpoint(s, "predict")) / "commits"
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(lambda: commits.is_dir() and any(c.name.isdigit() for c in commits.iterdir()), 300, "a first commit")
+        # Killed after a committed batch that wrote predictions (a batch of warm-up rows writes none).
+        _wait(lambda: commits.is_dir() and any(c.name.isdigit() for c in commits.iterdir())
+              and len(_predictions(s)) > 0, 300, "a first committed batch with predictions")
     finally:
         p.kill()
         p.wait(30)
@@ -192,7 +196,8 @@ def test_kill_minus_9_during_predictions_then_restart_exact(spark, base_settings
     assert r.returncode == 0, r.stderr[-3000:]
     got = _predictions(s)
     direct = _direct(s, version)
-    assert 0 < first and len(got) == len(direct) and not got.duplicated(["symbol", "window_ms", "horizon"]).any()
+    assert 0 < first < len(direct), (first, len(direct))          # killed mid-way
+    assert len(got) == len(direct) and not got.duplicated(["symbol", "window_ms", "horizon"]).any()
     m = got.merge(direct, on=["symbol", "window_ms"], suffixes=("", "_direct"))
     np.testing.assert_allclose(m["prob_up"], m["prob_up_direct"], rtol=1e-5)
     plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
