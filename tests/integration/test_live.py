@@ -242,7 +242,8 @@ def test_every_recorded_trade_reaches_the_topic_exactly_once_through_drops_shutd
                 t["price"], t["quantity"], t["trade_ms"], t["is_buyer_maker"])
             assert ev["E"] == (t["event_ms"] if r["source"] == "live" else ev["T"])
             sources[r["source"]] += 1
-    assert sources["gapfill"] > 0 and sources["live"] > sources["gapfill"]
+    # Both paths carried trades; their shares depend on timing (a calm machine gap-fills more).
+    assert sources["gapfill"] > 0 and sources["live"] > 0
     assert sources["gapfill"] == sum(run.p.gapfilled.values())
 
     # The exchange's view: every rule kept, and every misbehaviour really happened.
