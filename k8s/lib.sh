@@ -7,7 +7,7 @@ NS=tickcast
 # shellcheck disable=SC2034  # OVERLAY, STRIMZI_CHART_VERSION: used by the scripts that source this
 OVERLAY="$ROOT/k8s/overlays/minikube"
 # shellcheck disable=SC2034
-STRIMZI_CHART_VERSION=1.2.0      # = the Strimzi CRDs tests/k8s validate against (../shared/k8s-schemas)
+STRIMZI_CHART_VERSION=1.2.0      # = the Strimzi release whose CRD schemas tests/k8s validate against
 PF_PIDS="${XDG_RUNTIME_DIR:-/tmp}/tickcast-k8s-port-forwards.pids"
 # Fixed local URLs: local port -> service:port.
 PORT_FORWARDS=("18000 serving 8000" "18050 dashboard 8050" "15000 mlflow 5000" "19001 minio 9001")

@@ -5,7 +5,7 @@
 # chart binds the operator to it: spark.jobNamespaces in values.yaml).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CHART_VERSION=2.5.2          # = the CRDs in ../shared/k8s-schemas (kubeflow/spark-operator v2.5.2)
+CHART_VERSION=2.5.2          # = kubeflow/spark-operator v2.5.2, the CRDs tests/k8s validate against
 RELEASE=spark-operator
 NAMESPACE=spark-operator
 JOB_NAMESPACE=tickcast
