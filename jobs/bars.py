@@ -171,17 +171,12 @@ def _bars_frame(spark, agg_schema, bars: list[dict]):
 
 def start(spark, s: Settings, available_now: bool = False):
     """Start the bars query on the bronze.ticks stream; returns the StreamingQuery."""
-    from jobs.delta_io import ensure_table
+    from jobs.delta_io import ensure_table, start_sink
 
     ensure_table(spark, tables.TICKS, s)
     ensure_table(spark, tables.BARS, s)
     ticks = spark.readStream.format("delta").load(tables.TICKS.path(s))
     bars = to_bars(aggregate(ticks.withWatermark("trade_time", f"{s.watermark_seconds} seconds")))
-    writer = (bars.writeStream.queryName(QUERY).outputMode("append")
-              .foreachBatch(BarWriter(s))
-              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
     # Its own trigger (TICKCAST_BARS_TRIGGER_SECONDS): a minute is final only once the watermark has
     # passed its end, so a bars batch every second mostly re-reads a few ticks into the state store.
-    writer = writer.trigger(availableNow=True) if available_now else \
-        writer.trigger(processingTime=f"{s.bars_trigger_seconds} seconds")
-    return writer.start()
+    return start_sink(bars, QUERY, BarWriter(s), s, available_now, trigger_seconds=s.bars_trigger_seconds)

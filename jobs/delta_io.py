@@ -1,6 +1,7 @@
 """Delta table helpers shared by the jobs: create by declared schema, idempotent appends."""
 from __future__ import annotations
 
+from tickcast import tables
 from tickcast.settings import Settings
 from tickcast.tables import Table
 
@@ -36,3 +37,23 @@ def append_once(df, path: str, app_id: str, version: int) -> None:
     """Append unless this (app_id, version) was already committed: Delta's idempotent writes."""
     (df.write.format("delta").mode("append")
        .option("txnAppId", app_id).option("txnVersion", version).save(path))
+
+
+def read_stream(spark, table: Table, s: Settings):
+    """A streaming read of a Delta table, at most TICKCAST_MAX_FILES_PER_TRIGGER files a batch."""
+    return (spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger)
+            .load(table.path(s)))
+
+
+def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_seconds: float | None = None):
+    """Start `df` into the foreachBatch `sink` under the query's checkpoint; returns the StreamingQuery.
+
+    `available_now` drains what is there and stops; otherwise a processing-time trigger of
+    `trigger_seconds` (default TICKCAST_TRIGGER_SECONDS).
+    """
+    writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(sink)
+              .option("checkpointLocation", tables.checkpoint(s, query)))
+    if available_now:
+        return writer.trigger(availableNow=True).start()
+    secs = s.trigger_seconds if trigger_seconds is None else trigger_seconds
+    return writer.trigger(processingTime=f"{secs:g} seconds").start()

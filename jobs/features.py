@@ -115,17 +115,10 @@ def start(spark, s: Settings, available_now: bool = False):
     """Start the features query on the silver.bars_1m stream; returns the StreamingQuery."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    from jobs.delta_io import ensure_table
+    from jobs.delta_io import ensure_table, read_stream, start_sink
 
     for t in (tables.BARS, tables.FEATURES, tables.LATE_BARS):
         ensure_table(spark, t, s)
-    bars = (spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger)
-            .load(tables.BARS.path(s)))
-    out = (select_inputs(bars).groupBy("symbol")
+    out = (select_inputs(read_stream(spark, tables.BARS, s)).groupBy("symbol")
            .applyInPandasWithState(step, _out_ddl(), STATE_DDL, "append", GroupStateTimeout.NoTimeout))
-    writer = (out.writeStream.queryName(QUERY).outputMode("append")
-              .foreachBatch(FeatureWriter(s))
-              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
-    writer = writer.trigger(availableNow=True) if available_now else \
-        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
-    return writer.start()
+    return start_sink(out, QUERY, FeatureWriter(s), s, available_now)

@@ -289,13 +289,8 @@ class TickWriter:
 
 def start(spark, s: Settings, available_now: bool = False):
     """Start the ingest query; returns the StreamingQuery."""
-    from jobs.delta_io import ensure_table
+    from jobs.delta_io import ensure_table, start_sink
 
     for t in (tables.TICKS, tables.QUARANTINE):
         ensure_table(spark, t, s)
-    writer = (read_topic(spark, s).writeStream.queryName(QUERY)
-              .foreachBatch(TickWriter(s))
-              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
-    writer = writer.trigger(availableNow=True) if available_now else \
-        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
-    return writer.start()
+    return start_sink(read_topic(spark, s), QUERY, TickWriter(s), s, available_now)

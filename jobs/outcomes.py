@@ -318,15 +318,9 @@ def _scores_type():
 
 def start(spark, s: Settings, available_now: bool = False):
     """Start the outcomes query on the silver.bars_1m stream; returns the StreamingQuery."""
-    from jobs.delta_io import ensure_table
+    from jobs.delta_io import ensure_table, read_stream, start_sink
 
     for t in (tables.BARS, tables.OUTCOMES, tables.MODEL_SCORES):
         ensure_table(spark, t, s)
-    bars = (spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger)
-            .load(tables.BARS.path(s)).select("symbol", "window_start"))
-    writer = (bars.writeStream.queryName(QUERY).outputMode("append")
-              .foreachBatch(OutcomeWriter(s))
-              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
-    writer = writer.trigger(availableNow=True) if available_now else \
-        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
-    return writer.start()
+    bars = read_stream(spark, tables.BARS, s).select("symbol", "window_start")
+    return start_sink(bars, QUERY, OutcomeWriter(s), s, available_now)

@@ -293,16 +293,10 @@ last_writer: PredictWriter | None = None      # the running query's writer: its 
 
 def start(spark, s: Settings, available_now: bool = False):
     """Start the predict query on the silver.features stream; returns the StreamingQuery."""
-    from jobs.delta_io import ensure_table
+    from jobs.delta_io import ensure_table, read_stream, start_sink
 
     for t in (tables.FEATURES, tables.PREDICTIONS, tables.PREDICT_BATCHES, tables.DRIFT):
         ensure_table(spark, t, s)
     global last_writer
-    feats = (spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger)
-             .load(tables.FEATURES.path(s)))
     last_writer = PredictWriter(s, spark)
-    writer = (feats.writeStream.queryName(QUERY).foreachBatch(last_writer)
-              .option("checkpointLocation", tables.checkpoint(s, QUERY)))
-    writer = writer.trigger(availableNow=True) if available_now else \
-        writer.trigger(processingTime=f"{s.trigger_seconds} seconds")
-    return writer.start()
+    return start_sink(read_stream(spark, tables.FEATURES, s), QUERY, last_writer, s, available_now)

@@ -34,6 +34,15 @@ def lag(source: dict) -> int | None:
     return total
 
 
+def executed(p: dict) -> bool:
+    """Whether the event reports a batch that ran (pure).
+
+    A trigger that finds no new data still reports progress (every 10 s), under the id of the
+    batch that has *not* run yet; recording it would hide that batch when it does run.
+    """
+    return "addBatch" in (p.get("durationMs") or {})
+
+
 def to_row(p: dict) -> dict:
     """One progress event -> one ops.stream_progress row (pure)."""
     src = (p.get("sources") or [{}])[0]
@@ -58,6 +67,27 @@ def to_row(p: dict) -> dict:
                                          for op in p.get("stateOperators") or []),
         "progress_json": json.dumps(p),
     }
+
+
+def new_events(last: dict, recent, seen: set, max_batch: dict) -> list[dict]:
+    """The executed batches not recorded yet, given a query's latest event (updates `seen`, `max_batch`).
+
+    `recent()` gives the query's recent events; it is only called when batches may have been
+    missed (a run's first event, or a batch id that skips), since each is a JSON round trip.
+    """
+    run, batch = last["runId"], int(last["batchId"])
+    if (run, batch) in seen or not executed(last):
+        return []
+    prev = max_batch.get(run)
+    events = [last] if prev is not None and batch <= prev + 1 else recent()
+    out = []
+    for e in events:
+        k = (e["runId"], int(e["batchId"]))
+        if k not in seen and executed(e):
+            seen.add(k)
+            max_batch[k[0]] = max(k[1], max_batch.get(k[0], -1))
+            out.append(e)
+    return out
 
 
 class ProgressRecorder:
@@ -85,18 +115,9 @@ class ProgressRecorder:
             if p is None:
                 continue
             d = _as_dict(p)
-            run, batch = d["runId"], int(d["batchId"])
-            if (run, batch) in self._seen:
-                continue
-            prev = self._max_batch.get(run)
-            events = [d] if prev is not None and batch <= prev + 1 else [_as_dict(x) for x in q.recentProgress]
-            for e in events:
-                k = (e["runId"], int(e["batchId"]))
-                if k not in self._seen:
-                    self._seen.add(k)
-                    self._pending.append(to_row(e))
-                    self._max_batch[k[0]] = max(k[1], self._max_batch.get(k[0], -1))
-                    self.last[e.get("name") or e["id"]] = e
+            self.last[d.get("name") or d["id"]] = d
+            for e in new_events(d, lambda: [_as_dict(x) for x in q.recentProgress], self._seen, self._max_batch):
+                self._pending.append(to_row(e))
 
     def flush(self) -> int:
         if not self._pending:

@@ -429,10 +429,13 @@ def _idle_query_stats(progress: list[dict], wall: float) -> dict:
 
 
 def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | None,
-                 cmd: list[str] | None = None, name: str = "idle", say=print) -> dict:
+                 cmd: list[str] | None = None, name: str = "idle", say=print,
+                 ready=None, ready_timeout: float = 1200.0) -> dict:
     """(c): run the stack of `tickcast up` at ~50 ticks/s; CPU, memory and batch times after warm-up.
 
-    `cmd` replaces the `tickcast up` command (for trying a variant of the same stack).
+    `cmd` replaces the `tickcast up` command (for trying a variant of the same stack). The warm-up
+    lasts IDLE_WARMUP_S, and with `ready(lane_settings) -> bool` until that also holds (e.g. the
+    first prediction); then `seconds - IDLE_WARMUP_S` are measured.
     """
     from tickcast import tables
     from tickcast.up import table_rows
@@ -460,7 +463,9 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
             if proc.poll() is not None:
                 raise RuntimeError(f"the stack exited early (code {proc.returncode}); see {log}:\n"
                                    + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
-            if base is None and now - t_launch >= IDLE_WARMUP_S:
+            if base is None and now - t_launch > ready_timeout:
+                raise RuntimeError(f"the stack was not ready after {ready_timeout:.0f} s; see {log}")
+            if base is None and now - t_launch >= IDLE_WARMUP_S and (ready is None or ready(ls)):
                 base, t_base = sampler.sample(keep_rss=False), time.monotonic()
                 since = dt.datetime.now(dt.timezone.utc)
                 jvm = sampler.pid_of("spark_jvm")
@@ -468,7 +473,7 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
                 say(f"    warm-up over; measuring {seconds - IDLE_WARMUP_S:.0f} s (load {_load()})")
             elif base is not None:
                 sampler.sample()
-            if base is not None and now - t_launch >= seconds:
+            if base is not None and now - t_base >= seconds - IDLE_WARMUP_S:
                 final, t_end = sampler.sample(), time.monotonic()
                 until = dt.datetime.now(dt.timezone.utc)
                 others = sampler.others()
@@ -493,7 +498,8 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
     progress = _read_progress_rs(tables.STREAM_PROGRESS.path(ls), since, until)
     rows = table_rows(ls)
     return {
-        "command": cmd[1:] if cmd[0] == sys.executable else cmd, "seconds": seconds, "warmup_s": IDLE_WARMUP_S,
+        "command": cmd[1:] if cmd[0] == sys.executable else cmd, "seconds": seconds,
+        "warmup_s": round(t_base - t_launch, 1), "since": since.isoformat(), "until": until.isoformat(),
         "measured_s": round(wall, 1), "samples": len(sampler.rss), "stop_s": stop_s,
         "load_before": load_before, "load_after": _load(),
         "cores_total": round(sum(cores.values()), 3), "cores": cores,

@@ -283,14 +283,16 @@ def up(source, files, rate, symbols, jobs) -> None:
 
 # ---- bench --------------------------------------------------------------------------------------
 @cli.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
-@click.argument("name", type=click.Choice(["ingest", "bars", "live", "features", "predict"]))
+@click.argument("name", type=click.Choice(["ingest", "bars", "live", "features", "predict", "stack"]))
 @click.option("--ticks", type=int, default=None, help="simulated ticks [default: 3,000,000 for ingest, 1,000,000 for bars]")
 @click.option("--latency-seconds", type=float, default=60.0, show_default=True, help="ingest: the latency run")
 @click.option("--klines", "klines", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="bars: a Binance 1m kline file to backfill; repeatable [default: 6 synthetic months]")
 @click.option("--idle-seconds", type=float, default=120.0, show_default=True,
               help="bars: how long the local pipeline runs at ~50 ticks/s (the first 30 s are warm-up)")
-@click.option("--seconds", type=float, default=30.0, show_default=True, help="live: the measured window at peak")
+@click.option("--seconds", type=float, default=None,
+              help="live: the measured window at peak [default: 30]; stack: the measured span after the first "
+                   "prediction [default: 300]")
 @click.option("--peak-rate", type=float, default=20_000.0, show_default=True,
               help="live: assumed peak trade events/s of every Binance spot USDT pair together")
 @click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
@@ -311,7 +313,12 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
     if name == "live":
         from tickcast.bench_live import live_bench
 
-        live_bench(_settings(), seconds, peak_rate, out)
+        live_bench(_settings(), 30.0 if seconds is None else seconds, peak_rate, out)
+        return
+    if name == "stack":
+        from tickcast.bench_stack import stack_bench
+
+        stack_bench(_settings(), 300.0 if seconds is None else seconds, out)
         return
     if name == "ingest":
         from tickcast.bench import ingest_bench

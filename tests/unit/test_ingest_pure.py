@@ -3,7 +3,7 @@ import datetime as dt
 import json
 
 from jobs.ingest import merge_condition
-from jobs.progress import lag, to_row
+from jobs.progress import lag, new_events, to_row
 
 
 def test_merge_condition_keys_and_prunes_by_literal_bounds():
@@ -23,3 +23,23 @@ def test_lag_and_progress_row():
     row = to_row(p)
     assert row["batch_id"] == 3 and row["lag"] == 5 and row["batch_duration_ms"] == 400
     assert json.loads(row["start_offset"]) == {"ticks": {"0": 5}} and json.loads(row["progress_json"]) == p
+
+
+def _event(batch: int, ran: bool, rows: int = 0) -> dict:
+    dur = {"addBatch": 5, "triggerExecution": 9} if ran else {"latestOffset": 1, "triggerExecution": 1}
+    return {"id": "q", "runId": "r", "name": "features", "batchId": batch, "numInputRows": rows, "durationMs": dur}
+
+
+def test_progress_history_skips_idle_events_and_keeps_the_batch_they_name():
+    # An idle trigger reports under the id of the batch that has not run yet: it must not hide it.
+    seen, top = set(), {}
+    first = new_events(_event(0, True, 5), lambda: [_event(0, True, 5)], seen, top)
+    assert [e["batchId"] for e in first] == [0]
+    assert new_events(_event(1, False), lambda: [], seen, top) == []
+    real = new_events(_event(1, True, 3), lambda: [], seen, top)
+    assert [(e["batchId"], e["numInputRows"]) for e in real] == [(1, 3)]
+    assert new_events(_event(1, True, 3), lambda: [], seen, top) == []          # polled again: once only
+    # A skipped id: the missed batches come from recentProgress, idle events left out.
+    missed = [_event(2, True, 1), _event(3, False), _event(3, True, 2), _event(4, True, 4)]
+    got = new_events(_event(4, True, 4), lambda: missed, seen, top)
+    assert [(e["batchId"], e["numInputRows"]) for e in got] == [(2, 1), (3, 2), (4, 4)]
