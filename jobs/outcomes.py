@@ -38,6 +38,11 @@ KEY = schemas.OUTCOMES_KEY
 # Up to this many pending predictions a batch realizes them in pandas on the driver; a bigger backlog
 # goes through the Python workers, one symbol per group.
 DRIVER_ROWS = 200_000
+# After the first batch of a run, a batch only looks at predictions that were not due at the previous
+# batch (target after that batch's latest bar) or that were scored since it started, less this margin
+# (a predict batch that started before and committed after the previous snapshot).
+RESCAN_MARGIN_MS = 3_600_000
+MAX_SYMBOL_TERMS = 64
 # Timestamps travel through pandas as epoch ms (PySpark hands pandas naive local-time datetimes).
 # Flooring to ms keeps both comparisons exact, as window_start and target_time are whole minutes;
 # the outcome rows take the prediction's own columns from Spark, at full precision.
@@ -179,6 +184,27 @@ def realize_frames(preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[_realized_names()] if parts else pd.DataFrame(columns=_realized_names())
 
 
+def candidates(latest: dict[str, int], since_ms: int):
+    """Predictions a batch may still have to realize, given what the previous one realized.
+
+    Those not due then (target after their symbol's latest bar of that batch; symbols it did not
+    know: all) and those scored since it started, less RESCAN_MARGIN_MS. A literal predicate on
+    gold.predictions / gold.outcomes columns, so Delta's file statistics skip the rest.
+    """
+    from pyspark.sql import functions as F
+
+    recent = F.col("prediction_time") >= _lit_ts(since_ms - RESCAN_MARGIN_MS)
+    if not latest:
+        return F.lit(True)
+    if len(latest) > MAX_SYMBOL_TERMS:   # many symbols: one bound, the oldest of them
+        return recent | (F.col("target_time") > _lit_ts(min(latest.values())))
+    known = F.col("symbol").isin(*sorted(latest))
+    cond = recent | ~known
+    for sym, ms in sorted(latest.items()):
+        cond = cond | ((F.col("symbol") == sym) & (F.col("target_time") > _lit_ts(ms)))
+    return cond
+
+
 def _lit_ts(ms: int):
     from pyspark.sql import functions as F
 
@@ -192,6 +218,8 @@ class OutcomeWriter:
         self.s = s
         self.driver_rows = DRIVER_ROWS if driver_rows is None else driver_rows
         self.latest: dict[str, int] | None = None   # symbol -> latest bar minute (epoch ms)
+        # What the previous batch of this run realized up to: (latest per symbol, its start time).
+        self.done_upto: tuple[dict[str, int], int] | None = None
 
     def _load_latest(self, spark) -> dict[str, int]:
         from pyspark.sql import functions as F
@@ -239,7 +267,12 @@ class OutcomeWriter:
                .join(F.broadcast(latest), "symbol")
                .where(F.unix_millis("target_time") <= F.col("latest_ms")).drop("latest_ms"))
         done = (spark.read.format("delta").load(tables.OUTCOMES.path(self.s))
-                .where(F.col("target_time") <= _lit_ts(hi)).select(*KEY))
+                .where(F.col("target_time") <= _lit_ts(hi)))
+        if self.done_upto is not None:
+            # Bound the scan: both sides get the same literal predicate, so Delta skips old files.
+            recent = candidates(*self.done_upto)
+            due, done = due.where(recent), done.where(recent)
+        done = done.select(*KEY)
         # dropDuplicates: the predictions' key is unique by contract; this keeps outcomes unique even if not.
         pending = due.join(done, list(KEY), "left_anti").dropDuplicates(list(KEY)).persist()
         try:
@@ -276,6 +309,7 @@ class OutcomeWriter:
             return int(n)
         finally:
             pending.unpersist()
+            self.done_upto = (dict(self.latest), now_ms)
 
     def write_scores(self, spark, batch_id: int, now_ms: int) -> None:
         """Append this batch's rolling scores once (a re-run batch finds its txnVersion committed)."""

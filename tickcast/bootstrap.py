@@ -14,6 +14,7 @@ from tickcast.settings import Settings
 SIM_HISTORY_MINUTES = 4000            # ~2.8 days: enough for the gate to see the planted edge
 SIM_SIGNAL = dict(plant_signal=True, signal_kind="interaction", signal_strength=0.6)
 MIN_REAL_BARS = 1000               # per symbol; 24 h of REST klines (1,440) qualify
+BOOTSTRAP_REPS = 500
 
 
 def missing_models(s: Settings) -> list[int]:
@@ -43,7 +44,6 @@ def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow
     from jobs import sim_history
     from jobs.runner import run
     from producers.simulate import SimConfig, sim_symbol
-    from tickcast import training
 
     missing = missing_models(s)
     if not missing:
@@ -66,12 +66,42 @@ def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow
                         **SIM_SIGNAL)
         sim_history.run(spark, s, cfg, SIM_HISTORY_MINUTES)
     run(["features"], s, available_now=True, spark=spark)
+    reports = train_in_subprocess(s, missing, symbols, echo)
     given = {}
-    for h in missing:
-        rep = training.train(s, training.TrainConfig(horizon=h, symbols=symbols, bootstrap_reps=500), echo=echo)
+    for rep in reports:
+        h = int(rep["horizon"])
         given[h] = rep["alias"]
         echo(f"models: {rep['model']} v{rep['version']} -> {rep['alias']} ({rep['gate']['reason'][:200]})")
         if rep["alias"] != s.model_ref:
             echo(f"models: {rep['model']} has no {s.model_ref}: predictions for horizon {h} wait until one is "
                  f"promoted (`tickcast models promote VERSION --horizon {h} --reason ...`)")
     return given
+
+
+def train_in_subprocess(s: Settings, horizons: list[int], symbols: tuple[str, ...], echo=print) -> list[dict]:
+    """`tickcast train` as a child process; returns its reports.
+
+    A child, so TensorFlow and the training data leave memory when it ends: trained in `up`'s own
+    process they stayed resident (~0.9 GiB) for as long as the pipeline ran.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    log_dir = s.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "reports.json"
+        cmd = [sys.executable, "-m", "tickcast.cli", "train", "--symbols", ",".join(symbols),
+               "--bootstrap-reps", str(BOOTSTRAP_REPS), "--report", str(report)]
+        for h in horizons:
+            cmd += ["--horizon", str(h)]
+        echo(f"models: training horizon(s) {', '.join(map(str, horizons))} (log {log_dir / 'train.log'})")
+        with open(log_dir / "train.log", "ab") as out:
+            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=s.child_env())
+        if code != 0 or not report.exists():
+            raise RuntimeError(f"training failed (exit code {code}); see {log_dir / 'train.log'}")
+        reps = json.loads(report.read_text())
+    return reps if isinstance(reps, list) else [reps]

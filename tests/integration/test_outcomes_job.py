@@ -333,3 +333,46 @@ def test_kill_minus_9_during_outcomes_then_restart_exact_and_unique(spark, lake_
     assert got["target_time"].max() == market.t0 + 399 * M and len(got) >= len(mid)
     sc = check_scores(s, got, market.t0 + 399 * M)
     assert set(sc["batch_id"]) == {0, 1}
+
+
+def test_within_one_run_a_batch_scans_only_what_can_still_be_pending(spark, lake_lane, shared_data, tmp_path):
+    """After its first batch, the writer reads only predictions not due before or scored since then;
+    predictions written after their bars (scored late) are still realized."""
+    import time
+
+    from pyspark.sql import functions as F
+
+    from jobs.delta_io import ensure_table
+    from jobs.outcomes import OutcomeWriter, candidates
+
+    s = lake_lane
+    market = Market(read_csv(shared_data / KLINES, 300))
+    preds = Predictions(market, seed=3)
+    market.add(spark, s, tmp_path, ("BTCUSDT", 0, 150))
+    preds.write(spark, s, preds.batch("BTCUSDT", 0, 150))
+    for t in (tables.OUTCOMES, tables.MODEL_SCORES):     # what the job's start() creates
+        ensure_table(spark, t, s)
+    writer = OutcomeWriter(s)
+
+    def bars(lo: int):
+        return (spark.read.format("delta").load(tables.BARS.path(s))
+                .where(F.col("window_start") >= F.timestamp_millis(F.lit(market.t0 + lo * M)))
+                .select("symbol", "window_start"))
+
+    writer(bars(0), 0)
+    got1 = check_outcomes(s, market, preds)
+    market.add(spark, s, tmp_path, ("BTCUSDT", 150, 300))
+    late = preds.many((("BTCUSDT", m, 5, "7"), {}) for m in range(3, 140, 9))   # old minutes, scored just now
+    now_us = int(time.time() * 1e6)
+    for p in late:
+        p["_pt_us"] = now_us
+    preds.write(spark, s, late + preds.batch("BTCUSDT", 150, 300))
+    writer(bars(150), 1)
+    got2 = check_outcomes(s, market, preds)
+    assert (got2["model_version"] == "7").sum() == len(late) > 10
+    assert len(got2) > len(got1) + len(late)
+    # The bound at work: of everything in gold.predictions, the next batch would look at the late ones
+    # (scored within the margin) and those not due yet only.
+    pred = spark.read.format("delta").load(tables.PREDICTIONS.path(s))
+    pending = len(preds.rows) - len(got2)
+    assert pred.where(candidates(*writer.done_upto)).count() == len(late) + pending
