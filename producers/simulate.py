@@ -29,6 +29,16 @@ import pandas as pd
 
 MINUTE_MS = 60_000
 TRADE_ID_BASE = 1_000_000
+IDS_PER_MS = 10     # id room per millisecond of start time: runs of <= 10k trades/s per symbol never overlap
+
+
+def first_trade_id(start_ms: int) -> int:
+    """A symbol's first trade id: TRADE_ID_BASE for a stream starting at time 0, else from its start time.
+
+    A simulator started again later (a second `tickcast up`) must not reuse the ids of the first
+    run: bronze.ticks is unique on (symbol, kind, id), and its trades would be taken for replays.
+    """
+    return TRADE_ID_BASE + start_ms * IDS_PER_MS
 QTY_DECIMALS = 5
 
 # Volatility: AR(1) log-vol per minute. Persistent and wide enough for |r| to stay autocorrelated
@@ -158,7 +168,7 @@ class _SymbolSim:
         self.scale = 10 ** self.p.tick_decimals
         self.h = LOGVOL_SD * float(self.minute_rng.standard_normal())  # start in the stationary law
         self.logmid = math.log(self.p.price)
-        self.next_id = TRADE_ID_BASE
+        self.next_id = first_trade_id(cfg.start_ms)
         self.prev_imb = 0.0
         self.last_buy = True
         self._block = np.empty((0, _MINUTE_DRAWS))

@@ -15,7 +15,7 @@ import pytest
 
 from producers.realism import minute_returns, realism_report, signal_edge, signal_edge_detail
 from producers.simulate import (
-    TRADE_ID_BASE, SimConfig, TradeBatch, encode_events, sim_symbol, simulate_batches, simulate_frame,
+    TRADE_ID_BASE, SimConfig, first_trade_id, TradeBatch, encode_events, sim_symbol, simulate_batches, simulate_frame,
 )
 
 START_MS = 1_723_161_255_343      # deliberately not on a minute boundary
@@ -123,7 +123,7 @@ def test_encoded_events_parse_with_exact_fields_and_types():
         assert float(obj["p"]) > 0 and float(obj["q"]) > 0
         assert t >= last_t, "trade times must be non-decreasing"
         last_t = t
-        assert obj["t"] == next_id.get(sym, TRADE_ID_BASE), f"ids not contiguous for {sym}"
+        assert obj["t"] == next_id.get(sym, first_trade_id(START_MS)), f"ids not contiguous for {sym}"
         next_id[sym] = obj["t"] + 1
     assert seen_m == {True, False}
     assert set(next_id) == {"BTCUSDT-SIM", "ETHUSDT-SIM", "SOLUSDT-SIM"}
@@ -223,3 +223,11 @@ def test_signal_edge_on_a_hand_made_frame():
                       columns=["symbol", "trade_id", "time_ms", "price", "qty", "buyer_maker"])
     assert signal_edge(df) == 1.0
     assert math.isclose(minute_returns(df).loc[("X", 60_000)], math.log(101.0 / 100.0))
+
+
+def test_a_later_run_starts_above_every_id_of_an_earlier_one():
+    # A second `tickcast up` must not reuse ids: bronze.ticks would take its trades for replays.
+    first = simulate_frame(SimConfig(("BTCUSDT",), rate=2000.0, seed=1, start_ms=START_MS), 3)
+    later = simulate_frame(SimConfig(("BTCUSDT",), rate=2000.0, seed=1, start_ms=START_MS + 3 * 60_000), 1)
+    assert first["trade_id"].iloc[0] == first_trade_id(START_MS) > TRADE_ID_BASE
+    assert later["trade_id"].min() > first["trade_id"].max()
