@@ -65,6 +65,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+
+def private_settings(s: Settings, out: Path, prefix: str, lane: str, topic: str, **extra) -> tuple[Path, Settings]:
+    """A bench's own world: `out` created, a temp data dir under `<data_dir>/bench/`, a broker on free ports."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=s.data_dir / "bench"))
+    return root, dataclasses.replace(
+        s, data_dir=root, lake_uri=str(root / lane / "delta"), checkpoint_uri=str(root / lane / "checkpoints"),
+        kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=topic, **extra)
+
+
 def _lane(bs: Settings, root: Path, name: str, topic: str) -> Settings:
     """Settings with a topic, lake and checkpoints of their own on the bench broker."""
     return dataclasses.replace(bs, topic=topic, lake_uri=str(root / name / "delta"),
@@ -533,14 +544,7 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
     if ticks <= 0:
         raise ValueError("ticks must be > 0")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="run-", dir=s.data_dir / "bench"))
-    bs = dataclasses.replace(
-        s, data_dir=root, lake_uri=str(root / "main" / "delta"), checkpoint_uri=str(root / "main" / "checkpoints"),
-        kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=TOPIC,
-        max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER,
-    )
+    root, bs = private_settings(s, out, "run-", "main", TOPIC, max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER)
     spark = None
     r: dict = {"ticks": ticks, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS, "method": METHOD,
                "settings": {"topic_partitions": bs.topic_partitions, "spark_master": bs.spark_master,

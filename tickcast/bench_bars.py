@@ -22,7 +22,6 @@ What is measured (printed, and written to `<out>/bars.json`):
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -31,13 +30,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from tickcast.bench import (_CpuMeter, _batch_summary, _free_port, _high_watermarks, _jvm_pid, _lane, _pct,
-                            _run_noop, machine, report)
+from tickcast.bench import (_CpuMeter, _batch_summary, _high_watermarks, _jvm_pid, _lane, _pct,
+                            _run_noop, machine, private_settings, report)
 from tickcast.settings import REPO_ROOT, Settings
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
@@ -597,14 +595,7 @@ def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float,
     if idle_seconds <= IDLE_WARMUP_S:
         raise ValueError(f"idle seconds must be > {IDLE_WARMUP_S:.0f} (the warm-up)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="bars-", dir=s.data_dir / "bench"))
-    bs = dataclasses.replace(
-        s, data_dir=root, lake_uri=str(root / "main" / "delta"), checkpoint_uri=str(root / "main" / "checkpoints"),
-        kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=TOPIC,
-        max_offsets_per_trigger=0,
-    )
+    root, bs = private_settings(s, out, "bars-", "main", TOPIC, max_offsets_per_trigger=0)
     spark = None
     r: dict = {"ticks": ticks, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS, "method": METHOD,
                "load": {"start": _load()},

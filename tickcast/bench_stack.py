@@ -14,15 +14,13 @@ Printed, and written to `<out>/stack.json`.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from tickcast.bench import _free_port, _pct, report
+from tickcast.bench import _pct, private_settings, report
 from tickcast.bench_bars import IDLE_WARMUP_S, _load, _say, measure_idle
 from tickcast.settings import Settings
 
@@ -188,12 +186,7 @@ def stack_bench(s: Settings, seconds: float, out: Path, keep: bool = False) -> d
     if seconds <= 60:
         raise ValueError("seconds must be > 60 (freshness needs whole minutes)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="stack-", dir=s.data_dir / "bench"))
-    bs = dataclasses.replace(
-        s, data_dir=root, lake_uri=str(root / "stack" / "delta"), checkpoint_uri=str(root / "stack" / "checkpoints"),
-        kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=TOPIC)
+    root, bs = private_settings(s, out, "stack-", "stack", TOPIC)
     r: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS, "method": METHOD,
                "load": {"start": _load()},
                "settings": {"spark_master": bs.spark_master, "spark_driver_memory": bs.spark_driver_memory,
@@ -214,7 +207,7 @@ def stack_bench(s: Settings, seconds: float, out: Path, keep: bool = False) -> d
         r["stack"] = c
         since = dt.datetime.fromisoformat(c["since"]).timestamp()
         until = dt.datetime.fromisoformat(c["until"]).timestamp()
-        r["freshness"] = freshness(dataclasses.replace(bs, lake_uri=str(root / "stack" / "delta")), since, until)
+        r["freshness"] = freshness(bs, since, until)   # the lane measure_idle ran: root/stack
         r["load"]["end"] = _load()
         r["why"] = _why(r)
         r["ok"] = {"freshness": bool(r["freshness"].get("total_s"))

@@ -158,20 +158,22 @@ def _write_config(s: Settings) -> Path:
 def _format(s: Settings, cfg: Path) -> None:
     if (_dir(s) / "data" / "meta.properties").exists():
         return
-    cluster_id = uuid.uuid4().bytes
     import base64
 
-    cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+    # Like Kafka's own Uuid.randomUuid: no id starting with '-', which a command line takes for an option.
+    cid = "-"
+    while cid.startswith("-"):
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     out = subprocess.run(
         [_java(), "-Xmx256m", "-cp", _classpath(s), "kafka.tools.StorageTool", "format",
-         "-t", cid, "-c", str(cfg), "--standalone"],
+         f"--cluster-id={cid}", "-c", str(cfg), "--standalone"],
         capture_output=True, text=True, timeout=120,
     )
     if out.returncode != 0:
         # `--standalone` is refused when controller.quorum.voters is static; format without it.
         out = subprocess.run(
             [_java(), "-Xmx256m", "-cp", _classpath(s), "kafka.tools.StorageTool", "format",
-             "-t", cid, "-c", str(cfg)],
+             f"--cluster-id={cid}", "-c", str(cfg)],
             capture_output=True, text=True, timeout=120,
         )
     if out.returncode != 0:
