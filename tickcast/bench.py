@@ -489,17 +489,18 @@ def _limits(r: dict) -> dict[str, str]:
     b, c, cp = r["ingest"], r["ceiling"], r["parse_only"]
     parts = a.get("partition_offsets", {})
     used = sum(1 for n in parts.values() if n)
+    tasks = r["settings"]["topic_partitions"] + r["machine"]["cpu_count"]
     reads = b["input_rows"] / b["expected"] if b["expected"] else 0
     d = b["duration_ms_total"]
     add_share = d.get("addBatch", 0) / d["triggerExecution"] if d.get("triggerExecution") else 0
     out["ingest"] = (
         f"Spark JVM {b['cores_busy'].get('spark_jvm', 0):.2f} of {r['machine']['cpu_count']} cores busy; "
-        f"data in {used} of {len(parts)} topic partitions -> {used} read task(s); Kafka source read "
+        f"data in {used} of {len(parts)} topic partitions, split into ~{tasks} read tasks (minPartitions = "
+        f"partitions + cores); Kafka source read "
         f"{reads:.1f}x per tick (numInputRows/ticks, >1: the batch is recomputed from Kafka, not taken "
         f"from parsed.persist()); parse+validate alone {cp['rows_per_s']:,}/s; foreachBatch "
         f"(addBatch) {add_share:.0%} of the query time")
-    out["ceiling"] = (f"Kafka fetch + row conversion only, {used} task(s) (one per non-empty topic "
-                      f"partition), {c['rows_per_s']:,} rows/s")
+    out["ceiling"] = (f"Kafka fetch + row conversion only, same read ({tasks} tasks), {c['rows_per_s']:,} rows/s")
     e = r["latency"]
     out["latency"] = (f"trigger wait (0..{e['trigger_seconds']} s) + micro-batch time (p50 {e['batch_ms_p50']} ms, "
                       f"max {e['batch_ms_max']} ms for ~{e['rows'] / max(e['batches'], 1):.0f} rows/batch): "
