@@ -15,7 +15,7 @@ What is measured (printed, and written to `<out>/bars.json`):
       Binance-format files generated into the temp dir), rows read / s; then the same files again,
       which must insert 0.
   (c) idle: `tickcast up --source simulate --rate 50` as a subprocess (broker already running:
-      the bench's own) for `idle_seconds`; the first 30 s are warm-up and discarded. CPU in cores
+      the bench's own) for `idle_seconds`; the first 60 s are warm-up and discarded. CPU in cores
       and RSS of every process of the stack (driver Python, its Spark JVM, the producer, the
       broker) from psutil, batch durations per query from ops.stream_progress. It runs first, while
       the bench's own Spark JVM does not exist yet, so nothing of the bench competes with it.
@@ -47,7 +47,7 @@ IDLE_TOPIC = "bench-bars-idle"
 KLINE_SYMBOL = "BTCUSDT"
 KLINE_MONTHS = [(2024, m) for m in range(1, 7)]     # 262,080 one-minute rows
 IDLE_RATE = 50.0
-IDLE_WARMUP_S = 30.0
+IDLE_WARMUP_S = 60.0      # the JIT compiles most of the hot code in the first minute or two
 IDLE_SAMPLE_S = 2.0
 TARGETS = {"idle_cores": 1.0}
 METHOD = {
@@ -57,7 +57,7 @@ METHOD = {
     "ceiling": "rows/s of jobs.ingest.read_topic(...).select('value') -> noop sink, availableNow, same session",
     "backfill": "rows/s = rows read / wall time of jobs.backfill.backfill(spark, s, files) on an empty table; "
                 "then the same files again (all rows present)",
-    "idle": "`tickcast up --source simulate --rate 50` subprocess; after a 30 s warm-up: cores = sum over the "
+    "idle": "`tickcast up --source simulate --rate 50` subprocess; after a 60 s warm-up: cores = sum over the "
             "stack's processes of psutil cpu_times (user+system) deltas / wall; RSS sampled every 2 s; batch "
             "durations = ops.stream_progress batch_duration_ms of the measured span",
 }

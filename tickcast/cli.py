@@ -288,8 +288,8 @@ def up(source, files, rate, symbols, jobs) -> None:
 @click.option("--latency-seconds", type=float, default=60.0, show_default=True, help="ingest: the latency run")
 @click.option("--klines", "klines", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="bars: a Binance 1m kline file to backfill; repeatable [default: 6 synthetic months]")
-@click.option("--idle-seconds", type=float, default=120.0, show_default=True,
-              help="bars: how long the local pipeline runs at ~50 ticks/s (the first 30 s are warm-up)")
+@click.option("--idle-seconds", type=float, default=300.0, show_default=True,
+              help="bars: how long the local pipeline runs at ~50 ticks/s (the first 60 s are warm-up)")
 @click.option("--seconds", type=float, default=None,
               help="live: the measured window at peak [default: 30]; stack: the measured span after the first "
                    "prediction [default: 300]")

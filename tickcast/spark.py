@@ -36,6 +36,9 @@ def conf(s: Settings) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": "2",
         # MERGE sources here are cached micro-batches: deterministic, so no second copy is needed.
         "spark.databricks.delta.merge.materializeSource": "none",
+        # The optional per-commit checksum file (the log is the source of truth without it): ~0.1 s
+        # of every tiny live commit (measured 50-row ingest batches: median 0.81 -> 0.71 s).
+        "spark.databricks.delta.writeChecksumFile.enabled": "false",
     }
     if s.spark_master.startswith("local"):
         # The embedded run listens on loopback only. Under a cluster manager (the Spark Operator's
