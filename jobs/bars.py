@@ -166,7 +166,9 @@ def _bars_frame(spark, agg_schema, bars: list[dict]):
     fields += [f for f in agg_schema.fields if f.name != "gapless"]
     fields.append(StructField("is_complete", BooleanType(), False))
     schema = StructType(fields)
-    return spark.createDataFrame([tuple(b[f.name] for f in fields) for b in bars], schema)
+    from jobs.delta_io import local_frame
+
+    return local_frame(spark, [tuple(b[f.name] for f in fields) for b in bars], schema)
 
 
 def start(spark, s: Settings, available_now: bool = False):

@@ -124,12 +124,10 @@ def parse(raw, s: Settings, now: dt.datetime, columns: tuple | None = None):
     """
     from pyspark.sql import functions as F
 
-    import pandas as pd
+    from jobs.delta_io import local_frame
 
     first, reason, final = columns or parse_columns(s)
-    # From pandas (Arrow), not from a list: a list becomes a Python RDD, run by a Python worker
-    # process at every batch.
-    clock = raw.sparkSession.createDataFrame(pd.DataFrame({"batch_time": [pd.Timestamp(now)]}), "batch_time timestamp")
+    clock = local_frame(raw.sparkSession, [(now,)], "batch_time timestamp")
     return (raw.crossJoin(F.broadcast(clock)).select(*first).withColumn("reason", reason).select(*final))
 
 

@@ -257,11 +257,13 @@ class OutcomeWriter:
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
+        from jobs.delta_io import local_frame
+
         hi = max(self.latest.values())
         pred_path = tables.PREDICTIONS.path(self.s)
         # One snapshot of the predictions for the whole batch (the predict job appends meanwhile).
         version = DeltaTable.forPath(spark, pred_path).history(1).select("version").first()[0]
-        latest = spark.createDataFrame(sorted(self.latest.items()), "symbol string, latest_ms bigint")
+        latest = local_frame(spark, sorted(self.latest.items()), "symbol string, latest_ms bigint")
         due = (spark.read.format("delta").option("versionAsOf", version).load(pred_path)
                .where(F.col("target_time") <= _lit_ts(hi))             # literal: file skipping
                .join(F.broadcast(latest), "symbol")
@@ -315,7 +317,7 @@ class OutcomeWriter:
         """Append this batch's rolling scores once (a re-run batch finds its txnVersion committed)."""
         from pyspark.sql import functions as F
 
-        from jobs.delta_io import append_once
+        from jobs.delta_io import append_once, local_frame
 
         hi = max(self.latest.values())
         longest = max(w for _, w in WINDOWS)
@@ -335,7 +337,7 @@ class OutcomeWriter:
             return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
 
         data = [tuple(val(v) for v in r) for r in scores.itertuples(index=False, name=None)]
-        out = (spark.createDataFrame(data, _scores_type())
+        out = (local_frame(spark, data, _scores_type())
                .select(_lit_ts(now_ms).alias("computed_at"), F.lit(batch_id).cast("bigint").alias("batch_id"),
                        *SCORE_COLS)
                .select(*schemas.MODEL_SCORES.names))

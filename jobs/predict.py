@@ -147,7 +147,7 @@ class PredictWriter:
     def __call__(self, batch, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        from jobs.delta_io import append_once
+        from jobs.delta_io import append_once, local_frame
 
         spark = batch.sparkSession
         now_ms = int(time.time() * 1000)
@@ -174,7 +174,7 @@ class PredictWriter:
                     if refused:
                         log.warning("predict: batch %d: %d rows of another feature version refused by %s v%s",
                                     batch_id, refused, sl.name, sl.version)
-                plan = spark.createDataFrame(rows, "batch_id bigint, horizon int, model_name string, "
+                plan = local_frame(spark, rows, "batch_id bigint, horizon int, model_name string, "
                                              "model_version string, feature_version string, input_rows bigint, "
                                              "scored bigint, refused_feature_version bigint, skipped_warmup bigint, "
                                              "switched_from string, planned_ms bigint")
@@ -221,7 +221,7 @@ class PredictWriter:
         """PSI/KS of the live window's features against each model's training reference."""
         from pyspark.sql import functions as F
 
-        from jobs.delta_io import append_once
+        from jobs.delta_io import append_once, local_frame
         from tickcast import drift, lake
 
         window_ms = int(self.s.drift_window_hours * 3600_000)
@@ -262,8 +262,8 @@ class PredictWriter:
                              _f(d["psi"]), _f(d["ks"]), _f(d["ks_pvalue"]), d["drifted"]))
         if not rows:
             return
-        df = batch.sparkSession.createDataFrame(
-            rows, "computed_ms bigint, batch_id bigint, model_name string, model_version string, feature string, "
+        df = local_frame(
+            batch.sparkSession, rows, "computed_ms bigint, batch_id bigint, model_name string, model_version string, feature string, "
                   "n bigint, oldest_ms bigint, psi double, ks double, ks_pvalue double, drifted boolean")
         df = df.select(F.timestamp_millis("computed_ms").alias("computed_at"), "batch_id", "model_name",
                        "model_version", "feature", "n", F.timestamp_millis("oldest_ms").alias("window_start"),

@@ -123,6 +123,8 @@ class ProgressRecorder:
         if not self._pending:
             return 0
         rows, self._pending = self._pending, []
-        df = self.spark.createDataFrame(rows, tables.STREAM_PROGRESS.schema.spark_type())
+        from jobs.delta_io import local_frame
+
+        df = local_frame(self.spark, rows, tables.STREAM_PROGRESS.schema.spark_type())
         df.write.format("delta").mode("append").save(self.path)
         return len(rows)

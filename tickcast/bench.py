@@ -73,6 +73,7 @@ def private_settings(s: Settings, out: Path, prefix: str, lane: str, topic: str,
     root = Path(tempfile.mkdtemp(prefix=prefix, dir=s.data_dir / "bench"))
     return root, dataclasses.replace(
         s, data_dir=root, lake_uri=str(root / lane / "delta"), checkpoint_uri=str(root / lane / "checkpoints"),
+        mlflow_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",   # never the user's registry
         kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=topic, **extra)
 
 
