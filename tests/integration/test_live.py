@@ -190,8 +190,12 @@ def wait_done(ex: Standin, run: LiveRun | None, timeout=120, steps=()) -> dict:
     while time.monotonic() < deadline:
         st = ex.stats()
         while steps and st["position"] >= steps[0][0]:
-            _, action, kw = steps.pop(0)
-            ex.control(action, **kw)
+            _, action, kw = steps[0]
+            if action in ("drop", "shutdown") and ex.control(action, **kw)["n"] == 0:
+                break      # no connection to act on (the producer is between connections): next poll
+            if action not in ("drop", "shutdown"):
+                ex.control(action, **kw)
+            steps.pop(0)
         if st["done"] and not steps and (run is None or run.caught_up(st["last_ids"])):
             return st
         time.sleep(0.1)
