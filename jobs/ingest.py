@@ -238,14 +238,15 @@ class TickWriter:
         from jobs.delta_io import append_once
 
         spark = batch.sparkSession
-        # This query's own session (Spark clones it per stream). Adaptive execution splits every
-        # shuffle into a job of its own; with 2 shuffle partitions it only adds jobs (measured on
-        # 60-row batches: 4 -> 2 Spark jobs, batch median 2.10 -> 1.82 s).
-        spark.conf.set("spark.sql.adaptive.enabled", "false")
-        # The batch is cached only to be read twice (stats, then the write): compressing the cache
-        # cost more than it saved (measured on 1M ticks: parse+cache+stats 8.6 -> 6.7 s).
-        spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
-        if self.max_id is None:
+        if self.max_id is None:        # the first batch of this run
+            # This query's own session (Spark clones it per stream, the same for all its batches).
+            # Adaptive execution splits every shuffle into a job of its own; with 2 shuffle
+            # partitions it only adds jobs (measured on 60-row batches: 4 -> 2 Spark jobs, batch
+            # median 2.10 -> 1.82 s).
+            spark.conf.set("spark.sql.adaptive.enabled", "false")
+            # The batch is cached only to be read twice (stats, then the write): compressing the
+            # cache cost more than it saved (measured on 1M ticks: parse+cache+stats 8.6 -> 6.7 s).
+            spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
             self.max_id = self._load_max_ids(spark)
         if self._columns is None:
             self._columns = parse_columns(self.s)

@@ -282,6 +282,7 @@ class OutcomeWriter:
                 F.count(F.lit(1)), F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start")),
                 F.max(F.unix_millis("target_time"))).first()
             if not n:
+                self.done_upto = (dict(self.latest), now_ms)
                 return 0
             inputs = pending.select(*[F.unix_millis(c).alias(c) if c in MS_COLS else c for c in INPUT_COLS])
             bars = (spark.read.format("delta").load(tables.BARS.path(self.s))
@@ -308,10 +309,10 @@ class OutcomeWriter:
                  .merge(rows.alias("s"), cond).whenNotMatchedInsertAll().execute())
             finally:
                 rows.unpersist()
+            self.done_upto = (dict(self.latest), now_ms)      # only once the MERGE has committed
             return int(n)
         finally:
             pending.unpersist()
-            self.done_upto = (dict(self.latest), now_ms)
 
     def write_scores(self, spark, batch_id: int, now_ms: int) -> None:
         """Append this batch's rolling scores once (a re-run batch finds its txnVersion committed)."""

@@ -175,9 +175,9 @@ class PredictWriter:
                         log.warning("predict: batch %d: %d rows of another feature version refused by %s v%s",
                                     batch_id, refused, sl.name, sl.version)
                 plan = local_frame(spark, rows, "batch_id bigint, horizon int, model_name string, "
-                                             "model_version string, feature_version string, input_rows bigint, "
-                                             "scored bigint, refused_feature_version bigint, skipped_warmup bigint, "
-                                             "switched_from string, planned_ms bigint")
+                                   "model_version string, feature_version string, input_rows bigint, "
+                                   "scored bigint, refused_feature_version bigint, skipped_warmup bigint, "
+                                   "switched_from string, planned_ms bigint")
                 plan = plan.select(*[c for c in plan.columns if c != "planned_ms"],
                                    F.timestamp_millis("planned_ms").alias("planned_at"))
                 append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
@@ -262,9 +262,10 @@ class PredictWriter:
                              _f(d["psi"]), _f(d["ks"]), _f(d["ks_pvalue"]), d["drifted"]))
         if not rows:
             return
-        df = local_frame(
-            batch.sparkSession, rows, "computed_ms bigint, batch_id bigint, model_name string, model_version string, feature string, "
-                  "n bigint, oldest_ms bigint, psi double, ks double, ks_pvalue double, drifted boolean")
+        df = local_frame(batch.sparkSession, rows,
+                         "computed_ms bigint, batch_id bigint, model_name string, model_version string, "
+                         "feature string, n bigint, oldest_ms bigint, psi double, ks double, ks_pvalue double, "
+                         "drifted boolean")
         df = df.select(F.timestamp_millis("computed_ms").alias("computed_at"), "batch_id", "model_name",
                        "model_version", "feature", "n", F.timestamp_millis("oldest_ms").alias("window_start"),
                        "psi", "ks", "ks_pvalue", "drifted")

@@ -30,6 +30,7 @@ import pandas as pd
 MINUTE_MS = 60_000
 TRADE_ID_BASE = 1_000_000
 IDS_PER_MS = 10     # id room per millisecond of start time: runs of <= 10k trades/s per symbol never overlap
+QTY_DECIMALS = 5
 
 
 def first_trade_id(start_ms: int) -> int:
@@ -39,7 +40,7 @@ def first_trade_id(start_ms: int) -> int:
     run: bronze.ticks is unique on (symbol, kind, id), and its trades would be taken for replays.
     """
     return TRADE_ID_BASE + start_ms * IDS_PER_MS
-QTY_DECIMALS = 5
+
 
 # Volatility: AR(1) log-vol per minute. Persistent and wide enough for |r| to stay autocorrelated
 # over 10+ minutes, not so wide that the ACF of r itself gets noisy (see docs/simulator.md).

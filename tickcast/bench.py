@@ -65,7 +65,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-
 def private_settings(s: Settings, out: Path, prefix: str, lane: str, topic: str, **extra) -> tuple[Path, Settings]:
     """A bench's own world: `out` created, a temp data dir under `<data_dir>/bench/`, a broker on free ports."""
     Path(out).mkdir(parents=True, exist_ok=True)

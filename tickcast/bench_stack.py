@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -58,8 +59,6 @@ def commit_times(path: str | Path, keys: list[str]) -> dict[tuple, float]:
             elif "add" in a and a["add"].get("dataChange", True):
                 adds.append(a["add"])
         for add in adds:
-            from urllib.parse import unquote
-
             part = add.get("partitionValues") or {}
             cols = [k for k in keys if k not in part]
             t = pq.read_table(path / unquote(add["path"]), columns=cols).to_pydict()
