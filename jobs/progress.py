@@ -11,9 +11,19 @@ from tickcast.settings import Settings
 log = logging.getLogger("tickcast.progress")
 
 
-def _as_dict(p) -> dict:
-    # pyspark 4 gives StreamingQueryProgress (a dict subclass with typed members); its JSON is plain.
-    return json.loads(p.json) if hasattr(p, "json") else p
+def last_progress(q) -> dict | None:
+    """The query's latest progress event as a plain dict, read as one JSON string.
+
+    pyspark's `lastProgress` walks the Java object field by field over py4j, and ends every
+    collection by catching a Java exception (a dozen more round trips each): ~300 calls per read.
+    """
+    p = q._jsq.lastProgress()
+    return None if p is None else json.loads(p.json())
+
+
+def recent_progress(q) -> list[dict]:
+    """The query's recent progress events (up to 100), as `last_progress` reads them."""
+    return [json.loads(p.json()) for p in q._jsq.recentProgress()]
 
 
 def _offsets(o):
@@ -111,12 +121,11 @@ class ProgressRecorder:
         (up to 100 events, each a JSON round trip: polling it every 0.5 s cost ~0.3 cores).
         """
         for q in queries:
-            p = q.lastProgress
-            if p is None:
+            d = last_progress(q)
+            if d is None:
                 continue
-            d = _as_dict(p)
             self.last[d.get("name") or d["id"]] = d
-            for e in new_events(d, lambda: [_as_dict(x) for x in q.recentProgress], self._seen, self._max_batch):
+            for e in new_events(d, lambda: recent_progress(q), self._seen, self._max_batch):
                 self._pending.append(to_row(e))
 
     def flush(self) -> int:

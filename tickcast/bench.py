@@ -134,7 +134,9 @@ def _timed_first(records: Iterable, box: dict) -> Iterator:
 
 
 def _progress(q) -> list[dict]:
-    return [json.loads(p.json) if hasattr(p, "json") else dict(p) for p in q.recentProgress]
+    from jobs.progress import recent_progress
+
+    return recent_progress(q)
 
 
 def _batch_summary(progress: list[dict]) -> dict:
@@ -359,10 +361,11 @@ def _high_watermarks(s: Settings) -> dict[str, int]:
 
 
 def _caught_up(q, s: Settings, hw: dict[str, int]) -> bool:
-    p = q.lastProgress
+    from jobs.progress import last_progress
+
+    p = last_progress(q)
     if not p:
         return False
-    p = json.loads(p.json) if hasattr(p, "json") else p
     end = (p.get("sources") or [{}])[0].get("endOffset")
     end = json.loads(end) if isinstance(end, str) else end
     got = (end or {}).get(s.topic, {})
@@ -383,6 +386,7 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
     when the record was handed to librdkafka, so linger and the broker round trip are included).
     """
     from jobs import ingest
+    from jobs.progress import last_progress
     from producers.publisher import Publisher
     from pyspark.sql import functions as F
     from tickcast import kafka_broker, tables
@@ -393,7 +397,7 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
     try:
         # Let the query get past its first (empty) trigger before the first tick is sent.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not q.recentProgress:
+        while time.monotonic() < deadline and last_progress(q) is None:
             if q.exception() is not None:
                 raise RuntimeError(f"live ingest failed: {q.exception()}")
             time.sleep(0.2)
