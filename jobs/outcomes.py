@@ -220,6 +220,7 @@ class OutcomeWriter:
         self.latest: dict[str, int] | None = None   # symbol -> latest bar minute (epoch ms)
         # What the previous batch of this run realized up to: (latest per symbol, its start time).
         self.done_upto: tuple[dict[str, int], int] | None = None
+        self.predictions_exist = False
 
     def _load_latest(self, spark) -> dict[str, int]:
         from pyspark.sql import functions as F
@@ -245,9 +246,11 @@ class OutcomeWriter:
             self.latest[sym] = max(self.latest.get(sym, ms), ms)
         if not self.latest:
             return
-        if not DeltaTable.isDeltaTable(spark, tables.PREDICTIONS.path(self.s)):
-            log.info("outcomes: %s does not exist yet (the predict job creates it)", tables.PREDICTIONS.name)
-            return
+        if not self.predictions_exist:
+            if not DeltaTable.isDeltaTable(spark, tables.PREDICTIONS.path(self.s)):
+                log.info("outcomes: %s does not exist yet (the predict job creates it)", tables.PREDICTIONS.name)
+                return
+            self.predictions_exist = True
         inserted = self.realize_pending(spark, now_ms)
         self.write_scores(spark, batch_id, now_ms)
         log.info("outcomes batch %d: %d realized", batch_id, inserted)
@@ -278,21 +281,27 @@ class OutcomeWriter:
         # dropDuplicates: the predictions' key is unique by contract; this keeps outcomes unique even if not.
         pending = due.join(done, list(KEY), "left_anti").dropDuplicates(list(KEY)).persist()
         try:
-            n, ws_lo, ws_hi, t_hi = pending.agg(
-                F.count(F.lit(1)), F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start")),
-                F.max(F.unix_millis("target_time"))).first()
-            if not n:
-                self.done_upto = (dict(self.latest), now_ms)
-                return 0
             inputs = pending.select(*[F.unix_millis(c).alias(c) if c in MS_COLS else c for c in INPUT_COLS])
+            # The usual batch (a minute's predictions) fits the driver: one collect gives the rows and
+            # their bounds, and pandas realizes them with no Python-worker round trip.
+            small = inputs.limit(self.driver_rows + 1).toPandas()
+            if len(small) <= self.driver_rows:
+                n = len(small)
+                if not n:
+                    self.done_upto = (dict(self.latest), now_ms)
+                    return 0
+                ws_lo, ws_hi = int(small["window_start"].min()), int(small["window_start"].max())
+                t_hi = int(small["target_time"].max())
+            else:
+                n, ws_lo, ws_hi, t_hi = pending.agg(
+                    F.count(F.lit(1)), F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start")),
+                    F.max(F.unix_millis("target_time"))).first()
             bars = (spark.read.format("delta").load(tables.BARS.path(self.s))
                     .where((F.col("window_start") > _lit_ts(ws_lo)) & (F.col("window_start") <= _lit_ts(t_hi)))
                     .select("symbol", F.unix_millis("window_start").alias("window_ms"),
                             F.col("close").cast("double").alias("close")))
             if n <= self.driver_rows:
-                # The usual batch (a minute's predictions): pandas on the driver, no Python-worker round trip.
-                realized = spark.createDataFrame(realize_frames(inputs.toPandas(), bars.toPandas()),
-                                                 _realized_ddl())
+                realized = spark.createDataFrame(realize_frames(small, bars.toPandas()), _realized_ddl())
             else:
                 # A backlog (first run after a long backfill, a replay): per symbol in the Python workers.
                 realized = (inputs.groupBy("symbol").cogroup(bars.groupBy("symbol"))

@@ -77,6 +77,7 @@ class PredictWriter:
         self._client = None
         self._refs: dict[tuple[str, str], dict] = {}
         self._said_missing = float("-inf")
+        self.first_batch = True
 
     # -- model resolution ------------------------------------------------------------------------
     def client(self):
@@ -155,11 +156,13 @@ class PredictWriter:
         try:
             counts = {(r["feature_version"], r["warmup"]): (r["n"], r["lo"], r["hi"]) for r in
                       batch.groupBy("feature_version", "warmup")
-                      .agg(F.count("*").alias("n"), F.min("window_start").alias("lo"),
-                           F.max("window_start").alias("hi")).collect()}
+                      .agg(F.count("*").alias("n"), F.min(F.unix_millis("window_start")).alias("lo"),
+                           F.max(F.unix_millis("window_start")).alias("hi")).collect()}
             if not counts:
                 return
-            planned = self._planned(batch_id)
+            # Only a run's first batch can be a re-run of one planned before a crash or restart.
+            planned = self._planned(batch_id) if self.first_batch else None
+            self.first_batch = False
             slots = planned if planned else self._resolve_all()
             if not planned:
                 rows = []
@@ -184,12 +187,15 @@ class PredictWriter:
                             QUERY + "-plan", batch_id)
             for sl in slots:
                 self.last_version[sl.horizon] = sl.version
-            self._score(batch, batch_id, slots, now_ms)
+            lo = min(lo for _, lo, _ in counts.values())
+            hi = max(hi for _, _, hi in counts.values())
+            self._score(batch, batch_id, slots, now_ms, (lo, hi))
             self._drift(batch, batch_id, slots, now_ms)
         finally:
             batch.unpersist()
 
-    def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int) -> None:
+    def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, bounds: tuple) -> None:
+        """Score every horizon's rows and insert them; `bounds` are the batch's first and last bar."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
@@ -209,9 +215,6 @@ class PredictWriter:
         out = parts[0]
         for p in parts[1:]:
             out = out.unionByName(p)
-        bounds = batch.agg(F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start"))).first()
-        if bounds[0] is None:
-            return
         cond = (" AND ".join(f"t.{k} = s.{k}" for k in schemas.PREDICTIONS_KEY)
                 + f" AND t.window_start BETWEEN timestamp_millis({bounds[0]}) AND timestamp_millis({bounds[1]})")
         (DeltaTable.forPath(batch.sparkSession, tables.PREDICTIONS.path(self.s)).alias("t")
