@@ -181,4 +181,7 @@ def start(spark, s: Settings, available_now: bool = False):
     bars = to_bars(aggregate(ticks.withWatermark("trade_time", f"{s.watermark_seconds} seconds")))
     # Its own trigger (TICKCAST_BARS_TRIGGER_SECONDS): a minute is final only once the watermark has
     # passed its end, so a bars batch every second mostly re-reads a few ticks into the state store.
+    # Spark emits a minute one batch after the batch that moved the watermark past it (a batch per
+    # trigger), and triggers fall on multiples of the interval: 7.5 s puts one at :07.5, just after a
+    # trade of :05 (the 5 s watermark) is in bronze, and the bar at :15 (10 s: at :20).
     return start_sink(bars, QUERY, BarWriter(s), s, available_now, trigger_seconds=s.bars_trigger_seconds)

@@ -154,7 +154,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{PREFIX}TOPIC: not a legal Kafka topic name: {topic!r}")
 
     trigger = _float("TRIGGER_SECONDS", get("TRIGGER_SECONDS", "1"))
-    bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "10"))
+    bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "7.5"))
     watermark = _int("WATERMARK_SECONDS", get("WATERMARK_SECONDS", "5"), minimum=0)
 
     mlflow_uri = get("MLFLOW_URI", f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
