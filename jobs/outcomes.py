@@ -293,6 +293,7 @@ class OutcomeWriter:
                 ws_lo, ws_hi = int(small["window_start"].min()), int(small["window_start"].max())
                 t_hi = int(small["target_time"].max())
             else:
+                small = None
                 n, ws_lo, ws_hi, t_hi = pending.agg(
                     F.count(F.lit(1)), F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start")),
                     F.max(F.unix_millis("target_time"))).first()
@@ -300,7 +301,7 @@ class OutcomeWriter:
                     .where((F.col("window_start") > _lit_ts(ws_lo)) & (F.col("window_start") <= _lit_ts(t_hi)))
                     .select("symbol", F.unix_millis("window_start").alias("window_ms"),
                             F.col("close").cast("double").alias("close")))
-            if n <= self.driver_rows:
+            if small is not None:
                 realized = spark.createDataFrame(realize_frames(small, bars.toPandas()), _realized_ddl())
             else:
                 # A backlog (first run after a long backfill, a replay): per symbol in the Python workers.

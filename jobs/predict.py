@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from pyspark.accumulators import AccumulatorParam
 
 from tickcast import features, schemas, tables
 from tickcast.settings import Settings
@@ -42,16 +43,30 @@ class Slot:
         return self.meta["feature_version"]
 
 
+class PerWorker(AccumulatorParam):
+    """Model loads counted per (Python worker pid, model version): {(pid, version): loads}."""
+
+    def zero(self, value):
+        return {}
+
+    def addInPlace(self, a, b):
+        for k, n in b.items():
+            a[k] = a.get(k, 0) + n
+        return a
+
+
 def make_predict_fn(s: Settings, name: str, version: str, loads=None):
     """The worker-side factory `predict_batch_udf` calls once per Python worker for this version."""
 
     def make():
+        import os
+
         from tickcast import model_io, modeling
 
         s.quiet_tensorflow()
         loaded = model_io.load(s, name, version)
         if loads is not None:
-            loads.add(1)
+            loads.add({(os.getpid(), version): 1})
         predict = loaded.predictor()
         j = loaded.features.index("ret_1")
         base = loaded.meta["baselines"]
@@ -70,7 +85,7 @@ class PredictWriter:
 
     def __init__(self, s: Settings, spark):
         self.s = s
-        self.loads = spark.sparkContext.accumulator(0)
+        self.loads = spark.sparkContext.accumulator({}, PerWorker())
         self.udfs: dict[tuple[str, str], object] = {}
         self.last_version: dict[int, str] = {}
         self.live: deque | None = None           # (window_ms, {feature: value}) of the drift window

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from jobs.progress import last_progress, recent_progress
 from tickcast.settings import Settings
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -131,12 +132,6 @@ def _timed_first(records: Iterable, box: dict) -> Iterator:
     for rec in records:
         box.setdefault("t_first", time.monotonic())
         yield rec
-
-
-def _progress(q) -> list[dict]:
-    from jobs.progress import recent_progress
-
-    return recent_progress(q)
 
 
 def _batch_summary(progress: list[dict]) -> dict:
@@ -260,7 +255,7 @@ def _run_ingest(spark, ls: Settings, meter: _CpuMeter | None = None) -> dict:
         q = ingest.start(spark, ls, available_now=True)
         _await(q, timeout=1800)
         wall = time.monotonic() - t0
-    progress = _progress(q)
+    progress = recent_progress(q)
     return {"wall": wall, "input_rows": sum(int(p.get("numInputRows") or 0) for p in progress),
             "progress": progress}
 
@@ -277,7 +272,7 @@ def _run_noop(spark, ls: Settings, name: str, transform=None) -> dict:
          .trigger(availableNow=True).start())
     _await(q, timeout=1800)
     wall = time.monotonic() - t0
-    progress = _progress(q)
+    progress = recent_progress(q)
     rows = sum(int(p.get("numInputRows") or 0) for p in progress)
     return {"rows": rows, "seconds": round(wall, 2), "rows_per_s": round(rows / wall), **_batch_summary(progress)}
 
@@ -361,8 +356,6 @@ def _high_watermarks(s: Settings) -> dict[str, int]:
 
 
 def _caught_up(q, s: Settings, hw: dict[str, int]) -> bool:
-    from jobs.progress import last_progress
-
     p = last_progress(q)
     if not p:
         return False
@@ -386,7 +379,6 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
     when the record was handed to librdkafka, so linger and the broker round trip are included).
     """
     from jobs import ingest
-    from jobs.progress import last_progress
     from producers.publisher import Publisher
     from pyspark.sql import functions as F
     from tickcast import kafka_broker, tables
@@ -414,7 +406,7 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("live ingest did not catch up within 120 s after the last tick")
             time.sleep(0.2)
-        progress = _progress(q)
+        progress = recent_progress(q)
     finally:
         if q.isActive:
             q.stop()

@@ -63,7 +63,7 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
             passes.append(time.monotonic() - t)
         prod = rows / passes[-1]
         print(f"(a) predict_batch_udf: {prod:,.0f} rows/s (first pass {passes[0]:.1f}s incl. loads, "
-              f"{writer.loads.value} load(s))", flush=True)
+              f"{sum(writer.loads.value.values())} load(s))", flush=True)
 
         model_ref = (rep["model"], rep["version"])
 
@@ -93,11 +93,11 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
         print(f"(c) direct, one process: {direct:,.0f} rows/s", flush=True)
         r = {"rows": rows, "row_udf_rows": row_udf_rows, "features": len(names), "model": f"{rep['model']} v{rep['version']}",
              "production_rows_per_s": round(prod, 1), "first_pass_s": round(passes[0], 2),
-             "model_loads": writer.loads.value, "row_udf_rows_per_s": round(row_rate, 1),
+             "model_loads": sum(writer.loads.value.values()), "row_udf_rows_per_s": round(row_rate, 1),
              "direct_rows_per_s": round(direct, 1), "speedup_vs_row_udf": round(prod / row_rate, 1),
              "share_of_direct": round(prod / direct, 3), "target_speedup": 100, "machine": machine(spark)}
         rows_out = [("(a) production (predict_batch_udf)", f"{prod:,.0f} rows/s",
-                     f"{rows:,} rows x {len(names)} features, {writer.loads.value} model load(s)"),
+                     f"{rows:,} rows x {len(names)} features, {sum(writer.loads.value.values())} model load(s)"),
                     ("(b) row-at-a-time Python UDF", f"{row_rate:,.0f} rows/s", f"{row_udf_rows:,} rows"),
                     ("(c) direct, one process", f"{direct:,.0f} rows/s", "tf.function on the whole matrix"),
                     ("(a)/(b)", f"{prod / row_rate:,.0f}x", "target >= 100x"),

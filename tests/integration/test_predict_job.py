@@ -119,11 +119,14 @@ def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark,
         assert (got["target_time"] - got["window_start"] == pd.Timedelta(minutes=1)).all()
         plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
         batches = len(plan)                                      # one feature file per batch
-        loads = predict.last_writer.loads.value
+        loads = predict.last_writer.loads.value                  # {(worker pid, version): loads}
         workers = spark.sparkContext.defaultParallelism          # Python workers that can run the UDF at once
         assert batches > workers, (batches, workers)             # more batches than workers ...
-        # ... yet the model was loaded at most once per worker: a load per batch would give >= batches.
-        assert 1 <= loads <= workers, (loads, workers, batches)
+        # ... yet each worker that scored loaded the model exactly once (a load per batch or per call
+        # would count more than 1 for a reused worker), and no more workers than can run at once did.
+        assert loads and {v for _, v in loads} == {v1}, loads
+        assert all(n == 1 for n in loads.values()), loads
+        assert len(loads) <= workers, (loads, workers, batches)
 
         # The alias moves while the stream runs; new bars arrive.
         mv1 = client.get_model_version("tickcast-h1", v1)
