@@ -51,6 +51,16 @@ EVENT_ALIASES: dict[str, str] = {
     "q": "ev_qty", "f": "ev_first_id", "l": "ev_last_id", "T": "ev_trade_time", "m": "ev_maker", "M": "ev_best",
 }
 RAW_EVENT_ALIASED = Schema(tuple(Col(EVENT_ALIASES[f], "string") for f in EVENT_FIELDS))
+# The same fields with the types a well-formed event has, plus the parser's flag for any field that
+# did not convert: ingest parses every value this way first (strings for numbers cost the JSON
+# parser a copy per field) and falls back to RAW_EVENT only for values it flags.
+EVENT_TYPES: dict[str, str] = {"e": "string", "E": "bigint", "s": "string", "t": "bigint", "a": "bigint",
+                               "p": "string", "q": "string", "f": "bigint", "l": "bigint", "T": "bigint",
+                               "m": "boolean", "M": "boolean"}
+CORRUPT = "ev_corrupt"
+TYPED_EVENT = Schema(tuple(Col(f, EVENT_TYPES[f]) for f in EVENT_FIELDS) + (Col(CORRUPT, "string"),))
+TYPED_EVENT_ALIASED = Schema(tuple(Col(EVENT_ALIASES[f], EVENT_TYPES[f]) for f in EVENT_FIELDS)
+                             + (Col(CORRUPT, "string"),))
 
 TRADE_KINDS = ("trade", "aggTrade")
 

@@ -105,6 +105,11 @@ BAD = [
     (b'{"e":"trade","E":1,"s":"BTCUSDT","t":13,"p":"5.0","q":"1","T":1723161255342,"m":true,"x":"'
      + b"A" * 5000 + b'"}', "oversized"),
     (b"\xff\xfe\x00garbage", "malformed JSON"),
+    # Past timestamp range: once a task failure that stopped the stream, now a reason.
+    (b'{"e":"trade","E":1,"s":"BTCUSDT","t":14,"p":"5.0","q":"1","T":9223372036854775807,"m":true}',
+     "in the future"),
+    (b'{"e":"trade","E":-9223372036854775808,"s":"BTCUSDT","t":15,"p":"5.0","q":"1","T":1723161255342,"m":true}',
+     "event time before 2010"),
 ]
 
 
