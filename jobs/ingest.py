@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import NamedTuple
 
 from tickcast import schemas, tables
 from tickcast.settings import Settings
@@ -178,89 +179,126 @@ def _values(j, typed: bool) -> dict:
     }
 
 
-def parse(raw, s: Settings, now: dt.datetime, columns: tuple | None = None):
-    """Raw Kafka rows -> the columns of bronze.ticks and bronze.quarantine, plus `reason`.
+class ParseColumns(NamedTuple):
+    """parse's projections, built once (several hundred py4j calls): the typed pass, the re-parse."""
+    typed: tuple
+    strings: tuple
 
-    Pure DataFrame transform (no I/O): `reason` is NULL for a good trade. `now` (the micro-batch's
-    start) enters as the one row of a broadcast table, not as a literal and not as
-    current_timestamp(): a literal changes the generated code every batch (a fresh compile, measured
-    ~0.3 s of a small batch), a non-deterministic time makes Delta's MERGE miss the cached batch.
-    `columns` is `parse_columns(s)`, built once by a caller that parses every batch.
+
+def parse(raw, s: Settings, now: dt.datetime, columns: ParseColumns | None = None):
+    """Raw Kafka rows -> the columns of bronze.ticks and bronze.quarantine, plus `reason` and `retry`.
+
+    Pure DataFrame transform (no I/O). Every value is parsed with the event's own types
+    (`schemas.TYPED_EVENT`): a string schema makes the JSON parser copy each number and boolean
+    through a generator (measured: ~30% of from_json's time). A complete, well-typed event gets its
+    values and `reason` (NULL for a good trade) here; any other row (garbage, a missing field, a
+    wrong type) gets `retry` true, and `settle` parses it again with every field as text, for a
+    reason that names the field. Kept apart so that a batch without such rows (nearly all) plans
+    and runs only the typed rules: with both in one plan, a live 50-row batch cost ~0.07 s more
+    driver CPU.
+
+    `now` (the micro-batch's start) enters as the one row of a broadcast table, not as a literal
+    and not as current_timestamp(): a literal changes the generated code every batch (a fresh
+    compile, measured ~0.3 s of a small batch), a non-deterministic time makes Delta's MERGE miss
+    the cached batch. `columns` is `parse_columns(s)`, built once by a caller that parses every
+    batch.
     """
     from pyspark.sql import functions as F
 
     from jobs.delta_io import local_frame
 
-    steps = columns or parse_columns(s)
+    columns = columns or parse_columns(s)
     clock = local_frame(raw.sparkSession, [(now,)], "batch_time timestamp")
-    df = raw.crossJoin(F.broadcast(clock))
+    return _project(raw.crossJoin(F.broadcast(clock)), columns.typed)
+
+
+def settle(parsed, s: Settings, columns: ParseColumns | None = None):
+    """`parse`'s output with every `retry` row parsed again as text: `retry` is false throughout."""
+    columns = columns or parse_columns(s)
+    return parsed.where("NOT retry").unionByName(_project(parsed.where("retry"), columns.strings))
+
+
+def parse_all(raw, s: Settings, now: dt.datetime, columns: ParseColumns | None = None):
+    columns = columns or parse_columns(s)
+    return settle(parse(raw, s, now, columns), s, columns)
+
+
+def _project(df, steps):
     for step in steps:
         df = df.select(*step)
     return df
 
 
-def parse_columns(s: Settings, fast: bool = True) -> tuple:
-    """The Columns of parse's projections (several hundred py4j calls: build once, reuse).
-
-    Every value is parsed with the event's own types first (`schemas.TYPED_EVENT`): a string
-    schema makes the JSON parser copy each number and boolean through a generator (measured: ~30%
-    of from_json's time). Only rows that parse flags (`_fast` false: garbage, a missing field, a wrong
-    type) are parsed again as strings, for their precise reason. `fast=False` sends every row that
-    way (the reference the fast path is tested against).
-    """
+def parse_columns(s: Settings, fast: bool = True) -> ParseColumns:
+    """The Columns of both passes. `fast=False` makes the typed pass decide nothing, so every row
+    is parsed as text: the reference the typed pass is tested against."""
     from pyspark.sql import functions as F
 
     def event(schema, aliased, options=None):
         j = F.from_json(F.col("value").cast("string"), schema.spark_type(), options or {}).cast(aliased.spark_type())
-        # Not parsed at all above the size limit: the string path reports it.
+        # Not parsed at all above the size limit: the text pass reports it.
         return F.when(F.length("value") <= s.max_event_bytes, j)
 
     kafka = ["key", "value", "topic", "partition", "offset", "timestamp", "batch_time", "source"]
+
+    def outputs(v: dict, retry):
+        # Times only for good rows: a bad row's may be out of timestamp range (an error, not a NULL).
+        ok_row = F.col("reason").isNull() & ~retry
+        keep_raw = F.col("reason").isNotNull() | retry
+        trade_time = F.when(ok_row, F.timestamp_millis(v["trade_ms"]))
+        return [
+            *(v[k].alias(k) for k in ("symbol", "event_kind", "id", "first_trade_id", "last_trade_id",
+                                       "price", "quantity", "quote_quantity")),
+            trade_time.alias("trade_time"),
+            F.when(ok_row, F.timestamp_millis(v["event_ms"])).alias("event_time"),
+            v["is_buyer_maker"].alias("is_buyer_maker"),
+            "source",
+            F.col("partition").alias("kafka_partition"),
+            F.col("offset").alias("kafka_offset"),
+            F.col("timestamp").alias("kafka_timestamp"),
+            F.col("batch_time").alias("ingest_time"),
+            F.to_date(trade_time).alias("date"),
+            # The raw bytes only where quarantine (or the text pass) needs them: a good row's copy
+            # would triple what the writer caches per batch.
+            F.when(keep_raw, F.col("value")).alias("raw_value"),
+            F.when(keep_raw, F.col("key")).alias("raw_key"),
+            F.col("topic").alias("kafka_topic"),
+            "reason",
+            retry.alias("retry"),
+        ]
+
+    # The typed pass.
     source = F.expr("get(filter(headers, h -> h.key = 'tickcast-source'), 0).value").cast("string").alias("source")
     typed = event(schemas.TYPED_EVENT, schemas.TYPED_EVENT_ALIASED, {"columnNameOfCorruptRecord": schemas.CORRUPT})
-    none = F.lit(None).cast(schemas.TYPED_EVENT_ALIASED.spark_type())
-    first = [*kafka[:-1], source, (typed if fast else none).alias("jt")]
-    is_fast = _fast(F.col("jt"))
-    # Parsed as strings only where the typed parse failed: a CASE branch is evaluated lazily.
-    second = [*kafka, "jt", is_fast.alias("fast"),
-              F.when(~is_fast, event(schemas.RAW_EVENT, schemas.RAW_EVENT_ALIASED)).alias("js")]
-    jt, js, ok = F.col("jt"), F.col("js"), F.col("fast")
-    reason = F.when(ok, F.coalesce(*[F.when(c, m) for c, m in _rules(s, jt, typed=True)])).otherwise(
-        F.coalesce(*[F.when(c, m) for c, m in _rules(s, js, typed=False)]))
-    third = [*kafka, "jt", "js", "fast", reason.alias("reason")]
-    fv, sv = _values(jt, typed=True), _values(js, typed=False)
-    v = {k: F.when(ok, fv[k]).otherwise(sv[k]) for k in fv}
-    # Times only for good rows: a bad row's may be out of timestamp range (an error, not a NULL).
-    ok_row = F.col("reason").isNull()
-    trade_time = F.when(ok_row, F.timestamp_millis(v["trade_ms"]))
-    final = [
-        *(v[k].alias(k) for k in ("symbol", "event_kind", "id", "first_trade_id", "last_trade_id",
-                                   "price", "quantity", "quote_quantity")),
-        trade_time.alias("trade_time"),
-        F.when(ok_row, F.timestamp_millis(v["event_ms"])).alias("event_time"),
-        v["is_buyer_maker"].alias("is_buyer_maker"),
-        "source",
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("batch_time").alias("ingest_time"),
-        F.to_date(trade_time).alias("date"),
-        # The raw bytes only where quarantine needs them: a good row's copy would triple what the
-        # writer caches per batch.
-        F.when(F.col("reason").isNotNull(), F.col("value")).alias("raw_value"),
-        F.when(F.col("reason").isNotNull(), F.col("key")).alias("raw_key"),
-        F.col("topic").alias("kafka_topic"),
-        "reason",
-    ]
-    return first, second, third, final
+    jt = F.col("jt")
+    is_fast = _fast(jt) if fast else F.lit(False)
+    t_reason = F.when(is_fast, F.coalesce(*[F.when(c, m) for c, m in _rules(s, jt, typed=True)]))
+    typed_pass = (
+        [*kafka[:-1], source, typed.alias("jt")],
+        [*kafka, "jt", (~is_fast).alias("retry"), t_reason.alias("reason")],
+        outputs(_values(jt, typed=True), F.col("retry")),
+    )
+    # The text pass, over the typed pass's output rows.
+    js = F.col("js")
+    back = [F.col("raw_value").alias("value"), F.col("raw_key").alias("key"), F.col("kafka_topic").alias("topic"),
+            F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"),
+            F.col("kafka_timestamp").alias("timestamp"), F.col("ingest_time").alias("batch_time"), "source"]
+    s_reason = F.coalesce(*[F.when(c, m) for c, m in _rules(s, js, typed=False)])
+    text_pass = (
+        back,
+        [*kafka, event(schemas.RAW_EVENT, schemas.RAW_EVENT_ALIASED).alias("js")],
+        [*kafka, "js", s_reason.alias("reason")],
+        outputs(_values(js, typed=False), F.lit(False)),
+    )
+    return ParseColumns(typed_pass, text_pass)
 
 
 def good(parsed):
-    return parsed.where("reason IS NULL").select(*schemas.TICKS.names)
+    return parsed.where("reason IS NULL AND NOT retry").select(*schemas.TICKS.names)
 
 
 def quarantined(parsed):
-    return parsed.where("reason IS NOT NULL").select(*schemas.QUARANTINE.names)
+    return parsed.where("reason IS NOT NULL AND NOT retry").select(*schemas.QUARANTINE.names)
 
 
 def merge_condition(bounds: list[tuple[str, str, int, int]], dates: list) -> str:
@@ -339,16 +377,14 @@ class TickWriter:
             self.max_id = self._load_max_ids(spark)
         if self._columns is None:
             self._columns = parse_columns(self.s)
-        parsed = parse(batch, self.s, dt.datetime.now(dt.timezone.utc), self._columns).persist()
+        cached = [parse(batch, self.s, dt.datetime.now(dt.timezone.utc), self._columns).persist()]
         try:
-            # One aggregate fills the cache and yields the counts and per-group id bounds. Distinct
-            # ids per group as size(array_distinct(collect_list)): no shuffle of every id, unlike
-            # countDistinct (measured 0.3-0.8 s vs 2-4 s per 1M rows); dates as min/max, not
-            # collect_set (an object aggregate that made the distinct aggregate sort-based: 10 s).
-            stats = (parsed.groupBy(F.col("reason").isNull().alias("ok"), "symbol", "event_kind")
-                     .agg(F.min("id"), F.max("id"), F.count(F.lit(1)),
-                          F.size(F.array_distinct(F.collect_list("id"))), F.min("date"), F.max("date"))
-                     .collect())
+            parsed = cached[0]
+            stats = self._stats(parsed)
+            if any(r[9] for r in stats):        # rows the typed pass left to the text pass
+                parsed = settle(parsed, self.s, self._columns).persist()
+                cached.append(parsed)
+                stats = self._stats(parsed)
             n_bad = sum(r[5] for r in stats if not r[0])
             good_stats = [r for r in stats if r[0]]
             n_good = sum(r[5] for r in good_stats)
@@ -379,7 +415,27 @@ class TickWriter:
                     self.max_id[(r[1], r[2])] = max(r[4], self.max_id.get((r[1], r[2]), -1))
             return {"batch_id": batch_id, "ticks": n_good, "quarantined": n_bad}
         finally:
-            parsed.unpersist()
+            for df in cached:
+                df.unpersist()
+
+    @staticmethod
+    def _stats(parsed) -> list:
+        """(ok, symbol, event kind, min id, max id, rows, distinct ids, min date, max date, retry) per group.
+
+        One aggregate fills the cache and yields the counts and per-group id bounds. Distinct ids
+        per group as size(array_distinct(collect_list)): no shuffle of every id, unlike
+        countDistinct (measured 0.3-0.8 s vs 2-4 s per 1M rows); dates as min/max, not collect_set
+        (an object aggregate that made the distinct aggregate sort-based: 10 s).
+        """
+        from pyspark.sql import functions as F
+
+        ok = (F.col("reason").isNull() & ~F.col("retry")).alias("ok")
+        return (parsed.groupBy(ok, "symbol", "event_kind", "retry")
+                .agg(F.min("id").alias("lo"), F.max("id").alias("hi"), F.count(F.lit(1)).alias("n"),
+                     F.size(F.array_distinct(F.collect_list("id"))).alias("ids"),
+                     F.min("date").alias("d0"), F.max("date").alias("d1"))
+                .select("ok", "symbol", "event_kind", "lo", "hi", "n", "ids", "d0", "d1", "retry")
+                .collect())
 
 
 def start(spark, s: Settings, available_now: bool = False):

@@ -1,8 +1,8 @@
 """ingest's two-speed parse: the typed fast path gives exactly what the all-strings path gives.
 
 Real Spark, no broker: Kafka-shaped rows built in the test. Every value is parsed both ways (the
-production `parse_columns(s)` and the reference `parse_columns(s, fast=False)`, which sends every
-row through the string parse and its precise reasons), and the two outputs must be equal row for
+production `parse_all` and the reference `parse_columns(s, fast=False)`, which sends every row
+through the text parse and its precise reasons), and the two outputs must be equal row for
 row, column for column, over good events and over thousands of damaged ones.
 """
 from __future__ import annotations
@@ -83,8 +83,8 @@ def frames(spark, base_settings):
 
     values = good_events(400) + [b for b, _ in BAD] + damaged(random.Random(7), 4000)
     raw = kafka_frame(spark, values)
-    fast = ingest.parse(raw, base_settings, NOW, ingest.parse_columns(base_settings))
-    ref = ingest.parse(raw, base_settings, NOW, ingest.parse_columns(base_settings, fast=False))
+    fast = ingest.parse_all(raw, base_settings, NOW, ingest.parse_columns(base_settings))
+    ref = ingest.parse_all(raw, base_settings, NOW, ingest.parse_columns(base_settings, fast=False))
     return values, raw, rows(fast), rows(ref)
 
 
@@ -104,13 +104,8 @@ def test_good_events_take_the_fast_path_and_keep_their_values(frames, spark, bas
     from jobs import ingest
 
     values, raw, fast, _ = frames
-    first, second, *_ = ingest.parse_columns(base_settings)
-    from jobs.delta_io import local_frame
-    from pyspark.sql import functions as F
-
-    clock = local_frame(spark, [(NOW,)], "batch_time timestamp")
-    flags = {r["offset"]: r["fast"] for r in raw.crossJoin(F.broadcast(clock)).select(*first).select(*second)
-             .select("offset", "fast").collect()}
+    flags = {r["kafka_offset"]: not r["retry"] for r in
+             ingest.parse(raw, base_settings, NOW).select("kafka_offset", "retry").collect()}
     assert all(flags[o] for o in range(400))                       # every good event
     # A complete, well-typed event fails only value rules on the fast path; the rest are re-parsed.
     value_rules = ("non-positive", "in the future", "empty symbol", "is not a decimal", "before 2010")
