@@ -195,7 +195,7 @@ def parse(raw, s: Settings, now: dt.datetime, columns: ParseColumns | None = Non
     wrong type) gets `retry` true, and `settle` parses it again with every field as text, for a
     reason that names the field. Kept apart so that a batch without such rows (nearly all) plans
     and runs only the typed rules: with both in one plan, a live 50-row batch cost ~0.07 s more
-    driver CPU.
+    Spark JVM CPU.
 
     `now` (the micro-batch's start) enters as the one row of a broadcast table, not as a literal
     and not as current_timestamp(): a literal changes the generated code every batch (a fresh
@@ -219,6 +219,7 @@ def settle(parsed, s: Settings, columns: ParseColumns | None = None):
 
 
 def parse_all(raw, s: Settings, now: dt.datetime, columns: ParseColumns | None = None):
+    """`parse` then `settle`: every row decided (tests and one-off callers; the job settles only when needed)."""
     columns = columns or parse_columns(s)
     return settle(parse(raw, s, now, columns), s, columns)
 
