@@ -1,10 +1,16 @@
 """Job `bars`: bronze.ticks (stream) -> silver.bars_1m, 1-minute bars by TRADE time.
 
-A minute is emitted once the watermark (`TICKCAST_WATERMARK_SECONDS` behind the latest trade time)
-passes its end; trades arriving later than that are left out and counted by Spark
-(`numRowsDroppedByWatermark`, kept in ops.stream_progress). The table is append-only: each bar is
-inserted once by an insert-only MERGE on (symbol, window_start), so re-runs and restarts add nothing
-twice and minutes already backfilled from klines are left alone.
+A minute closes once the watermark (`TICKCAST_WATERMARK_SECONDS` behind the latest trade time
+seen) passes its end, and its bar is written in that same micro-batch: the batch that brings the
+trade moving the watermark reads the minutes it closed from bronze.ticks (up to what the stream
+has delivered so far) and merges their bars. Spark's own windowed aggregation emits a window
+only in the batch *after* the one that moved the watermark, one bars trigger later (7.5 s of
+freshness at the default trigger), and keeps a state store it writes at every batch; here the
+only state is the minute boundary closed through, which the table itself gives after a restart.
+Trades that arrive after their minute closed are left out and counted
+(`rows_dropped_by_watermark` in ops.stream_progress). The table is append-only: each bar is
+inserted once by an insert-only MERGE on (symbol, window_start), so re-runs and restarts add
+nothing twice and minutes already backfilled from klines are left alone.
 """
 from __future__ import annotations
 
@@ -116,17 +122,40 @@ def merge_bars(spark, df, s: Settings, lo_ms: int, hi_ms: int) -> None:
      .merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute())
 
 
-class BarWriter:
-    """foreachBatch sink: completeness against the previous bar, then an insert-only merge.
+def closed_through(max_trade_ms: int, watermark_seconds: int) -> int:
+    """The latest minute boundary the watermark has passed: minutes ending at or before it are final (pure)."""
+    wm = max_trade_ms - watermark_seconds * 1000
+    return wm - wm % 60_000
 
-    The previous bar per symbol is kept in the driver between batches and read from the table
-    once after a (re)start. Minute starts travel through Python as epoch ms: PySpark turns
-    timestamps into naive local-time datetimes, which would shift them on a non-UTC machine.
+
+class BarWriter:
+    """foreachBatch sink over the tick stream: close the minutes the watermark passed, in this batch.
+
+    Per batch: the latest trade time (the watermark) and the newest ingest time in the batch; a
+    tick of a minute already closed is late (counted, left out). Minutes newly closed are
+    aggregated from bronze.ticks, but only from rows ingested up to the batch's newest ingest time
+    (ingest batches commit in ingest-time order), so a re-run batch aggregates the same ticks and
+    a tick still to come on the stream is either in no bar or counted late, never both.
+
+    After a (re)start the boundary closed through is the end of the latest bar from ticks: a lower
+    bound (a quiet minute leaves no bar), and closing a minute twice inserts nothing. The previous
+    bar per symbol (completeness) is kept in the driver and read from the table once after a
+    (re)start. Minute starts travel through Python as epoch ms: PySpark turns timestamps into
+    naive local-time datetimes, which would shift them on a non-UTC machine.
     """
 
     def __init__(self, s: Settings):
         self.s = s
         self.prev: dict[str, Prev] | None = None
+        self.closed_ms: int | None = None          # minute boundary closed through (epoch ms)
+        self.loaded = False
+
+    def _load_closed(self, spark) -> int | None:
+        from pyspark.sql import functions as F
+
+        r = (spark.read.format("delta").load(tables.BARS.path(self.s)).where(F.col("source") == "ticks")
+             .agg(F.max(F.unix_millis("window_end"))).first())
+        return None if r[0] is None else int(r[0])
 
     def _load_prev(self, spark, before_ms: int) -> dict[str, Prev]:
         # Strictly before this batch: after a crash the batch being re-run may already be there.
@@ -142,15 +171,40 @@ class BarWriter:
     def __call__(self, batch, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        cols = [c for c in batch.columns if c not in ("window_start", "window_end")]
-        rows = [r.asDict() for r in batch.select(F.unix_millis("window_start").alias("window_ms"), *cols).collect()]
+        from jobs import progress
+
+        spark = batch.sparkSession
+        if not self.loaded:
+            self.closed_ms, self.loaded = self._load_closed(spark), True
+        lo = self.closed_ms
+        t = F.unix_millis("trade_time")
+        late = F.count(F.when(t < lo, 1)) if lo is not None else F.lit(0)
+        newest, cut, n_late = batch.agg(F.max(t), F.max(F.unix_micros("ingest_time")), late).first()
+        progress.note(QUERY, batch_id, rows_dropped_by_watermark=int(n_late))
+        if newest is None:
+            return
+        hi = closed_through(int(newest), self.s.watermark_seconds)
+        if lo is not None and hi <= lo:
+            return
+        ticks = spark.read.format("delta").load(tables.TICKS.path(self.s)).where(
+            (F.col("trade_time") < F.timestamp_millis(F.lit(hi))) & (F.unix_micros("ingest_time") <= F.lit(cut)))
+        if lo is not None:
+            ticks = ticks.where(F.col("trade_time") >= F.timestamp_millis(F.lit(lo)))
+        self.write(spark, to_bars(aggregate(ticks)))
+        self.closed_ms = hi
+
+    def write(self, spark, agg) -> None:
+        """Closed minutes' aggregates (`to_bars` rows) -> completeness -> insert-only merge."""
+        from pyspark.sql import functions as F
+
+        cols = [c for c in agg.columns if c not in ("window_start", "window_end")]
+        rows = [r.asDict() for r in agg.select(F.unix_millis("window_start").alias("window_ms"), *cols).collect()]
         if not rows:
             return
-        spark = batch.sparkSession
         if self.prev is None:
             self.prev = self._load_prev(spark, min(r["window_ms"] for r in rows))
         bars = mark_complete(rows, self.prev)
-        df = _bars_frame(spark, batch.select(*cols).schema, bars)
+        df = _bars_frame(spark, agg.select(*cols).schema, bars)
         out = df.select(
             F.timestamp_millis("window_ms").alias("window_start"),
             F.timestamp_millis(F.col("window_ms") + 60_000).alias("window_end"),
@@ -177,11 +231,9 @@ def start(spark, s: Settings, available_now: bool = False):
 
     ensure_table(spark, tables.TICKS, s)
     ensure_table(spark, tables.BARS, s)
-    ticks = spark.readStream.format("delta").load(tables.TICKS.path(s))
-    bars = to_bars(aggregate(ticks.withWatermark("trade_time", f"{s.watermark_seconds} seconds")))
+    ticks = spark.readStream.format("delta").load(tables.TICKS.path(s)).select("trade_time", "ingest_time")
     # Its own trigger (TICKCAST_BARS_TRIGGER_SECONDS): a minute is final only once the watermark has
-    # passed its end, so a bars batch every second mostly re-reads a few ticks into the state store.
-    # Spark emits a minute one batch after the batch that moved the watermark past it (a batch per
-    # trigger), and triggers fall on multiples of the interval: 7.5 s puts one at :07.5, just after a
-    # trade of :05 (the 5 s watermark) is in bronze, and the bar at :15 (10 s: at :20).
-    return start_sink(bars, QUERY, BarWriter(s), s, available_now, trigger_seconds=s.bars_trigger_seconds)
+    # passed its end, so a bars batch every second would mostly find nothing to close. Triggers fall
+    # on multiples of the interval: 7.5 s puts one at :07.5, just after a trade of :05 (the 5 s
+    # watermark) is in bronze, and that batch writes the bar.
+    return start_sink(ticks, QUERY, BarWriter(s), s, available_now, trigger_seconds=s.bars_trigger_seconds)

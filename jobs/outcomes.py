@@ -370,4 +370,8 @@ def start(spark, s: Settings, available_now: bool = False):
     for t in (tables.BARS, tables.OUTCOMES, tables.MODEL_SCORES):
         ensure_table(spark, t, s)
     bars = read_stream(spark, tables.BARS, s).select("symbol", "window_start")
-    return start_sink(bars, QUERY, OutcomeWriter(s), s, available_now)
+    # Its own trigger (TICKCAST_OUTCOMES_TRIGGER_SECONDS, 30 s: at :00 and :30): a batch takes seconds of
+    # both cores, and run on each new bar it ran exactly while features and predict worked on that bar.
+    # Triggers fall on multiples of the interval, so at 30 s it realizes a minute's outcomes at :30,
+    # after that minute's predictions (bars close at ~:08).
+    return start_sink(bars, QUERY, OutcomeWriter(s), s, available_now, trigger_seconds=s.outcomes_trigger_seconds)

@@ -10,6 +10,25 @@ from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.progress")
 
+# Figures a foreachBatch sink counts itself (the bars job's late trades), by (query name, batch id),
+# added to that batch's ops.stream_progress row: the sink runs before Spark reports the batch.
+_NOTES: dict[tuple[str, int], dict[str, int]] = {}
+_MAX_NOTES = 1000
+
+
+def note(query: str, batch_id: int, **counts: int) -> None:
+    """Record counts for a batch's progress row (kept for the last `_MAX_NOTES` batches)."""
+    _NOTES[(query, int(batch_id))] = counts
+    while len(_NOTES) > _MAX_NOTES:
+        _NOTES.pop(next(iter(_NOTES)))
+
+
+def with_notes(row: dict) -> dict:
+    """The row with the counts its sink noted added in."""
+    for k, v in _NOTES.pop((row["query_name"], row["batch_id"]), {}).items():
+        row[k] = (row.get(k) or 0) + v
+    return row
+
 
 def last_progress(q) -> dict | None:
     """The query's latest progress event as a plain dict, read as one JSON string.
@@ -126,7 +145,7 @@ class ProgressRecorder:
                 continue
             self.last[d.get("name") or d["id"]] = d
             for e in new_events(d, lambda: recent_progress(q), self._seen, self._max_batch):
-                self._pending.append(to_row(e))
+                self._pending.append(with_notes(to_row(e)))
 
     def flush(self) -> int:
         if not self._pending:

@@ -29,6 +29,7 @@ class Settings:
     topic: str
     trigger_seconds: float
     bars_trigger_seconds: float   # the bars query's own trigger (bars are final only after the watermark)
+    outcomes_trigger_seconds: float  # the outcomes query's own trigger (off the bar -> prediction path)
     watermark_seconds: int
     mlflow_uri: str
     binance_ws_url: str
@@ -155,6 +156,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
     trigger = _float("TRIGGER_SECONDS", get("TRIGGER_SECONDS", "1"))
     bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "7.5"))
+    outcomes_trigger = _float("OUTCOMES_TRIGGER_SECONDS", get("OUTCOMES_TRIGGER_SECONDS", "30"))
     watermark = _int("WATERMARK_SECONDS", get("WATERMARK_SECONDS", "5"), minimum=0)
 
     mlflow_uri = get("MLFLOW_URI", f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
@@ -195,6 +197,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         topic=topic,
         trigger_seconds=trigger,
         bars_trigger_seconds=bars_trigger,
+        outcomes_trigger_seconds=outcomes_trigger,
         watermark_seconds=watermark,
         mlflow_uri=mlflow_uri,
         binance_ws_url=ws_url.rstrip("/"),

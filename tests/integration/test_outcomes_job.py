@@ -297,7 +297,7 @@ def test_kill_minus_9_during_outcomes_then_restart_exact_and_unique(spark, lake_
 
     from tests.conftest import REPO
 
-    s = dataclasses.replace(lake_lane, trigger_seconds=0.5)
+    s = dataclasses.replace(lake_lane, trigger_seconds=0.5, outcomes_trigger_seconds=0.5)
     market = Market(read_csv(shared_data / KLINES, 400))
     preds = Predictions(market, seed=11)
     market.add(spark, s, tmp_path, ("BTCUSDT", 0, 200))

@@ -24,3 +24,26 @@ def test_gaps_inside_or_before_a_minute_make_it_incomplete():
 def test_trade_bar_preferred_over_agg_trade_bar_and_prev_without_ids():
     out = mark_complete([bar(60_000, 5, 9, kind="aggTrade"), bar(60_000, 1, 10)], {"BTCUSDT": Prev(0, None)})
     assert len(out) == 1 and out[0]["event_kind"] == "trade" and out[0]["is_complete"] is False
+
+
+def test_a_minute_closes_once_the_watermark_reaches_its_end():
+    from jobs.bars import closed_through
+
+    m = 1723161300000                                   # 23:55:00
+    assert closed_through(m + 5_000, 5) == m            # 23:55:05 -> 23:55:00: 23:54 closed, 23:55 open
+    assert closed_through(m + 4_999, 5) == m - 60_000   # a millisecond short: 23:54 still open
+    assert closed_through(m + 64_999, 5) == m
+    assert closed_through(m + 65_000, 5) == m + 60_000
+    assert closed_through(m + 5_000, 0) == m and closed_through(m, 0) == m
+
+
+def test_a_sinks_counts_join_its_batchs_progress_row_once():
+    from jobs import progress
+
+    progress.note("bars", 7, rows_dropped_by_watermark=3)
+    row = progress.with_notes({"query_name": "bars", "batch_id": 7, "rows_dropped_by_watermark": 1})
+    assert row["rows_dropped_by_watermark"] == 4
+    again = progress.with_notes({"query_name": "bars", "batch_id": 7, "rows_dropped_by_watermark": 0})
+    assert again["rows_dropped_by_watermark"] == 0
+    other = progress.with_notes({"query_name": "ingest", "batch_id": 8, "rows_dropped_by_watermark": 0})
+    assert other["rows_dropped_by_watermark"] == 0
