@@ -45,14 +45,15 @@ def read_stream(spark, table: Table, s: Settings):
             .load(table.path(s)))
 
 
-def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_seconds: float | None = None):
+def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_seconds: float | None = None,
+               checkpoint: str | None = None):
     """Start `df` into the foreachBatch `sink` under the query's checkpoint; returns the StreamingQuery.
 
     `available_now` drains what is there and stops; otherwise a processing-time trigger of
-    `trigger_seconds` (default TICKCAST_TRIGGER_SECONDS).
+    `trigger_seconds` (default TICKCAST_TRIGGER_SECONDS). `checkpoint` defaults to the query's folder.
     """
     writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(sink)
-              .option("checkpointLocation", tables.checkpoint(s, query)))
+              .option("checkpointLocation", checkpoint or tables.checkpoint(s, query)))
     if available_now:
         return writer.trigger(availableNow=True).start()
     secs = s.trigger_seconds if trigger_seconds is None else trigger_seconds

@@ -1,7 +1,7 @@
 """Simulated history: the simulator's trades over N past minutes -> silver.bars_1m, in one batch.
 
 For training offline (no exchange, no klines) and for tests of the training gate: the trades go
-through the bars job's own transforms (`bars.aggregate`, `bars.to_bars`, `BarWriter`), so the bars
+through the bars job's own transforms (`bars.aggregate`, `bars.to_bars`, `BarWriter.write`), so the bars
 are what the stream would have built from the same ticks; symbols carry the simulator's `-SIM` /
 `-SIMSIG` suffix. Insert-only like every bar write.
 """
@@ -48,7 +48,7 @@ def run(spark, s: Settings, cfg, minutes: int) -> int:
     before = spark.read.format("delta").load(tables.BARS.path(s)).count()
     agg = bars.to_bars(bars.aggregate(ticks_frame(spark, cfg, minutes))).persist()
     try:
-        bars.BarWriter(s)(agg, 0)
+        bars.BarWriter(s).write(spark, agg)
     finally:
         agg.unpersist()
     return spark.read.format("delta").load(tables.BARS.path(s)).count() - before

@@ -149,7 +149,9 @@ def test_kill_minus_9_during_bars_then_restart_bars_exact_and_unique(spark, lane
     proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "main.py"), "--job", "ingest", "--job", "bars"],
                             env=s.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    commits = Path(tables.checkpoint(s, "bars")) / "commits"
+    from jobs import bars as bars_job
+
+    commits = Path(bars_job.checkpoint(s)) / "commits"
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
