@@ -3,19 +3,21 @@
 A minute closes once the watermark (`TICKCAST_WATERMARK_SECONDS` behind the latest trade time
 seen) passes its end, and its bar is written in that same micro-batch: the batch that brings the
 trade moving the watermark reads the minutes it closed from bronze.ticks (up to what the stream
-has delivered so far) and merges their bars. Spark's own windowed aggregation emits a window
+has delivered so far) and writes their bars. Spark's own windowed aggregation emits a window
 only in the batch *after* the one that moved the watermark, one bars trigger later (7.5 s of
 freshness at the default trigger), and keeps a state store it writes at every batch; here the
 only state is the minute boundary closed through, which the table itself gives after a restart.
 Trades that arrive after their minute closed are left out and counted
 (`rows_dropped_by_watermark` in ops.stream_progress). The table is append-only: each bar is
-inserted once by an insert-only MERGE on (symbol, window_start), so re-runs and restarts add
+inserted once (`delta_io.InsertOnce`: an idempotent append for minutes newer than every bar in the
+table, an insert-only MERGE on (symbol, window_start) otherwise), so re-runs and restarts add
 nothing twice and minutes already backfilled from klines are left alone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobs.delta_io import InsertOnce, QuerySink
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -23,7 +25,7 @@ QUERY = "bars"
 # The checkpoint, inside the query's folder. v2: the query has no stateful operator any more (bars
 # are written in the batch that moves the watermark), and Spark refuses to resume a checkpoint whose
 # state metadata names one; a v1 checkpoint is left where it is, and v2 starts by reading bronze's
-# trade times once (closing nothing twice: the merge is insert-only).
+# trade times once (closing nothing twice: bars are inserted once).
 CHECKPOINT = "v2"
 KIND_PREFERENCE = ("trade", "aggTrade")   # a symbol-minute with both kinds keeps its `trade` bar
 
@@ -114,26 +116,13 @@ def mark_complete(rows: list[dict], prev: dict[str, Prev]) -> list[dict]:
     return out
 
 
-def merge_bars(spark, df, s: Settings, lo_ms: int, hi_ms: int) -> None:
-    """Insert bars whose (symbol, window_start) is not in the table yet (the table is append-only).
-
-    The literal window bounds let Delta skip every file outside this batch's minutes.
-    """
-    from delta.tables import DeltaTable
-
-    cond = ("t.symbol = s.symbol AND t.window_start = s.window_start"
-            f" AND t.window_start BETWEEN timestamp_millis({lo_ms}) AND timestamp_millis({hi_ms})")
-    (DeltaTable.forPath(spark, tables.BARS.path(s)).alias("t")
-     .merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute())
-
-
 def closed_through(max_trade_ms: int, watermark_seconds: int) -> int:
     """The latest minute boundary the watermark has passed: minutes ending at or before it are final (pure)."""
     wm = max_trade_ms - watermark_seconds * 1000
     return wm - wm % 60_000
 
 
-class BarWriter:
+class BarWriter(QuerySink):
     """foreachBatch sink over the tick stream: close the minutes the watermark passed, in this batch.
 
     Per batch: the latest trade time (the watermark) and the newest ingest time in the batch; a
@@ -150,7 +139,11 @@ class BarWriter:
     """
 
     def __init__(self, s: Settings):
+        super().__init__()
         self.s = s
+        # Insert-only (the table is append-only); an idempotent append for a live batch's minutes,
+        # which are newer than any bar in the table, a MERGE on (symbol, window_start) otherwise.
+        self.insert = InsertOnce(tables.BARS, s, schemas.BARS_KEY)
         self.prev: dict[str, Prev] | None = None
         self.closed_ms: int | None = None          # minute boundary closed through (epoch ms)
         self.loaded = False
@@ -195,11 +188,14 @@ class BarWriter:
             (F.col("trade_time") < F.timestamp_millis(F.lit(hi))) & (F.unix_micros("ingest_time") <= F.lit(cut)))
         if lo is not None:
             ticks = ticks.where(F.col("trade_time") >= F.timestamp_millis(F.lit(lo)))
-        self.write(spark, to_bars(aggregate(ticks)))
+        self.write(spark, to_bars(aggregate(ticks)), batch_id)
         self.closed_ms = hi
 
-    def write(self, spark, agg) -> None:
-        """Closed minutes' aggregates (`to_bars` rows) -> completeness -> insert-only merge."""
+    def write(self, spark, agg, batch_id: int | None = None) -> None:
+        """Closed minutes' aggregates (`to_bars` rows) -> completeness -> inserted once.
+
+        `batch_id` is the streaming batch's; without one (a one-off write) the insert is a MERGE.
+        """
         from pyspark.sql import functions as F
 
         cols = [c for c in agg.columns if c not in ("window_start", "window_end")]
@@ -214,8 +210,8 @@ class BarWriter:
             F.timestamp_millis("window_ms").alias("window_start"),
             F.timestamp_millis(F.col("window_ms") + 60_000).alias("window_end"),
             "*", F.current_timestamp().alias("created_at"))
-        merge_bars(spark, out.select(*schemas.BARS.names), self.s,
-                   min(b["window_ms"] for b in bars), max(b["window_ms"] for b in bars))
+        self.insert(out.select(*schemas.BARS.names), min(b["window_ms"] for b in bars),
+                    max(b["window_ms"] for b in bars), None if batch_id is None else self.app_id(QUERY), batch_id)
 
 
 def _bars_frame(spark, agg_schema, bars: list[dict]):

@@ -4,11 +4,13 @@ Per symbol, `applyInPandasWithState` keeps the last `features.WINDOW` minutes of
 current segment; each micro-batch's new bars are applied to that state by `features.advance`, the
 same pure function a batch recomputation and serving use. Bars older than a symbol's state (for
 example klines backfilled after the stream had passed them) are counted in ops.late_bars, not
-applied. Rows are inserted once by an insert-only MERGE on (symbol, window_start, feature_version),
-so a re-run batch after a crash adds nothing twice.
+applied. Rows are inserted once on (symbol, window_start, feature_version) (`delta_io.InsertOnce`:
+an idempotent append for a live batch, an insert-only MERGE otherwise), so a re-run batch after a
+crash adds nothing twice.
 """
 from __future__ import annotations
 
+from jobs.delta_io import InsertOnce, QuerySink, append_once
 from tickcast import features, schemas, tables
 from tickcast.settings import Settings
 
@@ -76,37 +78,30 @@ def to_rows(out):
                       for c in schemas.FEATURES.names]))
 
 
-class FeatureWriter:
-    """foreachBatch sink: insert-only merge of the feature rows; late bars appended idempotently."""
+class FeatureWriter(QuerySink):
+    """foreachBatch sink: the feature rows inserted once; late bars appended idempotently."""
 
     def __init__(self, s: Settings):
+        super().__init__()
         self.s = s
+        self.insert = InsertOnce(tables.FEATURES, s, schemas.FEATURES_KEY)
 
     def __call__(self, batch, batch_id: int) -> None:
-        from delta.tables import DeltaTable
         from pyspark.sql import functions as F
-
-        from jobs.delta_io import append_once
 
         batch = batch.persist()   # the stateful step must not run twice for one batch
         try:
-            agg = batch.groupBy("kind").agg(F.count("*").alias("n"), F.min("window_ms").alias("lo"),
-                                            F.max("window_ms").alias("hi")).collect()
-            by = {r["kind"]: r for r in agg}
+            by = {r["kind"]: r for r in batch.groupBy("kind").agg(F.min("window_ms").alias("lo"),
+                                                                 F.max("window_ms").alias("hi")).collect()}
             if "feature" in by:
-                lo, hi = by["feature"]["lo"], by["feature"]["hi"]
-                cond = ("t.symbol = s.symbol AND t.window_start = s.window_start"
-                        " AND t.feature_version = s.feature_version"
-                        f" AND t.window_start BETWEEN timestamp_millis({lo}) AND timestamp_millis({hi})")
-                (DeltaTable.forPath(batch.sparkSession, tables.FEATURES.path(self.s)).alias("t")
-                 .merge(to_rows(batch).alias("s"), cond).whenNotMatchedInsertAll().execute())
+                self.insert(to_rows(batch), by["feature"]["lo"], by["feature"]["hi"], self.app_id(QUERY), batch_id)
             if "late" in by:
                 late = (batch.where(F.col("kind") == "late")
                         .select(F.lit(QUERY).alias("query_name"), "symbol",
                                 F.timestamp_millis("window_ms").alias("window_start"),
                                 F.lit(batch_id).cast("bigint").alias("batch_id"),
                                 F.current_timestamp().alias("noticed_at")))
-                append_once(late, tables.LATE_BARS.path(self.s), QUERY + "-late", batch_id)
+                append_once(late, tables.LATE_BARS.path(self.s), self.app_id(QUERY + "-late"), batch_id)
         finally:
             batch.unpersist()
 

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark.accumulators import AccumulatorParam
 
+from jobs.delta_io import InsertOnce, QuerySink
 from tickcast import features, schemas, tables
 from tickcast.settings import Settings
 
 QUERY = "predict"
+PLAN = QUERY + "-plan"        # the app id (with the query's id) of the batch plans' idempotent appends
 log = logging.getLogger("tickcast.predict")
 OUT_FIELDS = ("prob_up", "pred_return", "climatology_prob_up", "momentum_prob_up", "momentum_return")
 WAIT_LOG_SECONDS = 30.0
@@ -80,11 +82,13 @@ def make_predict_fn(s: Settings, name: str, version: str, loads=None):
     return make
 
 
-class PredictWriter:
-    """foreachBatch sink: plan (versions, counts) -> score -> insert-only merge -> drift."""
+class PredictWriter(QuerySink):
+    """foreachBatch sink: plan (versions, counts) -> score -> insert once -> drift."""
 
     def __init__(self, s: Settings, spark):
+        super().__init__()
         self.s = s
+        self.insert = InsertOnce(tables.PREDICTIONS, s, schemas.PREDICTIONS_KEY)
         self.loads = spark.sparkContext.accumulator({}, PerWorker())
         self.udfs: dict[tuple[str, str], object] = {}
         self.last_version: dict[int, str] = {}
@@ -138,14 +142,23 @@ class PredictWriter:
             time.sleep(5.0)
 
     def _planned(self, batch_id: int) -> list[Slot] | None:
+        """The plan this checkpoint wrote for the batch, if any (a re-run after a crash or a stop).
+
+        Plans are appended under an id of this query (kept in its checkpoint), so a plan left by an
+        earlier checkpoint with the same batch id (the checkpoint was started afresh) is not taken.
+        """
+        from deltalake import DeltaTable
+
         from tickcast import lake
 
         if not lake.exists(tables.PREDICT_BATCHES, self.s):
             return None
-        t = lake.read(tables.PREDICT_BATCHES, self.s, filters=[("batch_id", "=", batch_id)]).to_pylist()
-        if not t:
+        v = DeltaTable(lake.uri(tables.PREDICT_BATCHES, self.s)).transaction_version(self.app_id(PLAN))
+        if v is None or v < batch_id:
             return None
-        return [sl for r in t if (sl := self._slot(int(r["horizon"]), r["model_version"])) is not None]
+        t = lake.read(tables.PREDICT_BATCHES, self.s, filters=[("batch_id", "=", batch_id)]).to_pandas()
+        t = t[t["planned_at"] == t["planned_at"].max()]      # this checkpoint's: the latest
+        return [sl for r in t.to_dict("records") if (sl := self._slot(int(r["horizon"]), r["model_version"]))]
 
     def udf(self, slot: Slot):
         from pyspark.ml.functions import predict_batch_udf
@@ -199,7 +212,7 @@ class PredictWriter:
                 plan = plan.select(*[c for c in plan.columns if c != "planned_ms"],
                                    F.timestamp_millis("planned_ms").alias("planned_at"))
                 append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
-                            QUERY + "-plan", batch_id)
+                            self.app_id(PLAN), batch_id)
             for sl in slots:
                 self.last_version[sl.horizon] = sl.version
             lo = min(lo for _, lo, _ in counts.values())
@@ -211,7 +224,6 @@ class PredictWriter:
 
     def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, bounds: tuple) -> None:
         """Score every horizon's rows and insert them; `bounds` are the batch's first and last bar."""
-        from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
         parts = []
@@ -230,10 +242,7 @@ class PredictWriter:
         out = parts[0]
         for p in parts[1:]:
             out = out.unionByName(p)
-        cond = (" AND ".join(f"t.{k} = s.{k}" for k in schemas.PREDICTIONS_KEY)
-                + f" AND t.window_start BETWEEN timestamp_millis({bounds[0]}) AND timestamp_millis({bounds[1]})")
-        (DeltaTable.forPath(batch.sparkSession, tables.PREDICTIONS.path(self.s)).alias("t")
-         .merge(out.alias("s"), cond).whenNotMatchedInsertAll().execute())
+        self.insert(out, bounds[0], bounds[1], self.app_id(QUERY), batch_id)
 
     def _drift(self, batch, batch_id: int, slots: list[Slot], now_ms: int) -> None:
         """PSI/KS of the live window's features against each model's training reference."""
@@ -287,7 +296,7 @@ class PredictWriter:
         df = df.select(F.timestamp_millis("computed_ms").alias("computed_at"), "batch_id", "model_name",
                        "model_version", "feature", "n", F.timestamp_millis("oldest_ms").alias("window_start"),
                        "psi", "ks", "ks_pvalue", "drifted")
-        append_once(df.select(*schemas.DRIFT.names), tables.DRIFT.path(self.s), QUERY + "-drift", batch_id)
+        append_once(df.select(*schemas.DRIFT.names), tables.DRIFT.path(self.s), self.app_id(QUERY + "-drift"), batch_id)
 
     def _reference(self, sl: Slot) -> dict:
         """The version's training reference distribution (downloaded once per version)."""

@@ -70,3 +70,24 @@ def test_stream_equals_batch_and_pandas_across_gap_restart_and_late_bars(spark, 
     assert set(late["symbol"]) == {"BTCUSDT"} and set(late["query_name"]) == {"features"}
     after = _table_rows(s)
     pd.testing.assert_frame_equal(after, got)
+
+    # The stream's batches were past the table's end: appended (idempotent), not merged.
+    from delta.tables import DeltaTable
+
+    ops = [r["operation"] for r in DeltaTable.forPath(spark, tables.FEATURES.path(s)).history()
+           .orderBy("version").collect()]
+    assert "MERGE" not in ops and ops.count("WRITE") >= 2, ops
+
+    # A new checkpoint replays every bar over the table: the batches that reach rows already there
+    # go through the insert-only MERGE, so nothing is added twice; only the minutes that were late
+    # (now in order) are new.
+    import dataclasses
+
+    run(["features"], dataclasses.replace(s, checkpoint_uri=str(tmp_path / "fresh-checkpoints")),
+        available_now=True, spark=spark)
+    replayed = _table_rows(s)
+    assert not replayed.duplicated(["symbol", "window_ms", "feature_version"]).any()
+    assert len(replayed) == len(after) + len(short_gap)
+    kept = replayed.merge(after[["symbol", "window_ms"]], on=["symbol", "window_ms"])
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True), after.reset_index(drop=True))
+    assert "MERGE" in [r["operation"] for r in DeltaTable.forPath(spark, tables.FEATURES.path(s)).history().collect()]
