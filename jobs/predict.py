@@ -3,8 +3,9 @@
 Per micro-batch the driver resolves, for each horizon in TICKCAST_HORIZONS, the registered model
 `tickcast-h<H>` at TICKCAST_MODEL_REF (default the `champion` alias): one registry lookup, so an
 alias move is picked up at the next batch without a restart. The choice is written to
-ops.predict_batches before anything is scored, and a batch re-run after a crash reuses it, so no
-batch is ever scored by two versions. Scoring is Spark's `predict_batch_udf`: each Python worker
+ops.predict_batches (by a run's first batch before it scores, by later batches once their
+predictions are committed), and a batch re-run after a crash takes the versions its first attempt
+used (its plan, or its committed predictions), so no batch is ever scored by two versions. Scoring is Spark's `predict_batch_udf`: each Python worker
 loads a version once (counted by an accumulator) and calls TensorFlow on whole Arrow batches.
 Warm-up rows are skipped and rows of another feature version refused; both are counted. The
 naive baselines are scored next to the model, and each batch's live features are compared with
@@ -176,9 +177,6 @@ class PredictWriter(QuerySink):
     def __call__(self, batch, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        from jobs.delta_io import append_once, local_frame
-
-        spark = batch.sparkSession
         now_ms = int(time.time() * 1000)
         batch = batch.persist()
         try:
@@ -188,39 +186,79 @@ class PredictWriter(QuerySink):
                            F.max(F.unix_millis("window_start")).alias("hi")).collect()}
             if not counts:
                 return
-            # Only a run's first batch can be a re-run of one planned before a crash or restart.
-            planned = self._planned(batch_id) if self.first_batch else None
-            self.first_batch = False
-            slots = planned if planned else self._resolve_all()
-            if not planned:
-                rows = []
-                for sl in slots:
-                    n_all = sum(n for n, _, _ in counts.values())
-                    warm = sum(n for (fv, w), (n, _, _) in counts.items() if w)
-                    refused = sum(n for (fv, w), (n, _, _) in counts.items() if not w and fv != sl.feature_version)
-                    prev = self.last_version.get(sl.horizon)
-                    rows.append((batch_id, sl.horizon, sl.name, sl.version, sl.feature_version, n_all,
-                                 n_all - warm - refused, refused, warm,
-                                 prev if prev is not None and prev != sl.version else None, now_ms))
-                    if refused:
-                        log.warning("predict: batch %d: %d rows of another feature version refused by %s v%s",
-                                    batch_id, refused, sl.name, sl.version)
-                plan = local_frame(spark, rows, "batch_id bigint, horizon int, model_name string, "
-                                   "model_version string, feature_version string, input_rows bigint, "
-                                   "scored bigint, refused_feature_version bigint, skipped_warmup bigint, "
-                                   "switched_from string, planned_ms bigint")
-                plan = plan.select(*[c for c in plan.columns if c != "planned_ms"],
-                                   F.timestamp_millis("planned_ms").alias("planned_at"))
-                append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
-                            self.app_id(PLAN), batch_id)
-            for sl in slots:
-                self.last_version[sl.horizon] = sl.version
-            lo = min(lo for _, lo, _ in counts.values())
-            hi = max(hi for _, _, hi in counts.values())
-            self._score(batch, batch_id, slots, now_ms, (lo, hi))
+            bounds = (min(lo for _, lo, _ in counts.values()), max(hi for _, _, hi in counts.values()))
+            # Only a run's first batch can be a re-run of one that ran before a crash or a stop. It
+            # takes the versions that run used (its plan, or its committed predictions), and writes
+            # its plan before scoring: its rows may go through the MERGE, which a version chosen anew
+            # would not stop from adding a second version's rows. A later batch scores first (its
+            # rows are appended under the batch id, which a re-run finds) and plans after.
+            if self.first_batch:
+                self.first_batch = False
+                planned = self._planned(batch_id)
+                slots = planned or self._scored_with(batch_id) or self._resolve_all()
+                if not planned:
+                    self._write_plan(batch.sparkSession, self._plan_rows(slots, counts, batch_id, now_ms), batch_id)
+                self._remember(slots)
+                self._score(batch, batch_id, slots, now_ms, bounds)
+            else:
+                slots = self._resolve_all()
+                plan = self._plan_rows(slots, counts, batch_id, now_ms)
+                self._remember(slots)
+                self._score(batch, batch_id, slots, now_ms, bounds)
+                self._write_plan(batch.sparkSession, plan, batch_id)
             self._drift(batch, batch_id, slots, now_ms)
         finally:
             batch.unpersist()
+
+    def _remember(self, slots: list[Slot]) -> None:
+        for sl in slots:
+            self.last_version[sl.horizon] = sl.version
+
+    def _plan_rows(self, slots: list[Slot], counts: dict, batch_id: int, now_ms: int) -> list[tuple]:
+        """ops.predict_batches rows: per horizon, the version and what happened to the batch's rows."""
+        rows = []
+        n_all = sum(n for n, _, _ in counts.values())
+        warm = sum(n for (fv, w), (n, _, _) in counts.items() if w)
+        for sl in slots:
+            refused = sum(n for (fv, w), (n, _, _) in counts.items() if not w and fv != sl.feature_version)
+            prev = self.last_version.get(sl.horizon)
+            rows.append((batch_id, sl.horizon, sl.name, sl.version, sl.feature_version, n_all,
+                         n_all - warm - refused, refused, warm,
+                         prev if prev is not None and prev != sl.version else None, now_ms))
+            if refused:
+                log.warning("predict: batch %d: %d rows of another feature version refused by %s v%s",
+                            batch_id, refused, sl.name, sl.version)
+        return rows
+
+    def _write_plan(self, spark, rows: list[tuple], batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        from jobs.delta_io import append_once, local_frame
+
+        plan = local_frame(spark, rows, "batch_id bigint, horizon int, model_name string, "
+                           "model_version string, feature_version string, input_rows bigint, "
+                           "scored bigint, refused_feature_version bigint, skipped_warmup bigint, "
+                           "switched_from string, planned_ms bigint")
+        plan = plan.select(*[c for c in plan.columns if c != "planned_ms"],
+                           F.timestamp_millis("planned_ms").alias("planned_at"))
+        append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
+                    self.app_id(PLAN), batch_id)
+
+    def _scored_with(self, batch_id: int) -> list[Slot] | None:
+        """The versions of the batch's predictions if this checkpoint appended them (its plan was not)."""
+        from deltalake import DeltaTable
+
+        from tickcast import lake
+
+        if not lake.exists(tables.PREDICTIONS, self.s):
+            return None
+        v = DeltaTable(lake.uri(tables.PREDICTIONS, self.s)).transaction_version(self.app_id(QUERY))
+        if v is None or v < batch_id:
+            return None
+        t = lake.read(tables.PREDICTIONS, self.s, columns=["horizon", "model_version", "prediction_time"],
+                      filters=[("batch_id", "=", batch_id)]).to_pandas()
+        t = t[t["prediction_time"] == t["prediction_time"].max()].drop_duplicates(["horizon", "model_version"])
+        return [sl for r in t.to_dict("records") if (sl := self._slot(int(r["horizon"]), r["model_version"]))] or None
 
     def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, bounds: tuple) -> None:
         """Score every horizon's rows and insert them; `bounds` are the batch's first and last bar."""

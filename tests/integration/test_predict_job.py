@@ -208,3 +208,63 @@ def test_kill_minus_9_during_predictions_then_restart_exact(spark, base_settings
     np.testing.assert_allclose(m["prob_up"], m["prob_up_direct"], rtol=1e-5)
     plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
     assert not plan.duplicated(["batch_id", "horizon"]).any()
+
+
+def test_rerun_after_predictions_committed_but_not_the_plan_keeps_their_version(spark, trained, tmp_path):
+    """A live batch appends its predictions, then writes its plan; a crash between the two, then the
+    alias moves. The re-run (the next run's first batch) must take the committed version: scoring
+    it anew with the new champion would add a second version's rows for the same bars."""
+    import shutil
+
+    from pyspark.sql import functions as F
+
+    from jobs import predict
+    from jobs.delta_io import ensure_table
+
+    s0, rep = trained
+    s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
+    shutil.copytree(tables.FEATURES.path(s0), tables.FEATURES.path(s))
+    for t in (tables.PREDICTIONS, tables.PREDICT_BATCHES, tables.DRIFT):
+        ensure_table(spark, t, s)
+    client = model_io.configure(s)
+    model_io.set_alias(client, "tickcast-h1", "champion", rep["version"], "test")
+    v1 = str(client.get_model_version_by_alias("tickcast-h1", "champion").version)
+    rows = spark.read.format("delta").load(tables.FEATURES.path(s)).where("NOT warmup")
+    first, second = rows.orderBy("window_start").limit(50), rows.orderBy(F.col("window_start").desc()).limit(30)
+
+    class Crash(Exception):
+        pass
+
+    def crash(*_):
+        raise Crash()
+
+    w = predict.PredictWriter(s, spark)
+    w.bind("query-under-test")
+    w(first, 0)                                          # a run's first batch: plan, then predictions
+    w._write_plan = crash
+    with pytest.raises(Crash):
+        w(second, 1)                                     # predictions appended, then the crash
+    assert set(_predictions(s)["model_version"]) == {v1}
+    n = len(_predictions(s))
+    assert n == 80
+
+    mv1 = client.get_model_version("tickcast-h1", v1)
+    v2 = str(client.create_model_version("tickcast-h1", mv1.source, run_id=mv1.run_id,
+                                         tags={"meta": mv1.tags["meta"]}).version)
+    model_io.set_alias(client, "tickcast-h1", "champion", v2, "moved during the crash")
+    again = predict.PredictWriter(s, spark)              # the restarted driver, same checkpoint
+    again.bind("query-under-test")
+    again(second, 1)
+    got = _predictions(s)
+    assert len(got) == n and set(got["model_version"]) == {v1}
+    plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
+    assert sorted(plan["batch_id"]) == [0, 1] and set(plan["model_version"]) == {v1}
+    assert int(plan.loc[plan["batch_id"] == 1, "scored"].iloc[0]) == 30
+
+    # A checkpoint started afresh is another query: its batch 1 is scored (by v2), not skipped.
+    fresh = predict.PredictWriter(s, spark)
+    fresh.bind("another-query")
+    fresh(second, 1)
+    got = _predictions(s)
+    assert len(got) == n + 30 and set(got.loc[got["batch_id"] == 1, "model_version"]) == {v1, v2}
+    model_io.set_alias(client, "tickcast-h1", "champion", v1, "back")
