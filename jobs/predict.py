@@ -142,24 +142,33 @@ class PredictWriter(QuerySink):
                 waited = now
             time.sleep(5.0)
 
-    def _planned(self, batch_id: int) -> list[Slot] | None:
-        """The plan this checkpoint wrote for the batch, if any (a re-run after a crash or a stop).
+    def _committed(self, table, app: str, batch_id: int, when: str, columns: list[str]) -> list[Slot] | None:
+        """The versions in the rows this checkpoint committed to `table` for the batch, if it did.
 
-        Plans are appended under an id of this query (kept in its checkpoint), so a plan left by an
-        earlier checkpoint with the same batch id (the checkpoint was started afresh) is not taken.
+        Rows are appended under an id of this query (kept in its checkpoint), so rows left by an
+        earlier checkpoint with the same batch id (the checkpoint was started afresh) are not taken;
+        of the rows with the batch id, this checkpoint's are the latest by `when`.
         """
         from deltalake import DeltaTable
 
         from tickcast import lake
 
-        if not lake.exists(tables.PREDICT_BATCHES, self.s):
+        if not lake.exists(table, self.s):
             return None
-        v = DeltaTable(lake.uri(tables.PREDICT_BATCHES, self.s)).transaction_version(self.app_id(PLAN))
+        v = DeltaTable(lake.uri(table, self.s)).transaction_version(self.app_id(app))
         if v is None or v < batch_id:
             return None
-        t = lake.read(tables.PREDICT_BATCHES, self.s, filters=[("batch_id", "=", batch_id)]).to_pandas()
-        t = t[t["planned_at"] == t["planned_at"].max()]      # this checkpoint's: the latest
-        return [sl for r in t.to_dict("records") if (sl := self._slot(int(r["horizon"]), r["model_version"]))]
+        t = lake.read(table, self.s, columns=columns + [when], filters=[("batch_id", "=", batch_id)]).to_pandas()
+        t = t[t[when] == t[when].max()].drop_duplicates(columns)
+        return [sl for r in t.to_dict("records") if (sl := self._slot(int(r["horizon"]), r["model_version"]))] or None
+
+    def _planned(self, batch_id: int) -> list[Slot] | None:
+        """The plan this checkpoint wrote for the batch, if any (a re-run after a crash or a stop)."""
+        return self._committed(tables.PREDICT_BATCHES, PLAN, batch_id, "planned_at", ["horizon", "model_version"])
+
+    def _scored_with(self, batch_id: int) -> list[Slot] | None:
+        """The versions of the batch's predictions if this checkpoint appended them (its plan was not)."""
+        return self._committed(tables.PREDICTIONS, QUERY, batch_id, "prediction_time", ["horizon", "model_version"])
 
     def udf(self, slot: Slot):
         from pyspark.ml.functions import predict_batch_udf
@@ -243,22 +252,6 @@ class PredictWriter(QuerySink):
                            F.timestamp_millis("planned_ms").alias("planned_at"))
         append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
                     self.app_id(PLAN), batch_id)
-
-    def _scored_with(self, batch_id: int) -> list[Slot] | None:
-        """The versions of the batch's predictions if this checkpoint appended them (its plan was not)."""
-        from deltalake import DeltaTable
-
-        from tickcast import lake
-
-        if not lake.exists(tables.PREDICTIONS, self.s):
-            return None
-        v = DeltaTable(lake.uri(tables.PREDICTIONS, self.s)).transaction_version(self.app_id(QUERY))
-        if v is None or v < batch_id:
-            return None
-        t = lake.read(tables.PREDICTIONS, self.s, columns=["horizon", "model_version", "prediction_time"],
-                      filters=[("batch_id", "=", batch_id)]).to_pandas()
-        t = t[t["prediction_time"] == t["prediction_time"].max()].drop_duplicates(["horizon", "model_version"])
-        return [sl for r in t.to_dict("records") if (sl := self._slot(int(r["horizon"]), r["model_version"]))] or None
 
     def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, bounds: tuple) -> None:
         """Score every horizon's rows and insert them; `bounds` are the batch's first and last bar."""
