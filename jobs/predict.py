@@ -251,7 +251,7 @@ class PredictWriter(QuerySink):
         plan = plan.select(*[c for c in plan.columns if c != "planned_ms"],
                            F.timestamp_millis("planned_ms").alias("planned_at"))
         append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
-                    self.app_id(PLAN), batch_id)
+                    self.app_id(PLAN), batch_id, rows=len(rows))
 
     def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, bounds: tuple) -> None:
         """Score every horizon's rows and insert them; `bounds` are the batch's first and last bar."""
@@ -327,7 +327,8 @@ class PredictWriter(QuerySink):
         df = df.select(F.timestamp_millis("computed_ms").alias("computed_at"), "batch_id", "model_name",
                        "model_version", "feature", "n", F.timestamp_millis("oldest_ms").alias("window_start"),
                        "psi", "ks", "ks_pvalue", "drifted")
-        append_once(df.select(*schemas.DRIFT.names), tables.DRIFT.path(self.s), self.app_id(QUERY + "-drift"), batch_id)
+        append_once(df.select(*schemas.DRIFT.names), tables.DRIFT.path(self.s), self.app_id(QUERY + "-drift"), batch_id,
+                    rows=len(rows))
 
     def _reference(self, sl: Slot) -> dict:
         """The version's training reference distribution (downloaded once per version)."""

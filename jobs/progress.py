@@ -151,8 +151,7 @@ class ProgressRecorder:
         if not self._pending:
             return 0
         rows, self._pending = self._pending, []
-        from jobs.delta_io import local_frame
+        from jobs.delta_io import arrow_rows, rs_append
 
-        df = local_frame(self.spark, rows, tables.STREAM_PROGRESS.schema.spark_type())
-        df.write.format("delta").mode("append").save(self.path)
+        rs_append(arrow_rows(rows, tables.STREAM_PROGRESS.schema.spark_type()), self.path)
         return len(rows)

@@ -6,9 +6,13 @@ from tickcast.tables import Table
 
 
 def uri(table: Table, s: Settings) -> str:
-    """The table's location as delta-rs names it (`s3a://` is Hadoop's scheme; delta-rs says `s3://`)."""
-    p = table.path(s)
-    return "s3://" + p[len("s3a://"):] if p.startswith("s3a://") else p
+    """The table's location as delta-rs names it."""
+    return rs_uri(table.path(s))
+
+
+def rs_uri(path: str) -> str:
+    """A table path as delta-rs names it (`s3a://` is Hadoop's scheme; delta-rs says `s3://`)."""
+    return "s3://" + path[len("s3a://"):] if path.startswith("s3a://") else path
 
 
 def exists(table: Table, s: Settings) -> bool:
