@@ -1,21 +1,24 @@
 """Job `bars`: bronze.ticks (stream) -> silver.bars_1m, 1-minute bars by TRADE time.
 
-A minute closes once the watermark (`TICKCAST_WATERMARK_SECONDS` behind the latest trade time
-seen) passes its end, and its bar is written in that same micro-batch: the batch that brings the
-trade moving the watermark reads the minutes it closed from bronze.ticks (up to what the stream
-has delivered so far) and writes their bars. Spark's own windowed aggregation emits a window
-only in the batch *after* the one that moved the watermark, one bars trigger later (7.5 s of
-freshness at the default trigger), and keeps a state store it writes at every batch; here the
-only state is the minute boundary closed through, which the table itself gives after a restart.
-Trades that arrive after their minute closed are left out and counted
-(`rows_dropped_by_watermark` in ops.stream_progress). The table is append-only: each bar is
-inserted once (`delta_io.InsertOnce`: an idempotent append for minutes newer than every bar in the
-table, an insert-only MERGE on (symbol, window_start) otherwise), so re-runs and restarts add
-nothing twice and minutes already backfilled from klines are left alone.
+A symbol's minute closes once it is final, and its bar is written in that same micro-batch:
+- by the watermark (`TICKCAST_WATERMARK_SECONDS` behind the latest trade time seen) passing its
+  end, as Spark's event-time windows would; or sooner,
+- by its trade ids: Binance numbers a symbol's trades in matching order, so once every id up to a
+  trade of a later minute is in bronze, no trade of the minute can still come (`IdRun`). With a
+  liquid symbol that is a fraction of a second after the minute, not 5 s.
+The batch that makes a minute final reads it from bronze.ticks (up to what the stream has
+delivered so far) and writes its bar. Spark's own windowed aggregation emits a window only in the
+batch *after* the one that moved the watermark and has no notion of the second rule; here the only
+state is each symbol's minute boundary closed through (the table gives it after a restart) and
+the runs of ids seen since the start. Trades that arrive after their minute closed are left out
+and counted (`rows_dropped_by_watermark` in ops.stream_progress). The table is append-only: each
+bar is inserted once (`delta_io.InsertOnce`: an idempotent append for minutes newer than every bar
+in the table, an insert-only MERGE on (symbol, window_start) otherwise), so re-runs and restarts
+add nothing twice and minutes already backfilled from klines are left alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs.delta_io import InsertOnce, QuerySink
 from tickcast import schemas, tables
@@ -61,7 +64,8 @@ def aggregate(ticks):
 
 
 def to_bars(agg):
-    """Aggregates -> silver.bars_1m columns; `gapless` says the minute has no hole in its own ids."""
+    """Aggregates -> silver.bars_1m columns, plus `gapless` (the minute has no hole in its own ids) and
+    `max_id` (its last event id), which are not stored."""
     from pyspark.sql import functions as F
 
     vol = F.col("volume").cast("double")
@@ -84,6 +88,7 @@ def to_bars(agg):
         "event_kind",
         ((F.col("last_trade_id") - F.col("first_trade_id") + 1 == F.col("trade_count"))
          & (F.col("max_id") - F.col("min_id") + 1 == F.col("n_events"))).alias("gapless"),
+        "max_id",                  # the minute's last event id, where the id runs restart (`IdRun.closed`)
     )
 
 
@@ -110,10 +115,62 @@ def mark_complete(rows: list[dict], prev: dict[str, Prev]) -> list[dict]:
         p = prev.get(sym)
         follows = (p is not None and p.last_trade_id is not None and p.window_ms < start
                    and r["first_trade_id"] == p.last_trade_id + 1)
-        out.append({k: v for k, v in r.items() if k != "gapless"} | {"is_complete": bool(r["gapless"] and follows)})
+        out.append({k: v for k, v in r.items() if k not in ("gapless", "max_id")}
+                   | {"is_complete": bool(r["gapless"] and follows)})
         if p is None or p.window_ms < start:
             prev[sym] = Prev(start, r["last_trade_id"])
     return out
+
+
+@dataclass
+class IdRun:
+    """The trade ids of one (symbol, event kind) seen in this run, for closing minutes early (pure).
+
+    Binance numbers the trades of a symbol in the order it matches them, so their times never go
+    down as the ids go up. Once every id up to that of a trade of a later minute is in bronze, no
+    trade of an earlier minute is still to come: the minute is final before the watermark passes it.
+    `through`: every id up to it is seen, or belongs to a minute already closed; `through_ms`: the
+    trade time of id `through` when this run saw it (None right after a close). `islands`: runs of
+    ids seen above `through`, as (first id, last id, last id's trade time), sorted and disjoint.
+    """
+    through: int | None = None
+    through_ms: int | None = None
+    islands: list = field(default_factory=list)
+
+    def add(self, lo: int, hi: int, hi_ms: int) -> None:
+        """A run of consecutive ids seen (a batch's ids, or one stretch of them between gaps)."""
+        self.islands.append((lo, hi, hi_ms))
+        self.islands.sort()
+        merged = []
+        for a in self.islands:
+            if merged and a[0] <= merged[-1][1] + 1:
+                last = merged[-1]
+                merged[-1] = (last[0], max(last[1], a[1]), a[2] if a[1] >= last[1] else last[2])
+            else:
+                merged.append(a)
+        self.islands = merged
+        self._advance()
+
+    def closed(self, max_id: int) -> None:
+        """A minute closed whose last id is `max_id`: a missing id below it could only be late now."""
+        if self.through is None or max_id > self.through:
+            self.through, self.through_ms = max_id, None
+        self._advance()
+
+    def final_before(self) -> int | None:
+        """Minutes ending at or before this epoch ms are complete by id (None: unknown)."""
+        return None if self.through_ms is None else self.through_ms - self.through_ms % 60_000
+
+    def _advance(self) -> None:
+        if self.through is None:          # nothing closed in this run yet: no base to count from
+            return
+        keep = []
+        for lo, hi, hi_ms in self.islands:
+            if lo <= self.through + 1 and hi > self.through:
+                self.through, self.through_ms = hi, hi_ms
+            elif lo > self.through + 1:
+                keep.append((lo, hi, hi_ms))
+        self.islands = keep
 
 
 def closed_through(max_trade_ms: int, watermark_seconds: int) -> int:
@@ -123,19 +180,22 @@ def closed_through(max_trade_ms: int, watermark_seconds: int) -> int:
 
 
 class BarWriter(QuerySink):
-    """foreachBatch sink over the tick stream: close the minutes the watermark passed, in this batch.
+    """foreachBatch sink over the tick stream: close the minutes that became final, in this batch.
 
-    Per batch: the latest trade time (the watermark) and the newest ingest time in the batch; a
-    tick of a minute already closed is late (counted, left out). Minutes newly closed are
-    aggregated from bronze.ticks, but only from rows ingested up to the batch's newest ingest time
-    (ingest batches commit in ingest-time order), so a re-run batch aggregates the same ticks and
-    a tick still to come on the stream is either in no bar or counted late, never both.
+    A symbol's minute is final once the watermark passes its end, or sooner once its trade ids are
+    complete past it (`IdRun`). Per batch: the latest trade time (the watermark), the newest
+    ingest time and, per (symbol, event kind), the runs of ids; a tick of a minute already closed
+    is late (counted, left out). Minutes newly closed are aggregated from bronze.ticks, but only
+    from rows ingested up to the batch's newest ingest time (ingest batches commit in ingest-time
+    order), so a tick still to come on the stream is either in no bar or counted late, never both.
 
-    After a (re)start the boundary closed through is the end of the latest bar from ticks: a lower
-    bound (a quiet minute leaves no bar), and closing a minute twice inserts nothing. The previous
-    bar per symbol (completeness) is kept in the driver and read from the table once after a
-    (re)start. Minute starts travel through Python as epoch ms: PySpark turns timestamps into
-    naive local-time datetimes, which would shift them on a non-UTC machine.
+    After a (re)start each symbol's boundary closed through is the end of its latest bar from
+    ticks: a lower bound (a quiet minute leaves no bar), and closing a minute twice inserts
+    nothing. The id runs start afresh: until the watermark has closed one minute of a symbol in
+    this run, its minutes close by the watermark only. The previous bar per symbol (completeness)
+    is kept in the driver and read from the table once after a (re)start. Minute starts travel
+    through Python as epoch ms: PySpark turns timestamps into naive local-time datetimes, which
+    would shift them on a non-UTC machine.
     """
 
     def __init__(self, s: Settings):
@@ -145,15 +205,18 @@ class BarWriter(QuerySink):
         # which are newer than any bar in the table, a MERGE on (symbol, window_start) otherwise.
         self.insert = InsertOnce(tables.BARS, s, schemas.BARS_KEY)
         self.prev: dict[str, Prev] | None = None
-        self.closed_ms: int | None = None          # minute boundary closed through (epoch ms)
-        self.loaded = False
+        self.closed: dict[str, int | None] = {}   # symbol -> minute boundary closed through (epoch ms)
+        self.floor: int | None = None               # closed through, for a symbol not in `closed`
+        self.runs: dict[tuple[str, str], IdRun] = {}
+        self.seen_ms: dict[str, int] = {}          # symbol -> latest trade time this run has seen
+        self.loaded = self.swept = False
 
-    def _load_closed(self, spark) -> int | None:
+    def _load_closed(self, spark) -> dict[str, int]:
         from pyspark.sql import functions as F
 
-        r = (spark.read.format("delta").load(tables.BARS.path(self.s)).where(F.col("source") == "ticks")
-             .agg(F.max(F.unix_millis("window_end"))).first())
-        return None if r[0] is None else int(r[0])
+        df = (spark.read.format("delta").load(tables.BARS.path(self.s)).where(F.col("source") == "ticks")
+              .groupBy("symbol").agg(F.max(F.unix_millis("window_end"))))
+        return {r[0]: int(r[1]) for r in df.collect()}
 
     def _load_prev(self, spark, before_ms: int) -> dict[str, Prev]:
         # Strictly before this batch: after a crash the batch being re-run may already be there.
@@ -166,59 +229,186 @@ class BarWriter(QuerySink):
                             "window_start").alias("b")))
         return {r["symbol"]: Prev(r["b"]["ms"], r["b"]["last_trade_id"]) for r in df.collect()}
 
-    def __call__(self, batch, batch_id: int) -> None:
-        from pyspark.sql import functions as F
+    def _early(self, symbol: str) -> int | None:
+        """The boundary the symbol's ids make final: the least over its event kinds seen in this run."""
+        ends = [r.final_before() for (sym, _), r in self.runs.items() if sym == symbol]
+        return None if not ends or None in ends else min(ends)
 
+    def __call__(self, batch, batch_id: int) -> None:
         from jobs import progress
 
         spark = batch.sparkSession
         if not self.loaded:
-            self.closed_ms, self.loaded = self._load_closed(spark), True
-        lo = self.closed_ms
+            self.closed, self.loaded = self._load_closed(spark), True
+            self.floor = min(self.closed.values(), default=None)
+        groups = self._groups(batch)
+        progress.note(QUERY, batch_id, rows_dropped_by_watermark=sum(g["late"] for g in groups))
+        if not groups:
+            return
+        cut = max(g["cut"] for g in groups)
+        if not self.runs:
+            self._seed(spark, cut)
+        for g in groups:
+            self.closed.setdefault(g["symbol"], self.floor)
+            self.seen_ms[g["symbol"]] = max(self.seen_ms.get(g["symbol"], g["t_max"]), g["t_max"])
+        self._runs(batch, groups)
+        hi = closed_through(max(g["t_max"] for g in groups), self.s.watermark_seconds)
+        # The watermark's minutes first: closing them gives a symbol new to this run its id runs'
+        # base, and the minutes its ids then make final are closed in the same batch.
+        rows, schema = self._close(spark, {sym: hi for sym in self.closed}, cut)
+        more, schema2 = self._close(spark, {sym: e for sym in self.closed if (e := self._early(sym)) is not None}, cut)
+        self.floor = hi if self.floor is None else max(self.floor, hi)
+        if rows or more:
+            self._insert(spark, rows + more, schema or schema2, batch_id)
+
+    def _close(self, spark, to: dict[str, int], cut: int) -> tuple[list[dict], object]:
+        """Aggregate each symbol's minutes from its boundary closed through up to `to[symbol]`, from
+        bronze rows ingested up to `cut` (epoch µs); advance the boundaries and the id runs.
+        Returns the aggregates and their schema (None when nothing was read)."""
+        from pyspark.sql import functions as F
+
+        targets = {}                       # symbol -> (closed through, close through)
+        for sym, end in to.items():
+            lo = self.closed[sym]
+            if lo is not None and end <= lo:
+                continue
+            # A symbol this run has seen no trade of since its boundary has nothing to close, once
+            # the first close of the run has swept what was ingested before the (re)start.
+            if self.swept and lo is not None and self.seen_ms.get(sym, -1) < lo:
+                self.closed[sym] = end
+                continue
+            targets[sym] = (lo, end)
+        if not targets:
+            return [], None
+        t = F.col("trade_time")
+        cond = F.lit(False)
+        for sym, (lo, end) in sorted(targets.items()):
+            r = (F.col("symbol") == sym) & (t < F.timestamp_millis(F.lit(end)))
+            cond = cond | (r & (t >= F.timestamp_millis(F.lit(lo))) if lo is not None else r)
+        ticks = (spark.read.format("delta").load(tables.TICKS.path(self.s))
+                 .where(cond & (F.unix_micros("ingest_time") <= F.lit(cut))))
+        rows, schema = _collect(to_bars(aggregate(ticks)))
+        for r in rows:
+            self.runs.setdefault((r["symbol"], r["event_kind"]), IdRun()).closed(r["max_id"])
+        for sym, (_, end) in targets.items():
+            self.closed[sym] = end
+        self.swept = True
+        return rows, schema
+
+    def _closed_col(self):
+        """A Column: the tick's symbol's minute boundary closed through (epoch ms)."""
+        from pyspark.sql import functions as F
+
+        bound = F.lit(self.floor) if self.floor is not None else F.lit(None).cast("bigint")
+        for sym, ms in self.closed.items():
+            if ms is not None:
+                bound = F.when(F.col("symbol") == sym, F.lit(ms)).otherwise(bound)
+        return bound
+
+    def _groups(self, batch) -> list[dict]:
+        """Per (symbol, event kind) in the batch: id bounds and count, the last id's trade time, the
+        latest trade time, the newest ingest time and the ticks late for their symbol's closed minutes."""
+        from pyspark.sql import functions as F
+
         t = F.unix_millis("trade_time")
-        late = F.count(F.when(t < lo, 1)) if lo is not None else F.lit(0)
-        newest, cut, n_late = batch.agg(F.max(t), F.max(F.unix_micros("ingest_time")), late).first()
-        progress.note(QUERY, batch_id, rows_dropped_by_watermark=int(n_late))
-        if newest is None:
+        return [r.asDict() for r in batch.groupBy("symbol", "event_kind").agg(
+            F.min("id").alias("lo"), F.max("id").alias("hi"), F.count(F.lit(1)).alias("n"),
+            F.max_by(t, "id").alias("hi_ms"), F.max(t).alias("t_max"),
+            F.max(F.unix_micros("ingest_time")).alias("cut"),
+            F.count(F.when(t < self._closed_col(), 1)).alias("late")).collect()]
+
+    def _runs(self, batch, groups: list[dict]) -> None:
+        """Add the batch's ids to the runs: one stretch per group, or its stretches between gaps."""
+        from pyspark.sql import functions as F
+
+        gappy = []
+        for g in groups:
+            run = self.runs.setdefault((g["symbol"], g["event_kind"]), IdRun())
+            if g["n"] == g["hi"] - g["lo"] + 1:
+                run.add(g["lo"], g["hi"], g["hi_ms"])
+            else:
+                gappy.append((g["symbol"], g["event_kind"]))
+        if gappy:
+            keys = F.lit(False)
+            for sym, kind in gappy:
+                keys = keys | ((F.col("symbol") == sym) & (F.col("event_kind") == kind))
+            self._add_islands(batch.where(keys))
+
+    def _add_islands(self, ticks) -> None:
+        """Add the stretches of consecutive ids in `ticks` to the runs (gaps and islands: consecutive
+        ids share id - dense_rank, bronze holds each id once)."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        w = Window.partitionBy("symbol", "event_kind").orderBy("id")
+        islands = (ticks.withColumn("island", F.col("id") - F.dense_rank().over(w))
+                   .groupBy("symbol", "event_kind", "island")
+                   .agg(F.min("id").alias("lo"), F.max("id").alias("hi"),
+                        F.max_by(F.unix_millis("trade_time"), "id").alias("hi_ms")))
+        for r in islands.collect():
+            self.runs.setdefault((r["symbol"], r["event_kind"]), IdRun()).add(r["lo"], r["hi"], r["hi_ms"])
+
+    def _seed(self, spark, cut: int) -> None:
+        """After a (re)start: each symbol's id runs from bronze, so that its minutes close by id at once.
+
+        The base is the last id of the symbol's last closed minute (the bar at its boundary has
+        ticks); the runs are the ids of the ticks not closed yet, ingested up to `cut`.
+        """
+        from pyspark.sql import functions as F
+
+        known = {sym: ms for sym, ms in self.closed.items() if ms is not None}
+        if not known:
             return
-        hi = closed_through(int(newest), self.s.watermark_seconds)
-        if lo is not None and hi <= lo:
-            return
-        ticks = spark.read.format("delta").load(tables.TICKS.path(self.s)).where(
-            (F.col("trade_time") < F.timestamp_millis(F.lit(hi))) & (F.unix_micros("ingest_time") <= F.lit(cut)))
-        if lo is not None:
-            ticks = ticks.where(F.col("trade_time") >= F.timestamp_millis(F.lit(lo)))
-        self.write(spark, to_bars(aggregate(ticks)), batch_id)
-        self.closed_ms = hi
+        t = F.col("trade_time")
+        near = F.lit(False)
+        for sym, ms in sorted(known.items()):
+            near = near | ((F.col("symbol") == sym) & (t >= F.timestamp_millis(F.lit(ms - 60_000))))
+        ticks = (spark.read.format("delta").load(tables.TICKS.path(self.s))
+                 .where(near & (F.unix_micros("ingest_time") <= F.lit(cut))))
+        closed = F.unix_millis("trade_time") < self._closed_col()
+        self._add_islands(ticks.where(~closed))
+        for r in ticks.where(closed).groupBy("symbol", "event_kind").agg(F.max("id").alias("base")).collect():
+            self.runs.setdefault((r["symbol"], r["event_kind"]), IdRun()).closed(r["base"])
 
     def write(self, spark, agg, batch_id: int | None = None) -> None:
         """Closed minutes' aggregates (`to_bars` rows) -> completeness -> inserted once.
 
         `batch_id` is the streaming batch's; without one (a one-off write) the insert is a MERGE.
         """
+        rows, schema = _collect(agg)
+        if rows:
+            self._insert(spark, rows, schema, batch_id)
+
+    def _insert(self, spark, rows: list[dict], schema, batch_id: int | None) -> None:
         from pyspark.sql import functions as F
 
-        cols = [c for c in agg.columns if c not in ("window_start", "window_end")]
-        rows = [r.asDict() for r in agg.select(F.unix_millis("window_start").alias("window_ms"), *cols).collect()]
-        if not rows:
-            return
         if self.prev is None:
             self.prev = self._load_prev(spark, min(r["window_ms"] for r in rows))
         bars = mark_complete(rows, self.prev)
-        df = _bars_frame(spark, agg.select(*cols).schema, bars)
+        df = _bars_frame(spark, schema, bars)
         out = df.select(
             F.timestamp_millis("window_ms").alias("window_start"),
             F.timestamp_millis(F.col("window_ms") + 60_000).alias("window_end"),
             "*", F.current_timestamp().alias("created_at"))
         self.insert(out.select(*schemas.BARS.names), min(b["window_ms"] for b in bars),
-                    max(b["window_ms"] for b in bars), None if batch_id is None else self.app_id(QUERY), batch_id)
+                    max(b["window_ms"] for b in bars), None if batch_id is None else self.app_id(QUERY), batch_id,
+                    rows=len(bars))
+
+
+def _collect(agg) -> tuple[list[dict], object]:
+    """`to_bars` rows -> dicts with the minute start as `window_ms` (epoch ms), and their schema."""
+    from pyspark.sql import functions as F
+
+    cols = [c for c in agg.columns if c not in ("window_start", "window_end")]
+    return ([r.asDict() for r in agg.select(F.unix_millis("window_start").alias("window_ms"), *cols).collect()],
+            agg.select(*cols).schema)
 
 
 def _bars_frame(spark, agg_schema, bars: list[dict]):
     from pyspark.sql.types import BooleanType, LongType, StructField, StructType
 
     fields = [StructField("window_ms", LongType(), False)]
-    fields += [f for f in agg_schema.fields if f.name != "gapless"]
+    fields += [f for f in agg_schema.fields if f.name not in ("gapless", "max_id")]
     fields.append(StructField("is_complete", BooleanType(), False))
     schema = StructType(fields)
     from jobs.delta_io import local_frame
@@ -232,11 +422,9 @@ def start(spark, s: Settings, available_now: bool = False):
 
     ensure_table(spark, tables.TICKS, s)
     ensure_table(spark, tables.BARS, s)
-    ticks = spark.readStream.format("delta").load(tables.TICKS.path(s)).select("trade_time", "ingest_time")
-    # Its own trigger (TICKCAST_BARS_TRIGGER_SECONDS): a minute is final only once the watermark has
-    # passed its end, so a bars batch every second would mostly find nothing to close. Triggers fall
-    # on multiples of the interval: 7.5 s puts one at :07.5, just after a trade of :05 (the 5 s
-    # watermark) is in bronze, and that batch writes the bar.
+    ticks = (spark.readStream.format("delta").load(tables.TICKS.path(s))
+             .select("symbol", "event_kind", "id", "trade_time", "ingest_time"))
+    # Its own trigger (TICKCAST_BARS_TRIGGER_SECONDS).
     return start_sink(ticks, QUERY, BarWriter(s), s, available_now, trigger_seconds=s.bars_trigger_seconds,
                       checkpoint=checkpoint(s))
 

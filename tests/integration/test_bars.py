@@ -102,6 +102,45 @@ def test_late_trade_is_counted_and_its_minute_is_unchanged(spark, lane, shared_d
     assert dropped == 1
 
 
+def test_a_minute_closes_by_its_trade_ids_before_the_watermark_but_not_across_a_gap(spark, lane, shared_data):
+    import json
+
+    from producers.publisher import Publisher
+    from producers.sources import replay_records
+
+    m = 1723161480000                                        # 23:58
+    cutoff = m + 61_000                                      # up to 23:59:01: the 5 s watermark stays before 23:59
+    recs = [r for r in replay_records([shared_data / WS.format(8)])
+            if r.value is not None and r.trade_time_ms < cutoff]
+    in_m = [i for i, r in enumerate(recs) if m <= r.trade_time_ms < m + 60_000]
+    held = recs.pop(in_m[len(in_m) // 2])                    # a trade in the middle of 23:58 goes missing
+    assert max(r.trade_time_ms for r in recs) >= m + 60_000  # trades of 23:59 are in
+    pub = Publisher(lane, "replay")
+    pub.publish(recs)
+    pub.close()
+    ingest_now(spark, lane)
+    bars_now(spark, lane)
+    ref = klines(shared_data / KLINES.format("2024-08-08"))
+    got = bars(spark, lane)
+    assert max(k[1] for k in got) == m - 60_000              # 23:57 closed (watermark); 23:58 waits for its gap
+
+    pub = Publisher(lane, "replay")                          # the missing trade arrives, out of order
+    pub.publish([held])
+    pub.close()
+    ingest_now(spark, lane)
+    last = bars_now(spark, lane)
+    got = bars(spark, lane)
+    assert max(k[1] for k in got) == m                       # 23:58 closed by its ids, the watermark still behind
+    b = got[("BTCUSDT", m)]
+    for name, col in FIELDS.items():
+        want = int(ref[m][col]) if name == "trade_count" else Decimal(ref[m][col])
+        assert b[name] == want, (name, b[name], ref[m][col])
+    assert b["is_complete"] is True and b["first_trade_id"] <= json.loads(held.value)["t"] <= b["last_trade_id"]
+    dropped = spark.read.format("delta").load(tables.STREAM_PROGRESS.path(lane)).where(
+        f"run_id = '{last['bars']['runId']}'").agg({"rows_dropped_by_watermark": "sum"}).first()[0]
+    assert dropped == 0
+
+
 def test_backfill_months_once_and_the_stream_runs_on_the_same_table(spark, lane, shared_data):
     from jobs.backfill import backfill
 

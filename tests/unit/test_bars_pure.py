@@ -47,3 +47,37 @@ def test_a_sinks_counts_join_its_batchs_progress_row_once():
     assert again["rows_dropped_by_watermark"] == 0
     other = progress.with_notes({"query_name": "ingest", "batch_id": 8, "rows_dropped_by_watermark": 0})
     assert other["rows_dropped_by_watermark"] == 0
+
+
+def test_id_run_makes_a_minute_final_only_when_every_id_up_to_a_later_minute_is_seen():
+    from jobs.bars import IdRun
+
+    m = 1723161300000                                   # 23:55:00
+    r = IdRun()
+    r.add(100, 150, m + 30_000)
+    assert r.final_before() is None                     # no base yet: nothing closed in this run
+    r.closed(120)                                       # the watermark closed a minute ending at id 120
+    assert (r.through, r.through_ms) == (150, m + 30_000)
+    assert r.final_before() == m                        # 23:55 holds id 150: still open
+    r.add(155, 160, m + 61_000)                         # ids 151-154 missing: 23:55 stays open
+    assert r.final_before() == m and r.islands == [(155, 160, m + 61_000)]
+    r.add(151, 154, m + 59_000)                         # the gap filled, out of order
+    assert (r.through, r.final_before(), r.islands) == (160, m + 60_000, [])
+    r.add(140, 158, m + 50_000)                         # ids already counted change nothing
+    assert (r.through, r.through_ms) == (160, m + 61_000)
+
+
+def test_id_run_islands_merge_and_a_close_jumps_a_gap():
+    from jobs.bars import IdRun
+
+    r = IdRun()
+    r.add(10, 12, 1_000)
+    r.add(20, 25, 3_000)
+    r.add(13, 15, 2_000)                                # adjacent to the first: one island 10-15
+    assert r.islands == [(10, 15, 2_000), (20, 25, 3_000)]
+    r.closed(17)                                        # ids 16-17 never came, their minute closed by the watermark
+    assert (r.through, r.through_ms) == (17, None) and r.final_before() is None
+    r.add(18, 19, 2_500)                                # bridges to the second island
+    assert (r.through, r.through_ms, r.islands) == (25, 3_000, [])
+    r.closed(21)                                        # a close below `through` keeps it
+    assert (r.through, r.through_ms) == (25, 3_000)
