@@ -77,16 +77,9 @@ def rs_append(data, path: str, app_id: str | None = None, version: int | None = 
     (set in k8s/base/settings.yaml) for the same reason.
     """
     import pyarrow as pa
-    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+    from deltalake import CommitProperties, Transaction, write_deltalake
 
-    from tickcast import lake
-
-    uri = lake.rs_uri(path)
-    dt = _rs_tables.get(uri)
-    if dt is None:
-        dt = _rs_tables[uri] = DeltaTable(uri)
-    else:
-        dt.update_incremental()
+    dt = rs_table(path)
     if app_id is not None:
         done = dt.transaction_version(app_id)
         if done is not None and done >= version:
@@ -163,6 +156,35 @@ class InsertOnce:
             how = "merge"
         self.newest = hi_ms if self.newest is None else max(self.newest, hi_ms)
         return how
+
+
+def rs_table(path: str):
+    """The Delta table at `path` as a delta-rs DeltaTable: one per process, brought up to date."""
+    from deltalake import DeltaTable
+
+    from tickcast import lake
+
+    uri = lake.rs_uri(path)
+    dt = _rs_tables.get(uri)
+    if dt is None:
+        dt = _rs_tables[uri] = DeltaTable(uri)
+    else:
+        dt.update_incremental()
+    return dt
+
+
+def rs_query(path: str, sql: str):
+    """A SQL query (DataFusion, through delta-rs) over the table at `path`, named `t`; a pyarrow Table.
+
+    Delta's file statistics prune the files, so a minute of bronze reads in ~25 ms where Spark
+    plans, skips and reads it in ~0.6 s (measured on a day of live bronze, 4k files). Strings
+    come back as plain strings (DataFusion returns string views, which Spark does not take).
+    """
+    import pyarrow as pa
+    from deltalake import QueryBuilder
+
+    t = pa.table(QueryBuilder().register("t", rs_table(path)).execute(sql).read_all())
+    return t.cast(pa.schema([pa.field(f.name, pa.string()) if f.type == pa.string_view() else f for f in t.schema]))
 
 
 def read_stream(spark, table: Table, s: Settings):

@@ -116,4 +116,6 @@ def start(spark, s: Settings, available_now: bool = False):
         ensure_table(spark, t, s)
     out = (select_inputs(read_stream(spark, tables.BARS, s)).groupBy("symbol")
            .applyInPandasWithState(step, _out_ddl(), STATE_DDL, "append", GroupStateTimeout.NoTimeout))
-    return start_sink(out, QUERY, FeatureWriter(s), s, available_now)
+    # Bars come once a minute and an idle poll of the bars table is cheap; a short trigger keeps
+    # the wait for it off the bar -> prediction path (TICKCAST_MINUTE_TRIGGER_SECONDS).
+    return start_sink(out, QUERY, FeatureWriter(s), s, available_now, trigger_seconds=s.minute_trigger_seconds)

@@ -359,4 +359,6 @@ def start(spark, s: Settings, available_now: bool = False):
         ensure_table(spark, t, s)
     global last_writer
     last_writer = PredictWriter(s, spark)
-    return start_sink(read_stream(spark, tables.FEATURES, s), QUERY, last_writer, s, available_now)
+    # Features come once a minute: a short trigger, as for features (TICKCAST_MINUTE_TRIGGER_SECONDS).
+    return start_sink(read_stream(spark, tables.FEATURES, s), QUERY, last_writer, s, available_now,
+                      trigger_seconds=s.minute_trigger_seconds)

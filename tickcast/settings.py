@@ -28,8 +28,9 @@ class Settings:
     kafka_bootstrap: str
     topic: str
     trigger_seconds: float
-    bars_trigger_seconds: float   # the bars query's own trigger (bars are final only after the watermark)
+    bars_trigger_seconds: float   # the bars query's own trigger
     outcomes_trigger_seconds: float  # the outcomes query's own trigger (off the bar -> prediction path)
+    minute_trigger_seconds: float    # features and predict: input once a minute, idle polls cheap
     watermark_seconds: int
     mlflow_uri: str
     binance_ws_url: str
@@ -155,8 +156,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{PREFIX}TOPIC: not a legal Kafka topic name: {topic!r}")
 
     trigger = _float("TRIGGER_SECONDS", get("TRIGGER_SECONDS", "1"))
-    bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "7.5"))
+    bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "1"))
     outcomes_trigger = _float("OUTCOMES_TRIGGER_SECONDS", get("OUTCOMES_TRIGGER_SECONDS", "30"))
+    minute_trigger = _float("MINUTE_TRIGGER_SECONDS", get("MINUTE_TRIGGER_SECONDS", "0.25"))
     watermark = _int("WATERMARK_SECONDS", get("WATERMARK_SECONDS", "5"), minimum=0)
 
     mlflow_uri = get("MLFLOW_URI", f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
@@ -198,6 +200,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         trigger_seconds=trigger,
         bars_trigger_seconds=bars_trigger,
         outcomes_trigger_seconds=outcomes_trigger,
+        minute_trigger_seconds=minute_trigger,
         watermark_seconds=watermark,
         mlflow_uri=mlflow_uri,
         binance_ws_url=ws_url.rstrip("/"),

@@ -8,7 +8,7 @@ def test_defaults_follow_the_contract(tmp_path):
     s = load({"TICKCAST_DATA_DIR": str(tmp_path)})
     assert s.lake_uri == f"{tmp_path}/delta" and s.checkpoint_uri == f"{tmp_path}/checkpoints"
     assert (s.kafka_bootstrap, s.topic, s.trigger_seconds, s.watermark_seconds) == ("127.0.0.1:9092", "ticks", 1.0, 5)
-    assert (s.bars_trigger_seconds, s.outcomes_trigger_seconds) == (7.5, 30.0)
+    assert (s.bars_trigger_seconds, s.outcomes_trigger_seconds, s.minute_trigger_seconds) == (1.0, 30.0, 0.25)
     assert s.mlflow_uri.startswith("sqlite:///") and str(tmp_path) in s.mlflow_uri
     assert s.binance_ws_url.startswith("wss://") and s.binance_rest_url.startswith("https://")
 
@@ -20,7 +20,7 @@ def test_lake_and_checkpoints_can_be_object_store_uris():
 
 @pytest.mark.parametrize("name,value", [
     ("TRIGGER_SECONDS", "abc"), ("TRIGGER_SECONDS", "0"), ("TRIGGER_SECONDS", "-1"), ("TRIGGER_SECONDS", "nan"),
-    ("BARS_TRIGGER_SECONDS", "soon"), ("BARS_TRIGGER_SECONDS", "0"),
+    ("BARS_TRIGGER_SECONDS", "soon"), ("BARS_TRIGGER_SECONDS", "0"), ("MINUTE_TRIGGER_SECONDS", "-0.5"),
     ("WATERMARK_SECONDS", "1.5"), ("WATERMARK_SECONDS", "-3"),
     ("KAFKA_BOOTSTRAP", "localhost"), ("KAFKA_BOOTSTRAP", "host:99999"), ("TOPIC", "bad topic!"),
     ("TOPIC_PARTITIONS", "0"), ("KAFKA_HEAP", "lots"), ("MLFLOW_URI", "not a uri"),
