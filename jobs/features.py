@@ -87,23 +87,30 @@ class FeatureWriter(QuerySink):
         self.insert = InsertOnce(tables.FEATURES, s, schemas.FEATURES_KEY)
 
     def __call__(self, batch, batch_id: int) -> None:
+        import pyarrow.compute as pc
         from pyspark.sql import functions as F
 
-        batch = batch.persist()   # the stateful step must not run twice for one batch
-        try:
-            by = {r["kind"]: r for r in batch.groupBy("kind").agg(F.min("window_ms").alias("lo"),
-                                                                 F.max("window_ms").alias("hi")).collect()}
-            if "feature" in by:
-                self.insert(to_rows(batch), by["feature"]["lo"], by["feature"]["hi"], self.app_id(QUERY), batch_id)
-            if "late" in by:
-                late = (batch.where(F.col("kind") == "late")
-                        .select(F.lit(QUERY).alias("query_name"), "symbol",
-                                F.timestamp_millis("window_ms").alias("window_start"),
-                                F.lit(batch_id).cast("bigint").alias("batch_id"),
-                                F.current_timestamp().alias("noticed_at")))
-                append_once(late, tables.LATE_BARS.path(self.s), self.app_id(QUERY + "-late"), batch_id)
-        finally:
-            batch.unpersist()
+        # One action, so the stateful step runs once for the batch; its few rows come to the
+        # driver as Arrow (a persist, an aggregate over it and the insert's read were three Spark
+        # jobs, ~0.3 s of a live batch).
+        out = batch.toArrow()
+        if not out.num_rows:
+            return
+        spark = batch.sparkSession
+        feat = out.filter(pc.equal(out["kind"], "feature"))
+        if feat.num_rows:
+            ms = feat["window_ms"]
+            self.insert(to_rows(spark.createDataFrame(feat, batch.schema)), pc.min(ms).as_py(), pc.max(ms).as_py(),
+                        self.app_id(QUERY), batch_id, rows=feat.num_rows)
+        late = out.filter(pc.equal(out["kind"], "late"))
+        if late.num_rows:
+            rows = (spark.createDataFrame(late, batch.schema)
+                    .select(F.lit(QUERY).alias("query_name"), "symbol",
+                            F.timestamp_millis("window_ms").alias("window_start"),
+                            F.lit(batch_id).cast("bigint").alias("batch_id"),
+                            F.current_timestamp().alias("noticed_at")))
+            append_once(rows, tables.LATE_BARS.path(self.s), self.app_id(QUERY + "-late"), batch_id,
+                        rows=late.num_rows)
 
 
 def start(spark, s: Settings, available_now: bool = False):
