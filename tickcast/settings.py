@@ -156,7 +156,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{PREFIX}TOPIC: not a legal Kafka topic name: {topic!r}")
 
     trigger = _float("TRIGGER_SECONDS", get("TRIGGER_SECONDS", "1"))
-    bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "1"))
+    bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "0.5"))
     outcomes_trigger = _float("OUTCOMES_TRIGGER_SECONDS", get("OUTCOMES_TRIGGER_SECONDS", "30"))
     minute_trigger = _float("MINUTE_TRIGGER_SECONDS", get("MINUTE_TRIGGER_SECONDS", "0.25"))
     watermark = _int("WATERMARK_SECONDS", get("WATERMARK_SECONDS", "5"), minimum=0)

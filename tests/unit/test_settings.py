@@ -8,7 +8,7 @@ def test_defaults_follow_the_contract(tmp_path):
     s = load({"TICKCAST_DATA_DIR": str(tmp_path)})
     assert s.lake_uri == f"{tmp_path}/delta" and s.checkpoint_uri == f"{tmp_path}/checkpoints"
     assert (s.kafka_bootstrap, s.topic, s.trigger_seconds, s.watermark_seconds) == ("127.0.0.1:9092", "ticks", 1.0, 5)
-    assert (s.bars_trigger_seconds, s.outcomes_trigger_seconds, s.minute_trigger_seconds) == (1.0, 30.0, 0.25)
+    assert (s.bars_trigger_seconds, s.outcomes_trigger_seconds, s.minute_trigger_seconds) == (0.5, 30.0, 0.25)
     assert s.mlflow_uri.startswith("sqlite:///") and str(tmp_path) in s.mlflow_uri
     assert s.binance_ws_url.startswith("wss://") and s.binance_rest_url.startswith("https://")
 
