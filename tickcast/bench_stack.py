@@ -108,6 +108,9 @@ def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0) 
            "trigger_s": ls.trigger_seconds}
     # A bar committed sooner after its minute than the watermark allows was closed by its trade ids.
     out["closed_before_watermark"] = sum(r["bar"] < ls.watermark_seconds for r in rows)
+    # Every bar's stages, so that a tail can be traced to its minute and stage.
+    out["per_bar"] = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+                      for r in sorted(rows, key=lambda r: (r["window_end"], r["symbol"]))]
     if done:
         means = {k: float(np.mean([r[k] for r in done])) for k in ("bar", "features", "predict")}
         out["dominant_stage"] = max(means, key=means.get)
