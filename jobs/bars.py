@@ -390,12 +390,19 @@ class BarWriter(QuerySink):
         near = F.lit(False)
         for sym, ms in sorted(known.items()):
             near = near | ((F.col("symbol") == sym) & (t >= F.timestamp_millis(F.lit(ms - 60_000))))
+        # Read once, used twice (the base, the islands): cached.
         ticks = (spark.read.format("delta").load(tables.TICKS.path(self.s))
-                 .where(near & (F.unix_micros("ingest_time") <= F.lit(cut))))
-        closed = F.unix_millis("trade_time") < self._closed_col()
-        self._add_islands(ticks.where(~closed))
-        for r in ticks.where(closed).groupBy("symbol", "event_kind").agg(F.max("id").alias("base")).collect():
-            self.runs.setdefault((r["symbol"], r["event_kind"]), IdRun()).closed(r["base"])
+                 .where(near & (F.unix_micros("ingest_time") <= F.lit(cut)))
+                 .select("symbol", "event_kind", "id", "trade_time",
+                         (F.unix_millis("trade_time") < self._closed_col()).alias("closed"))
+                 .persist())
+        try:
+            self._add_islands(ticks.where(~F.col("closed")))
+            for r in (ticks.where("closed").groupBy("symbol", "event_kind").agg(F.max("id").alias("base"))
+                      .collect()):
+                self.runs.setdefault((r["symbol"], r["event_kind"]), IdRun()).closed(r["base"])
+        finally:
+            ticks.unpersist()
 
     def write(self, spark, agg, batch_id: int | None = None) -> None:
         """Closed minutes' aggregates (`to_bars` rows) -> completeness -> inserted once.

@@ -43,12 +43,12 @@ RS_MAX_ROWS = 100_000
 _rs_tables: dict = {}     # uri -> deltalake.DeltaTable, brought up to date before each write
 
 
-def append(df, path: str, app_id: str | None = None, version: int | None = None, rows: int | None = None) -> str:
-    """Append `df` to the Delta table at `path`; returns "delta-rs", "spark" or "skipped".
+def append_once(df, path: str, app_id: str, version: int, rows: int | None = None) -> str:
+    """Append `df` to the Delta table at `path` unless this (app_id, version) was already committed.
 
-    With `app_id`, at most once per (app_id, version): Delta's idempotent writes (the `txn`
-    action), which Spark's txnAppId check and `rs_append` read alike. `rows`, when the caller knows
-    the count, picks the writer without collecting first.
+    Returns "delta-rs", "spark" or "skipped". Delta's idempotent writes (the `txn` action), which
+    Spark's txnAppId check and `rs_append` read alike. `rows`, when the caller knows the count,
+    picks the writer without collecting first.
     """
     arrow = None
     if rows is None or rows <= RS_MAX_ROWS:
@@ -57,16 +57,10 @@ def append(df, path: str, app_id: str | None = None, version: int | None = None,
             arrow = None
     if arrow is not None:
         return rs_append(arrow, path, app_id, version)
-    w = df.write.format("delta").mode("append")
-    if app_id is not None:
-        w = w.option("txnAppId", app_id).option("txnVersion", version)
-    w.save(path)
+    (df.write.format("delta").mode("append")
+     .option("txnAppId", app_id).option("txnVersion", version)
+     .save(path))
     return "spark"
-
-
-def append_once(df, path: str, app_id: str, version: int, rows: int | None = None) -> str:
-    """Append unless this (app_id, version) was already committed: Delta's idempotent writes."""
-    return append(df, path, app_id, version, rows)
 
 
 def rs_append(data, path: str, app_id: str | None = None, version: int | None = None) -> str:
@@ -203,10 +197,18 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
     writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(sink)
               .option("checkpointLocation", checkpoint or tables.checkpoint(s, query)))
     if available_now:
-        q = writer.trigger(availableNow=True).start()
+        writer = writer.trigger(availableNow=True)
     else:
         secs = s.trigger_seconds if trigger_seconds is None else trigger_seconds
-        q = writer.trigger(processingTime=f"{secs:g} seconds").start()
+        writer = writer.trigger(processingTime=f"{secs:g} seconds")
+    # The query's thread inherits the starting thread's local properties: its Spark jobs, the
+    # foreachBatch sink's included, run in the FAIR pool named after it (tickcast/spark.py).
+    sc = df.sparkSession.sparkContext
+    sc.setLocalProperty("spark.scheduler.pool", query)
+    try:
+        q = writer.start()
+    finally:
+        sc.setLocalProperty("spark.scheduler.pool", None)
     if isinstance(sink, QuerySink):
         sink.bind(q.id)
     return q

@@ -149,13 +149,12 @@ class PredictWriter(QuerySink):
         earlier checkpoint with the same batch id (the checkpoint was started afresh) are not taken;
         of the rows with the batch id, this checkpoint's are the latest by `when`.
         """
-        from deltalake import DeltaTable
-
+        from jobs.delta_io import rs_table
         from tickcast import lake
 
         if not lake.exists(table, self.s):
             return None
-        v = DeltaTable(lake.uri(table, self.s)).transaction_version(self.app_id(app))
+        v = rs_table(table.path(self.s)).transaction_version(self.app_id(app))
         if v is None or v < batch_id:
             return None
         t = lake.read(table, self.s, columns=columns + [when], filters=[("batch_id", "=", batch_id)]).to_pandas()
