@@ -11,14 +11,6 @@ from tickcast.settings import Settings
 
 FAIR_POOLS = Path(__file__).resolve().parent / "resources" / "fairscheduler.xml"
 
-# CPython hands the GIL to a waiting thread only after this long (default 5 ms). The driver's
-# streaming sinks are py4j-bound (hundreds of short JVM calls per batch, each releasing and
-# re-taking the GIL), so one sink doing CPU work in Python stalls the others at every call:
-# measured building 300 Columns beside a busy Python thread, 68 s at 5 ms, 3 s at 0.1 ms (0.7 s
-# alone); in `tickcast up`, a bars batch at a minute boundary took 2.5-3.9 s instead of 0.6 s
-# while the features and predict batches ran.
-DRIVER_SWITCH_INTERVAL_S = 0.0001
-
 
 def conf(s: Settings) -> dict[str, str]:
     c = {
@@ -69,11 +61,8 @@ def conf(s: Settings) -> dict[str, str]:
 
 def session(s: Settings, app: str = "tickcast", extra: dict[str, str] | None = None):
     """Create (or return the running) SparkSession for these settings."""
-    import sys
-
     from pyspark.sql import SparkSession
 
-    sys.setswitchinterval(DRIVER_SWITCH_INTERVAL_S)
     s.pin_worker_python()
     builder = SparkSession.builder.appName(app)
     if s.spark_master:
