@@ -201,14 +201,7 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
     else:
         secs = s.trigger_seconds if trigger_seconds is None else trigger_seconds
         writer = writer.trigger(processingTime=f"{secs:g} seconds")
-    # The query's thread inherits the starting thread's local properties: its Spark jobs, the
-    # foreachBatch sink's included, run in the FAIR pool named after it (tickcast/spark.py).
-    sc = df.sparkSession.sparkContext
-    sc.setLocalProperty("spark.scheduler.pool", query)
-    try:
-        q = writer.start()
-    finally:
-        sc.setLocalProperty("spark.scheduler.pool", None)
+    q = writer.start()
     if isinstance(sink, QuerySink):
         sink.bind(q.id)
     return q

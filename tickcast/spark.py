@@ -5,11 +5,7 @@ there, the k8s image bakes them in), so the builder and `spark-submit` need no p
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from tickcast.settings import Settings
-
-FAIR_POOLS = Path(__file__).resolve().parent / "resources" / "fairscheduler.xml"
 
 
 def conf(s: Settings) -> dict[str, str]:
@@ -47,10 +43,6 @@ def conf(s: Settings) -> dict[str, str]:
         # plans, Delta's stats and the state store use, so every batch recompiled some (JFR: Janino
         # was ~6% of the driver JVM at a live rate).
         "spark.sql.codegen.cache.maxEntries": "2000",
-        # Several streaming queries share one driver's cores: each runs in a pool of its name
-        # (jobs.delta_io.start_sink) and the hot path gets cores before outcomes (see the file).
-        "spark.scheduler.mode": "FAIR",
-        "spark.scheduler.allocation.file": str(FAIR_POOLS),
     }
     if s.spark_master.startswith("local"):
         # The embedded run listens on loopback only. Under a cluster manager (the Spark Operator's
