@@ -197,11 +197,10 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
     writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(sink)
               .option("checkpointLocation", checkpoint or tables.checkpoint(s, query)))
     if available_now:
-        writer = writer.trigger(availableNow=True)
+        q = writer.trigger(availableNow=True).start()
     else:
         secs = s.trigger_seconds if trigger_seconds is None else trigger_seconds
-        writer = writer.trigger(processingTime=f"{secs:g} seconds")
-    q = writer.start()
+        q = writer.trigger(processingTime=f"{secs:g} seconds").start()
     if isinstance(sink, QuerySink):
         sink.bind(q.id)
     return q
