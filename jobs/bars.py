@@ -13,14 +13,14 @@ state is each symbol's minute boundary closed through (the table gives it after 
 the runs of ids seen since the start. Trades that arrive after their minute closed are left out
 and counted (`rows_dropped_by_watermark` in ops.stream_progress). The table is append-only: each
 bar is inserted once (`delta_io.InsertOnce`: an idempotent append for minutes newer than every bar
-in the table, an insert-only MERGE on (symbol, window_start) otherwise), so re-runs and restarts
-add nothing twice and minutes already backfilled from klines are left alone.
+of their symbol in the table, an insert-only MERGE on (symbol, window_start) otherwise), so re-runs
+and restarts add nothing twice and minutes already backfilled from klines are left alone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobs.delta_io import InsertOnce, QuerySink
+from jobs.delta_io import InsertOnce, QuerySink, spans_of
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -424,9 +424,9 @@ class BarWriter(QuerySink):
             F.timestamp_millis("window_ms").alias("window_start"),
             F.timestamp_millis(F.col("window_ms") + 60_000).alias("window_end"),
             "*", F.current_timestamp().alias("created_at"))
-        self.insert(out.select(*schemas.BARS.names), min(b["window_ms"] for b in bars),
-                    max(b["window_ms"] for b in bars), None if batch_id is None else self.app_id(QUERY), batch_id,
-                    rows=len(bars))
+        spans = spans_of([b["symbol"] for b in bars], [b["window_ms"] for b in bars])
+        self.insert(out.select(*schemas.BARS.names), spans, None if batch_id is None else self.app_id(QUERY),
+                    batch_id, rows=len(bars))
 
 
 def _collect(agg) -> tuple[list[dict], object]:

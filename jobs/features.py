@@ -10,7 +10,7 @@ crash adds nothing twice.
 """
 from __future__ import annotations
 
-from jobs.delta_io import InsertOnce, QuerySink, append_once
+from jobs.delta_io import InsertOnce, QuerySink, append_once, spans_of
 from tickcast import features, schemas, tables
 from tickcast.settings import Settings
 
@@ -99,9 +99,9 @@ class FeatureWriter(QuerySink):
         spark = batch.sparkSession
         feat = out.filter(pc.equal(out["kind"], "feature"))
         if feat.num_rows:
-            ms = feat["window_ms"]
-            self.insert(to_rows(spark.createDataFrame(feat, batch.schema)), pc.min(ms).as_py(), pc.max(ms).as_py(),
-                        self.app_id(QUERY), batch_id, rows=feat.num_rows)
+            spans = spans_of(feat["symbol"].to_pylist(), feat["window_ms"].to_pylist())
+            self.insert(to_rows(spark.createDataFrame(feat, batch.schema)), spans, self.app_id(QUERY), batch_id,
+                        rows=feat.num_rows)
         late = out.filter(pc.equal(out["kind"], "late"))
         if late.num_rows:
             rows = (spark.createDataFrame(late, batch.schema)

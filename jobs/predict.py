@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
 from pyspark.accumulators import AccumulatorParam
 
-from jobs.delta_io import InsertOnce, QuerySink
+from jobs.delta_io import InsertOnce, QuerySink, spans_of
 from tickcast import features, schemas, tables
 from tickcast.settings import Settings
 
@@ -188,13 +188,16 @@ class PredictWriter(QuerySink):
         now_ms = int(time.time() * 1000)
         batch = batch.persist()
         try:
-            counts = {(r["feature_version"], r["warmup"]): (r["n"], r["lo"], r["hi"]) for r in
-                      batch.groupBy("feature_version", "warmup")
+            groups = (batch.groupBy("symbol", "feature_version", "warmup")
                       .agg(F.count("*").alias("n"), F.min(F.unix_millis("window_start")).alias("lo"),
-                           F.max(F.unix_millis("window_start")).alias("hi")).collect()}
-            if not counts:
+                           F.max(F.unix_millis("window_start")).alias("hi")).collect())
+            if not groups:
                 return
-            bounds = (min(lo for _, lo, _ in counts.values()), max(hi for _, _, hi in counts.values()))
+            counts: Counter = Counter()
+            for r in groups:
+                counts[(r["feature_version"], r["warmup"])] += r["n"]
+            # Per symbol, the batch's first and last bar (all its rows: the scored ones lie within).
+            spans = spans_of([r["symbol"] for r in groups] * 2, [r["lo"] for r in groups] + [r["hi"] for r in groups])
             # Only a run's first batch can be a re-run of one that ran before a crash or a stop. It
             # takes the versions that run used (its plan, or its committed predictions), and writes
             # its plan before scoring: its rows may go through the MERGE, which a version chosen anew
@@ -207,12 +210,12 @@ class PredictWriter(QuerySink):
                 if not planned:
                     self._write_plan(batch.sparkSession, self._plan_rows(slots, counts, batch_id, now_ms), batch_id)
                 self._remember(slots)
-                self._score(batch, batch_id, slots, now_ms, bounds)
+                self._score(batch, batch_id, slots, now_ms, spans)
             else:
                 slots = self._resolve_all()
                 plan = self._plan_rows(slots, counts, batch_id, now_ms)
                 self._remember(slots)
-                self._score(batch, batch_id, slots, now_ms, bounds)
+                self._score(batch, batch_id, slots, now_ms, spans)
                 self._write_plan(batch.sparkSession, plan, batch_id)
             self._drift(batch, batch_id, slots, now_ms)
         finally:
@@ -225,10 +228,10 @@ class PredictWriter(QuerySink):
     def _plan_rows(self, slots: list[Slot], counts: dict, batch_id: int, now_ms: int) -> list[tuple]:
         """ops.predict_batches rows: per horizon, the version and what happened to the batch's rows."""
         rows = []
-        n_all = sum(n for n, _, _ in counts.values())
-        warm = sum(n for (fv, w), (n, _, _) in counts.items() if w)
+        n_all = sum(counts.values())
+        warm = sum(n for (fv, w), n in counts.items() if w)
         for sl in slots:
-            refused = sum(n for (fv, w), (n, _, _) in counts.items() if not w and fv != sl.feature_version)
+            refused = sum(n for (fv, w), n in counts.items() if not w and fv != sl.feature_version)
             prev = self.last_version.get(sl.horizon)
             rows.append((batch_id, sl.horizon, sl.name, sl.version, sl.feature_version, n_all,
                          n_all - warm - refused, refused, warm,
@@ -252,8 +255,8 @@ class PredictWriter(QuerySink):
         append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
                     self.app_id(PLAN), batch_id, rows=len(rows))
 
-    def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, bounds: tuple) -> None:
-        """Score every horizon's rows and insert them; `bounds` are the batch's first and last bar."""
+    def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, spans: dict) -> None:
+        """Score every horizon's rows and insert them; `spans`: per symbol, the batch's first and last bar."""
         from pyspark.sql import functions as F
 
         parts = []
@@ -272,7 +275,7 @@ class PredictWriter(QuerySink):
         out = parts[0]
         for p in parts[1:]:
             out = out.unionByName(p)
-        self.insert(out, bounds[0], bounds[1], self.app_id(QUERY), batch_id)
+        self.insert(out, spans, self.app_id(QUERY), batch_id)
 
     def _drift(self, batch, batch_id: int, slots: list[Slot], now_ms: int) -> None:
         """PSI/KS of the live window's features against each model's training reference."""
