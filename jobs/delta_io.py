@@ -48,8 +48,13 @@ def append_once(df, path: str, app_id: str, version: int, rows: int | None = Non
 
     Returns "delta-rs", "spark" or "skipped". Delta's idempotent writes (the `txn` action), which
     Spark's txnAppId check and `rs_append` read alike. `rows`, when the caller knows the count,
-    picks the writer without collecting first.
+    picks the writer without collecting first. `df` may be a pyarrow Table the driver holds
+    already: delta-rs appends it as it is.
     """
+    import pyarrow as pa
+
+    if isinstance(df, pa.Table):
+        return rs_append(df, path, app_id, version)
     arrow = None
     if rows is None or rows <= RS_MAX_ROWS:
         arrow = df.limit(RS_MAX_ROWS + 1).toArrow()
@@ -129,17 +134,20 @@ class InsertOnce:
         self.group_col = key[0]
         self.newest: dict | None = None      # group -> epoch ms of its newest row in the table
 
-    def __call__(self, df, spans: dict, app_id: str | None, batch_id: int | None, rows: int | None = None) -> str:
+    def __call__(self, df, spans: dict, app_id: str | None, batch_id: int | None, rows: int | None = None,
+                 spark=None) -> str:
         """Insert `df`, whose `time_col` spans [lo_ms, hi_ms] per group (`spans`: group -> (lo_ms,
         hi_ms)); returns "append" or "merge".
 
-        Without an `app_id` (a write outside a streaming query) it always merges. `rows`: see
-        `append_once`.
+        `df` is a Spark DataFrame, or a pyarrow Table of the table's columns held by the driver
+        (then `spark` is needed: for the first batch's read and a MERGE). Without an `app_id` (a
+        write outside a streaming query) it always merges. `rows`: see `append_once`.
         """
+        import pyarrow as pa
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
-        spark, path = df.sparkSession, self.table.path(self.s)
+        spark, path = spark or df.sparkSession, self.table.path(self.s)
         if self.newest is None:
             g = self.group_col
             self.newest = {r[0]: int(r[1]) for r in spark.read.format("delta").load(path).groupBy(g)
@@ -152,6 +160,8 @@ class InsertOnce:
             lo, hi = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
             cond = (" AND ".join(f"t.{k} = s.{k}" for k in self.key)
                     + f" AND t.{t} BETWEEN timestamp_millis({lo}) AND timestamp_millis({hi})")
+            if isinstance(df, pa.Table):
+                df = spark.createDataFrame(df.select(self.table.schema.names), self.table.schema.spark_type())
             DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
             how = "merge"
         for g, (_, hi) in spans.items():

@@ -11,7 +11,7 @@ crash adds nothing twice.
 from __future__ import annotations
 
 from jobs.delta_io import InsertOnce, QuerySink, append_once, spans_of
-from tickcast import features, schemas, tables
+from tickcast import features, lake, schemas, tables
 from tickcast.settings import Settings
 
 QUERY = "features"
@@ -70,12 +70,13 @@ def step(key, frames, state):
 
 
 def to_rows(out):
-    """Stateful output -> silver.features columns (pure transform)."""
-    from pyspark.sql import functions as F
+    """Stateful output rows (Arrow) -> silver.features columns (pure transform)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    return (out.where(F.col("kind") == "feature")
-            .select(*[F.timestamp_millis("window_ms").alias("window_start") if c == "window_start" else c
-                      for c in schemas.FEATURES.names]))
+    feat = out.filter(pc.equal(out["kind"], "feature"))
+    return pa.table({c: feat["window_ms"].cast(pa.timestamp("ms", tz="UTC")) if c == "window_start" else feat[c]
+                     for c in schemas.FEATURES.names})
 
 
 class FeatureWriter(QuerySink):
@@ -91,17 +92,16 @@ class FeatureWriter(QuerySink):
         from pyspark.sql import functions as F
 
         # One action, so the stateful step runs once for the batch; its few rows come to the
-        # driver as Arrow (a persist, an aggregate over it and the insert's read were three Spark
-        # jobs, ~0.3 s of a live batch).
+        # driver as Arrow and go to the table from there (a persist, an aggregate over it and the
+        # insert's read were three Spark jobs, ~0.3 s of a live batch).
         out = batch.toArrow()
         if not out.num_rows:
             return
         spark = batch.sparkSession
-        feat = out.filter(pc.equal(out["kind"], "feature"))
+        feat = to_rows(out)
         if feat.num_rows:
-            spans = spans_of(feat["symbol"].to_pylist(), feat["window_ms"].to_pylist())
-            self.insert(to_rows(spark.createDataFrame(feat, batch.schema)), spans, self.app_id(QUERY), batch_id,
-                        rows=feat.num_rows)
+            spans = spans_of(feat["symbol"].to_pylist(), lake.to_ms(feat["window_start"]))
+            self.insert(feat, spans, self.app_id(QUERY), batch_id, spark=spark)
         late = out.filter(pc.equal(out["kind"], "late"))
         if late.num_rows:
             rows = (spark.createDataFrame(late, batch.schema)

@@ -183,43 +183,39 @@ class PredictWriter(QuerySink):
 
     # -- the batch -------------------------------------------------------------------------------
     def __call__(self, batch, batch_id: int) -> None:
-        from pyspark.sql import functions as F
+        from tickcast import lake
 
         now_ms = int(time.time() * 1000)
-        batch = batch.persist()
-        try:
-            groups = (batch.groupBy("symbol", "feature_version", "warmup")
-                      .agg(F.count("*").alias("n"), F.min(F.unix_millis("window_start")).alias("lo"),
-                           F.max(F.unix_millis("window_start")).alias("hi")).collect())
-            if not groups:
-                return
-            counts: Counter = Counter()
-            for r in groups:
-                counts[(r["feature_version"], r["warmup"])] += r["n"]
-            # Per symbol, the batch's first and last bar (all its rows: the scored ones lie within).
-            spans = spans_of([r["symbol"] for r in groups] * 2, [r["lo"] for r in groups] + [r["hi"] for r in groups])
-            # Only a run's first batch can be a re-run of one that ran before a crash or a stop. It
-            # takes the versions that run used (its plan, or its committed predictions), and writes
-            # its plan before scoring: its rows may go through the MERGE, which a version chosen anew
-            # would not stop from adding a second version's rows. A later batch scores first (its
-            # rows are appended under the batch id, which a re-run finds) and plans after.
-            if self.first_batch:
-                self.first_batch = False
-                planned = self._planned(batch_id)
-                slots = planned or self._scored_with(batch_id) or self._resolve_all()
-                if not planned:
-                    self._write_plan(batch.sparkSession, self._plan_rows(slots, counts, batch_id, now_ms), batch_id)
-                self._remember(slots)
-                self._score(batch, batch_id, slots, now_ms, spans)
-            else:
-                slots = self._resolve_all()
-                plan = self._plan_rows(slots, counts, batch_id, now_ms)
-                self._remember(slots)
-                self._score(batch, batch_id, slots, now_ms, spans)
-                self._write_plan(batch.sparkSession, plan, batch_id)
-            self._drift(batch, batch_id, slots, now_ms)
-        finally:
-            batch.unpersist()
+        # The batch's feature rows come to the driver once, as Arrow (a few a minute when live):
+        # the counts, the per-symbol bounds and drift read them there, and only the scoring goes
+        # back to Spark. A persisted batch read by an aggregate, a drift collect and the plan's and
+        # drift's own small frames were five Spark jobs.
+        rows = batch.toArrow()
+        if not rows.num_rows:
+            return
+        counts = Counter(zip(rows["feature_version"].to_pylist(), rows["warmup"].to_pylist()))
+        spans = spans_of(rows["symbol"].to_pylist(), lake.to_ms(rows["window_start"]))
+        frame = batch.sparkSession.createDataFrame(rows, batch.schema)
+        # Only a run's first batch can be a re-run of one that ran before a crash or a stop. It
+        # takes the versions that run used (its plan, or its committed predictions), and writes
+        # its plan before scoring: its rows may go through the MERGE, which a version chosen anew
+        # would not stop from adding a second version's rows. A later batch scores first (its
+        # rows are appended under the batch id, which a re-run finds) and plans after.
+        if self.first_batch:
+            self.first_batch = False
+            planned = self._planned(batch_id)
+            slots = planned or self._scored_with(batch_id) or self._resolve_all()
+            if not planned:
+                self._write_plan(self._plan_rows(slots, counts, batch_id, now_ms), batch_id)
+            self._remember(slots)
+            self._score(frame, batch_id, slots, now_ms, spans)
+        else:
+            slots = self._resolve_all()
+            plan = self._plan_rows(slots, counts, batch_id, now_ms)
+            self._remember(slots)
+            self._score(frame, batch_id, slots, now_ms, spans)
+            self._write_plan(plan, batch_id)
+        self._drift(rows, batch_id, slots, now_ms)
 
     def _remember(self, slots: list[Slot]) -> None:
         for sl in slots:
@@ -241,19 +237,13 @@ class PredictWriter(QuerySink):
                             batch_id, refused, sl.name, sl.version)
         return rows
 
-    def _write_plan(self, spark, rows: list[tuple], batch_id: int) -> None:
-        from pyspark.sql import functions as F
+    def _write_plan(self, rows: list[tuple], batch_id: int) -> None:
+        from jobs.delta_io import append_once, arrow_rows
 
-        from jobs.delta_io import append_once, local_frame
-
-        plan = local_frame(spark, rows, "batch_id bigint, horizon int, model_name string, "
-                           "model_version string, feature_version string, input_rows bigint, "
-                           "scored bigint, refused_feature_version bigint, skipped_warmup bigint, "
-                           "switched_from string, planned_ms bigint")
-        plan = plan.select(*[c for c in plan.columns if c != "planned_ms"],
-                           F.timestamp_millis("planned_ms").alias("planned_at"))
-        append_once(plan.select(*schemas.PREDICT_BATCHES.names), tables.PREDICT_BATCHES.path(self.s),
-                    self.app_id(PLAN), batch_id, rows=len(rows))
+        names = schemas.PREDICT_BATCHES.names
+        rows = [dict(zip(names, r[:-1] + (_ts(r[-1]),))) for r in rows]
+        append_once(arrow_rows(rows, schemas.PREDICT_BATCHES.spark_type()), tables.PREDICT_BATCHES.path(self.s),
+                    self.app_id(PLAN), batch_id)
 
     def _score(self, batch, batch_id: int, slots: list[Slot], now_ms: int, spans: dict) -> None:
         """Score every horizon's rows and insert them; `spans`: per symbol, the batch's first and last bar."""
@@ -278,10 +268,11 @@ class PredictWriter(QuerySink):
         self.insert(out, spans, self.app_id(QUERY), batch_id)
 
     def _drift(self, batch, batch_id: int, slots: list[Slot], now_ms: int) -> None:
-        """PSI/KS of the live window's features against each model's training reference."""
-        from pyspark.sql import functions as F
+        """PSI/KS of the live window's features against each model's training reference; `batch`:
+        the batch's rows (Arrow)."""
+        import pyarrow.compute as pc
 
-        from jobs.delta_io import append_once, local_frame
+        from jobs.delta_io import append_once, arrow_rows
         from tickcast import drift, lake
 
         window_ms = int(self.s.drift_window_hours * 3600_000)
@@ -298,10 +289,11 @@ class PredictWriter(QuerySink):
                     np.empty((0, len(names)))
                 for a, row in sorted(zip(ms[keep], m), key=lambda x: x[0]):
                     self.live.append((int(a), row))
-        new = batch.where(~F.col("warmup") & (F.col("feature_version") == fv)) \
-                   .select(F.unix_millis("window_start").alias("ms"), *names).collect()
-        for r in sorted(new, key=lambda r: r["ms"]):
-            self.live.append((int(r["ms"]), np.array([r[n] for n in names], float)))
+        new = batch.filter(pc.and_(pc.invert(batch["warmup"]), pc.equal(batch["feature_version"], fv)))
+        if new.num_rows:
+            m = np.column_stack([new[n].to_numpy(zero_copy_only=False) for n in names]).astype(float)
+            for a, row in sorted(zip(lake.to_ms(new["window_start"]), m), key=lambda x: x[0]):
+                self.live.append((int(a), row))
         newest = max((a for a, _ in self.live), default=now_ms)
         while self.live and self.live[0][0] < newest - window_ms:
             self.live.popleft()
@@ -318,19 +310,14 @@ class PredictWriter(QuerySink):
             done.add((sl.name, sl.version))
             ref = self._reference(sl)
             for d in drift.report(ref, live, self.s.drift_psi_threshold):
-                rows.append((now_ms, batch_id, sl.name, sl.version, d["feature"], d["n"], oldest,
-                             _f(d["psi"]), _f(d["ks"]), _f(d["ks_pvalue"]), d["drifted"]))
+                rows.append({"computed_at": _ts(now_ms), "batch_id": batch_id, "model_name": sl.name,
+                             "model_version": sl.version, "feature": d["feature"], "n": int(d["n"]),
+                             "window_start": _ts(oldest), "psi": _f(d["psi"]), "ks": _f(d["ks"]),
+                             "ks_pvalue": _f(d["ks_pvalue"]), "drifted": bool(d["drifted"])})
         if not rows:
             return
-        df = local_frame(batch.sparkSession, rows,
-                         "computed_ms bigint, batch_id bigint, model_name string, model_version string, "
-                         "feature string, n bigint, oldest_ms bigint, psi double, ks double, ks_pvalue double, "
-                         "drifted boolean")
-        df = df.select(F.timestamp_millis("computed_ms").alias("computed_at"), "batch_id", "model_name",
-                       "model_version", "feature", "n", F.timestamp_millis("oldest_ms").alias("window_start"),
-                       "psi", "ks", "ks_pvalue", "drifted")
-        append_once(df.select(*schemas.DRIFT.names), tables.DRIFT.path(self.s), self.app_id(QUERY + "-drift"), batch_id,
-                    rows=len(rows))
+        append_once(arrow_rows(rows, schemas.DRIFT.spark_type()), tables.DRIFT.path(self.s),
+                    self.app_id(QUERY + "-drift"), batch_id)
 
     def _reference(self, sl: Slot) -> dict:
         """The version's training reference distribution (downloaded once per version)."""
@@ -344,6 +331,13 @@ class PredictWriter(QuerySink):
 
             self._refs[key] = json.loads((Path(path) / "artifacts" / "reference.json").read_text())
         return self._refs[key]
+
+
+def _ts(ms: int):
+    """Epoch ms -> an aware UTC datetime (for Arrow rows)."""
+    import datetime as dt
+
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=int(ms))
 
 
 def _f(x: float) -> float | None:

@@ -24,8 +24,12 @@ def conf(s: Settings) -> dict[str, str]:
         "spark.driver.memory": s.spark_driver_memory,
         "spark.pyspark.python": s.python,
         "spark.pyspark.driver.python": s.python,
+        # Spark's default (HDFS-backed, in-memory) state store: the only state is features' last
+        # minutes per symbol, a few KB. RocksDB's commit (flush, fsync, checkpoint copy) cost a live
+        # features batch ~0.1-0.2 s more (measured: state commit p50 222 -> 103 ms, a bar's
+        # features 1.21 -> 1.03 s). A checkpoint keeps the provider it was started with.
         "spark.sql.streaming.stateStore.providerClass":
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+            "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
         "spark.sql.warehouse.dir": str(s.data_dir / "spark-warehouse"),
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",

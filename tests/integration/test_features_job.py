@@ -78,6 +78,20 @@ def test_stream_equals_batch_and_pandas_across_gap_restart_and_late_bars(spark, 
            .orderBy("version").collect()]
     assert "MERGE" not in ops and ops.count("WRITE") >= 2, ops
 
+    # A second symbol's bars for minutes the first already has (as when its minute closes a batch
+    # later): newer than every row of their own symbol, so appended too, and computed on their own.
+    eth = rows[:120]
+    backfill(spark, s, [_klines_file(tmp_path / "ETHUSDT-1m-a.csv.gz", eth)])
+    run(["features"], s, available_now=True, spark=spark)
+    ops = [r["operation"] for r in DeltaTable.forPath(spark, tables.FEATURES.path(s)).history()
+           .orderBy("version").collect()]
+    assert "MERGE" not in ops, ops
+    after = _table_rows(s)
+    got_eth = after[after["symbol"] == "ETHUSDT"]
+    assert got_eth["window_ms"].tolist() == [int(r[0]) for r in eth]
+    np.testing.assert_allclose(got_eth[list(features.FEATURES)].to_numpy(),
+                               got[list(features.FEATURES)].to_numpy()[:len(eth)], rtol=0, atol=1e-9)
+
     # A new checkpoint replays every bar over the table: the batches that reach rows already there
     # go through the insert-only MERGE, so nothing is added twice; only the minutes that were late
     # (now in order) are new.
