@@ -259,16 +259,16 @@ class BarWriter(QuerySink):
         hi = closed_through(max(g["t_max"] for g in groups), self.s.watermark_seconds)
         # The watermark's minutes first: closing them gives a symbol new to this run its id runs'
         # base, and the minutes its ids then make final are closed in the same batch.
-        rows, schema = self._close(spark, {sym: hi for sym in self.closed}, cut)
-        more, schema2 = self._close(spark, {sym: e for sym in self.closed if (e := self._early(sym)) is not None}, cut)
+        rows = self._close(spark, {sym: hi for sym in self.closed}, cut)
+        more = self._close(spark, {sym: e for sym in self.closed if (e := self._early(sym)) is not None}, cut)
         self.floor = hi if self.floor is None else max(self.floor, hi)
         if rows or more:
-            self._insert(spark, rows + more, schema or schema2, batch_id)
+            self._insert(spark, rows + more, batch_id)
 
-    def _close(self, spark, to: dict[str, int], cut: int) -> tuple[list[dict], object]:
+    def _close(self, spark, to: dict[str, int], cut: int) -> list[dict]:
         """Aggregate each symbol's minutes from its boundary closed through up to `to[symbol]`, from
         bronze rows ingested up to `cut` (epoch µs); advance the boundaries and the id runs.
-        Returns the aggregates and their schema (None when nothing was read)."""
+        Returns the aggregates."""
         from pyspark.sql import functions as F
 
         targets = {}                       # symbol -> (closed through, close through)
@@ -283,7 +283,7 @@ class BarWriter(QuerySink):
                 continue
             targets[sym] = (lo, end)
         if not targets:
-            return [], None
+            return []
         if all(lo is not None and end - lo <= RECENT_MS for lo, end in targets.values()):
             ticks = self._recent_ticks(spark, targets, cut)
         else:
@@ -294,13 +294,13 @@ class BarWriter(QuerySink):
                 cond = cond | (r & (t >= F.timestamp_millis(F.lit(lo))) if lo is not None else r)
             ticks = (spark.read.format("delta").load(tables.TICKS.path(self.s))
                      .where(cond & (F.unix_micros("ingest_time") <= F.lit(cut))))
-        rows, schema = _collect(to_bars(aggregate(ticks)))
+        rows = _collect(to_bars(aggregate(ticks)))
         for r in rows:
             self.runs.setdefault((r["symbol"], r["event_kind"]), IdRun()).closed(r["max_id"])
         for sym, (_, end) in targets.items():
             self.closed[sym] = end
         self.swept = True
-        return rows, schema
+        return rows
 
     def _recent_ticks(self, spark, targets: dict[str, tuple[int, int]], cut: int):
         """The ticks of a few recent minutes, read by delta-rs (`delta_io.rs_query`: ~25 ms, where a
@@ -409,45 +409,35 @@ class BarWriter(QuerySink):
 
         `batch_id` is the streaming batch's; without one (a one-off write) the insert is a MERGE.
         """
-        rows, schema = _collect(agg)
+        rows = _collect(agg)
         if rows:
-            self._insert(spark, rows, schema, batch_id)
+            self._insert(spark, rows, batch_id)
 
-    def _insert(self, spark, rows: list[dict], schema, batch_id: int | None) -> None:
-        from pyspark.sql import functions as F
+    def _insert(self, spark, rows: list[dict], batch_id: int | None) -> None:
+        import datetime as dt
+
+        from jobs.delta_io import arrow_rows
 
         if self.prev is None:
             self.prev = self._load_prev(spark, min(r["window_ms"] for r in rows))
         bars = mark_complete(rows, self.prev)
-        df = _bars_frame(spark, schema, bars)
-        out = df.select(
-            F.timestamp_millis("window_ms").alias("window_start"),
-            F.timestamp_millis(F.col("window_ms") + 60_000).alias("window_end"),
-            "*", F.current_timestamp().alias("created_at"))
+        # From the driver's rows to the table as Arrow: a DataFrame of them only to collect them
+        # again for delta-rs cost a Spark job in the batch that closes a minute.
+        now = dt.datetime.now(dt.timezone.utc)
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        out = arrow_rows([b | {"window_start": epoch + dt.timedelta(milliseconds=b["window_ms"]),
+                               "window_end": epoch + dt.timedelta(milliseconds=b["window_ms"] + 60_000),
+                               "created_at": now} for b in bars], schemas.BARS.spark_type())
         spans = spans_of([b["symbol"] for b in bars], [b["window_ms"] for b in bars])
-        self.insert(out.select(*schemas.BARS.names), spans, None if batch_id is None else self.app_id(QUERY),
-                    batch_id, rows=len(bars))
+        self.insert(out, spans, None if batch_id is None else self.app_id(QUERY), batch_id, spark=spark)
 
 
-def _collect(agg) -> tuple[list[dict], object]:
-    """`to_bars` rows -> dicts with the minute start as `window_ms` (epoch ms), and their schema."""
+def _collect(agg) -> list[dict]:
+    """`to_bars` rows -> dicts with the minute start as `window_ms` (epoch ms)."""
     from pyspark.sql import functions as F
 
     cols = [c for c in agg.columns if c not in ("window_start", "window_end")]
-    return ([r.asDict() for r in agg.select(F.unix_millis("window_start").alias("window_ms"), *cols).collect()],
-            agg.select(*cols).schema)
-
-
-def _bars_frame(spark, agg_schema, bars: list[dict]):
-    from pyspark.sql.types import BooleanType, LongType, StructField, StructType
-
-    fields = [StructField("window_ms", LongType(), False)]
-    fields += [f for f in agg_schema.fields if f.name not in ("gapless", "max_id")]
-    fields.append(StructField("is_complete", BooleanType(), False))
-    schema = StructType(fields)
-    from jobs.delta_io import local_frame
-
-    return local_frame(spark, [tuple(b[f.name] for f in fields) for b in bars], schema)
+    return [r.asDict() for r in agg.select(F.unix_millis("window_start").alias("window_ms"), *cols).collect()]
 
 
 def start(spark, s: Settings, available_now: bool = False):
