@@ -416,7 +416,7 @@ class BarWriter(QuerySink):
     def _insert(self, spark, rows: list[dict], batch_id: int | None) -> None:
         import datetime as dt
 
-        from jobs.delta_io import arrow_rows
+        from jobs.delta_io import arrow_rows, utc
 
         if self.prev is None:
             self.prev = self._load_prev(spark, min(r["window_ms"] for r in rows))
@@ -424,9 +424,7 @@ class BarWriter(QuerySink):
         # From the driver's rows to the table as Arrow: a DataFrame of them only to collect them
         # again for delta-rs cost a Spark job in the batch that closes a minute.
         now = dt.datetime.now(dt.timezone.utc)
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-        out = arrow_rows([b | {"window_start": epoch + dt.timedelta(milliseconds=b["window_ms"]),
-                               "window_end": epoch + dt.timedelta(milliseconds=b["window_ms"] + 60_000),
+        out = arrow_rows([b | {"window_start": utc(b["window_ms"]), "window_end": utc(b["window_ms"] + 60_000),
                                "created_at": now} for b in bars], schemas.BARS.spark_type())
         spans = spans_of([b["symbol"] for b in bars], [b["window_ms"] for b in bars])
         self.insert(out, spans, None if batch_id is None else self.app_id(QUERY), batch_id, spark=spark)

@@ -138,14 +138,13 @@ class InsertOnce:
         self.group_col = key[0]
         self.newest: dict | None = None      # group -> epoch ms of its newest row in the table
 
-    def __call__(self, df, spans: dict, app_id: str | None, batch_id: int | None, rows: int | None = None,
-                 spark=None) -> str:
+    def __call__(self, df, spans: dict, app_id: str | None, batch_id: int | None, spark=None) -> str:
         """Insert `df`, whose `time_col` spans [lo_ms, hi_ms] per group (`spans`: group -> (lo_ms,
         hi_ms)); returns "append" or "merge".
 
         `df` is a Spark DataFrame, or a pyarrow Table of the table's columns held by the driver
         (then `spark` is needed: for the first batch's read and a MERGE). Without an `app_id` (a
-        write outside a streaming query) it always merges. `rows`: see `append_once`.
+        write outside a streaming query) it always merges.
         """
         import pyarrow as pa
         from delta.tables import DeltaTable
@@ -157,7 +156,7 @@ class InsertOnce:
             self.newest = {r[0]: int(r[1]) for r in spark.read.format("delta").load(path).groupBy(g)
                            .agg(F.max(F.unix_millis(self.time_col))).collect() if r[1] is not None}
         if app_id is not None and appendable(spans, self.newest):
-            append_once(df, path, app_id, batch_id, rows)
+            append_once(df, path, app_id, batch_id)
             how = "append"
         else:
             t = self.time_col
@@ -252,6 +251,13 @@ def local_frame(spark, rows: list, schema):
     """
     st = _struct(schema)
     return spark.createDataFrame(arrow_rows(rows, st), st)
+
+
+def utc(ms: int):
+    """Epoch ms -> an aware UTC datetime (for Arrow rows built in the driver)."""
+    import datetime as dt
+
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=int(ms))
 
 
 def arrow_rows(rows: list, schema):

@@ -44,6 +44,9 @@ def step(key, frames, state):
     import numpy as np
     import pandas as pd
 
+    from tickcast.pyworker import cheap_import_invalidation
+
+    cheap_import_invalidation()
     (symbol,) = key
     st = features.State()
     if state.exists:

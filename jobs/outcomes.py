@@ -173,6 +173,9 @@ def _realized_ddl() -> str:
 
 def _realize_group(key, preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
     """cogroup step (runs in a Python worker): one symbol's pending predictions and bars."""
+    from tickcast.pyworker import cheap_import_invalidation
+
+    cheap_import_invalidation()
     if preds.empty:
         return pd.DataFrame(columns=_realized_names())
     return realize(preds, bars)[_realized_names()]

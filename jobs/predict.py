@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark.accumulators import AccumulatorParam
 
-from jobs.delta_io import InsertOnce, QuerySink, spans_of
+from jobs.delta_io import InsertOnce, QuerySink, spans_of, utc
 from tickcast import features, schemas, tables
 from tickcast.settings import Settings
 
@@ -65,7 +65,9 @@ def make_predict_fn(s: Settings, name: str, version: str, loads=None):
         import os
 
         from tickcast import model_io, modeling
+        from tickcast.pyworker import cheap_import_invalidation
 
+        cheap_import_invalidation()
         s.quiet_tensorflow()
         loaded = model_io.load(s, name, version)
         if loads is not None:
@@ -241,7 +243,7 @@ class PredictWriter(QuerySink):
         from jobs.delta_io import append_once, arrow_rows
 
         names = schemas.PREDICT_BATCHES.names
-        rows = [dict(zip(names, r[:-1] + (_ts(r[-1]),))) for r in rows]
+        rows = [dict(zip(names, r[:-1] + (utc(r[-1]),))) for r in rows]
         append_once(arrow_rows(rows, schemas.PREDICT_BATCHES.spark_type()), tables.PREDICT_BATCHES.path(self.s),
                     self.app_id(PLAN), batch_id)
 
@@ -310,9 +312,9 @@ class PredictWriter(QuerySink):
             done.add((sl.name, sl.version))
             ref = self._reference(sl)
             for d in drift.report(ref, live, self.s.drift_psi_threshold):
-                rows.append({"computed_at": _ts(now_ms), "batch_id": batch_id, "model_name": sl.name,
+                rows.append({"computed_at": utc(now_ms), "batch_id": batch_id, "model_name": sl.name,
                              "model_version": sl.version, "feature": d["feature"], "n": int(d["n"]),
-                             "window_start": _ts(oldest), "psi": _f(d["psi"]), "ks": _f(d["ks"]),
+                             "window_start": utc(oldest), "psi": _f(d["psi"]), "ks": _f(d["ks"]),
                              "ks_pvalue": _f(d["ks_pvalue"]), "drifted": bool(d["drifted"])})
         if not rows:
             return
@@ -331,13 +333,6 @@ class PredictWriter(QuerySink):
 
             self._refs[key] = json.loads((Path(path) / "artifacts" / "reference.json").read_text())
         return self._refs[key]
-
-
-def _ts(ms: int):
-    """Epoch ms -> an aware UTC datetime (for Arrow rows)."""
-    import datetime as dt
-
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=int(ms))
 
 
 def _f(x: float) -> float | None:
