@@ -82,6 +82,8 @@ def rs_append(data, path: str, app_id: str | None = None, version: int | None = 
     import pyarrow as pa
     from deltalake import CommitProperties, Transaction, write_deltalake
 
+    from jobs import delta_checksum
+
     dt = rs_table(path)
     if app_id is not None:
         done = dt.transaction_version(app_id)
@@ -91,6 +93,8 @@ def rs_append(data, path: str, app_id: str | None = None, version: int | None = 
     data = data.select(target.names).cast(target)
     props = CommitProperties(app_transactions=[Transaction(app_id, version)]) if app_id is not None else None
     write_deltalake(dt, data, mode="append", commit_properties=props)
+    # So that Spark readers of the new version need no job to rebuild its protocol and metadata.
+    delta_checksum.write_after_append(path, rs_table(path))
     return "delta-rs"
 
 

@@ -1,0 +1,110 @@
+"""A Delta version checksum (`<version>.crc`) for each commit delta-rs makes from a Spark driver.
+
+Why: a Spark reader of a Delta table (the streams of features, predict and outcomes) that finds a
+new version without a checksum file rebuilds its protocol and metadata with a Spark job over the
+log since the last checkpoint: ~200 ms per new version on an idle machine, 0.4-0.6 s while the
+stack runs, once per hop of the bar -> feature -> prediction path. Spark writes the checksum when
+it commits itself; delta-rs does not write one. With it, the reader's snapshot update took 8 ms
+(measured after 30 delta-rs appends). The file is optional in the Delta protocol ("Version
+Checksum File"): protocol, metadata, the number and total size of the live files.
+
+The protocol and metadata are Spark's own serialization of them, read once per table and process
+from a Spark snapshot, then carried forward: every commit file since (other writers' too) is
+scanned for a protocol or metaData action, which replaces them. The file count and size come from
+delta-rs's state at the version just committed. Local tables only; anything unexpected leaves the
+version without a checksum (the reader then rebuilds, as it would anyway), never a wrong one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger("tickcast.delta_checksum")
+
+
+@dataclass
+class Known:
+    """A table's protocol and metadata actions (as JSON objects) as of `version`."""
+    version: int
+    protocol: dict
+    metadata: dict
+
+
+_known: dict[str, Known] = {}      # local table path -> what the last checksum of this process used
+
+
+def checksum(known: Known, num_files: int, size_bytes: int) -> dict:
+    """The checksum file's content (pure)."""
+    return {"tableSizeBytes": int(size_bytes), "numFiles": int(num_files), "numMetadata": 1, "numProtocol": 1,
+            "metadata": known.metadata, "protocol": known.protocol}
+
+
+def carry(known: Known, version: int, commit_lines: list[str]) -> Known:
+    """`known` moved forward over one commit file's lines (pure): its protocol or metaData action
+    replaces the one known."""
+    protocol, metadata = known.protocol, known.metadata
+    for line in commit_lines:
+        if not line.strip():
+            continue
+        action = json.loads(line)
+        protocol = action.get("protocol", protocol)
+        metadata = action.get("metaData", metadata)
+    return Known(version, protocol, metadata)
+
+
+def _local(path: str) -> str | None:
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    return None if "://" in path else path
+
+
+def _from_spark(path: str) -> Known | None:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        return None
+    jvm = spark.sparkContext._jvm
+    none = jvm.scala.Option.empty()
+    snap = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(False, none, none)
+    return Known(int(snap.version()), json.loads(snap.protocol().json())["protocol"],
+                 json.loads(snap.metadata().json())["metaData"])
+
+
+def write_after_append(path: str, table) -> bool:
+    """Write the checksum of `table`'s current version (a delta-rs DeltaTable just committed to by
+    this process); returns whether it did."""
+    local = _local(path)
+    if local is None:
+        return False
+    logdir = os.path.join(local, "_delta_log")
+    version = table.version()
+    target = os.path.join(logdir, f"{version:020d}.crc")
+    try:
+        known = _known.get(local)
+        if known is None or known.version >= version:
+            known = _from_spark(local)
+            if known is None or known.version > version:
+                return False
+        for v in range(known.version + 1, version + 1):
+            with open(os.path.join(logdir, f"{v:020d}.json")) as f:
+                known = carry(known, v, f.read().splitlines())
+        _known[local] = known
+        if os.path.exists(target):
+            return False
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        adds = pa.table(table.get_add_actions(flatten=True))
+        body = checksum(known, adds.num_rows, pc.sum(adds["size_bytes"]).as_py() or 0)
+        tmp = os.path.join(logdir, f".{version:020d}.crc.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(body, f)
+        os.replace(tmp, target)
+        return True
+    except Exception as e:      # an optimisation only: a reader without it rebuilds as before
+        _known.pop(local, None)
+        log.warning("no checksum for %s v%d: %s", path, version, e)
+        return False

@@ -1,0 +1,88 @@
+"""delta-rs appends from the driver leave a version checksum Spark reads, with the right values."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from tickcast import tables
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture
+def lake(base_settings, tmp_path):
+    return dataclasses.replace(base_settings, lake_uri=str(tmp_path / "delta"),
+                               checkpoint_uri=str(tmp_path / "checkpoints"))
+
+
+def _rows(start: int, n: int):
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(tables.FEATURES.schema.spark_type())
+    rows = []
+    for i in range(start, start + n):
+        r = {f.name: float(i) for f in schema}
+        r.update(symbol="AAA", window_start=dt.datetime.fromtimestamp(60 * i, dt.timezone.utc), feature_version="v",
+                 minutes_in_segment=i, warmup=False)
+        rows.append(r)
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _log_action(path: str, version: int, kind: str) -> dict | None:
+    for line in Path(path, "_delta_log", f"{version:020d}.json").read_text().splitlines():
+        if line.strip() and kind in (a := json.loads(line)):
+            return a[kind]
+    return None
+
+
+def _spark_state(spark, path: str) -> tuple[int, int, int]:
+    """(version, live files, their bytes) from Spark's own log replay, not from any checksum."""
+    from pyspark.sql import functions as F
+
+    jvm = spark.sparkContext._jvm
+    none = jvm.scala.Option.empty()
+    snap = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(False, none, none)
+    from pyspark.sql import DataFrame
+
+    files = DataFrame(snap.allFiles().toDF(), spark)
+    n, size = files.agg(F.count(F.lit(1)), F.sum("size")).first()
+    return int(snap.version()), int(n), int(size or 0)
+
+
+def test_each_delta_rs_append_writes_a_checksum_equal_to_sparks_state(spark, lake):
+    from delta.tables import DeltaTable
+
+    from jobs.delta_io import ensure_table, rs_append
+
+    path = ensure_table(spark, tables.FEATURES, lake)
+    logdir = Path(path, "_delta_log")
+    rs_append(_rows(0, 3), path, "app", 0)
+    rs_append(_rows(3, 2), path, "app", 1)
+    # Other writers in between: a Spark MERGE (no metadata change) and a property change.
+    src = spark.createDataFrame(_rows(5, 2).to_pandas(), tables.FEATURES.schema.spark_type())
+    DeltaTable.forPath(spark, path).alias("t").merge(
+        src.alias("s"), "t.symbol = s.symbol AND t.window_start = s.window_start").whenNotMatchedInsertAll().execute()
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('tickcast.test' = 'yes')")
+    rs_append(_rows(7, 4), path, "app", 2)
+
+    crcs = sorted(int(p.stem) for p in logdir.glob("[0-9]*.crc"))   # not Hadoop's hidden .*.json.crc
+    assert crcs == [1, 2, 5], crcs                    # the three delta-rs commits, not Spark's
+    created = _log_action(path, 0, "metaData")
+    for v in crcs:
+        crc = json.loads((logdir / f"{v:020d}.crc").read_text())
+        assert crc["protocol"] == _log_action(path, 0, "protocol")
+        assert crc["metadata"]["schemaString"] == created["schemaString"]
+        assert crc["metadata"]["id"] == created["id"]
+        # carried over the ALTER's metaData action (version 4) into version 5's checksum, not before
+        assert (crc["metadata"]["configuration"].get("tickcast.test") == "yes") == (v == 5)
+        assert crc["numMetadata"] == crc["numProtocol"] == 1
+    version, n_files, size = _spark_state(spark, path)
+    crc = json.loads((logdir / f"{version:020d}.crc").read_text())
+    assert (crc["numFiles"], crc["tableSizeBytes"]) == (n_files, size)
+    assert n_files >= 4
+    assert spark.read.format("delta").load(path).count() == 11
