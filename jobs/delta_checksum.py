@@ -11,7 +11,9 @@ Checksum File"): protocol, metadata, the number and total size of the live files
 The protocol and metadata are Spark's own serialization of them, read once per table and process
 from a Spark snapshot, then carried forward: every commit file since (other writers' too) is
 scanned for a protocol or metaData action, which replaces them. The file count and size come from
-delta-rs's state at the version just committed. Local tables only; anything unexpected leaves the
+delta-rs's state once, then are carried forward the same way: each `add` adds its file and size,
+each `remove` takes them away (bronze.ticks gains a file a second: listing every live file at each
+commit would grow with the table). Local tables only; anything unexpected leaves the
 version without a checksum (the reader then rebuilds, as it would anyway), never a wrong one.
 """
 from __future__ import annotations
@@ -26,10 +28,13 @@ log = logging.getLogger("tickcast.delta_checksum")
 
 @dataclass
 class Known:
-    """A table's protocol and metadata actions (as JSON objects) as of `version`."""
+    """A table's protocol and metadata actions (as JSON objects) as of `version`, and its live files'
+    count and total size when known (None: to be taken from delta-rs's state)."""
     version: int
     protocol: dict
     metadata: dict
+    num_files: int | None = None
+    size_bytes: int | None = None
 
 
 _known: dict[str, Known] = {}      # local table path -> what the last checksum of this process used
@@ -43,15 +48,24 @@ def checksum(known: Known, num_files: int, size_bytes: int) -> dict:
 
 def carry(known: Known, version: int, commit_lines: list[str]) -> Known:
     """`known` moved forward over one commit file's lines (pure): its protocol or metaData action
-    replaces the one known."""
+    replaces the one known; its `add` and `remove` actions change the file count and size (both
+    become unknown at a `remove` without a size, which the protocol allows)."""
     protocol, metadata = known.protocol, known.metadata
+    files, size = known.num_files, known.size_bytes
     for line in commit_lines:
         if not line.strip():
             continue
         action = json.loads(line)
         protocol = action.get("protocol", protocol)
         metadata = action.get("metaData", metadata)
-    return Known(version, protocol, metadata)
+        if files is None:
+            continue
+        if "add" in action:
+            files, size = files + 1, size + int(action["add"]["size"])
+        elif "remove" in action:
+            gone = action["remove"].get("size")
+            files, size = (files - 1, size - int(gone)) if gone is not None else (None, None)
+    return Known(version, protocol, metadata, files, size if files is not None else None)
 
 
 def _local(path: str) -> str | None:
@@ -91,14 +105,19 @@ def write_after_append(path: str, table) -> bool:
         for v in range(known.version + 1, version + 1):
             with open(os.path.join(logdir, f"{v:020d}.json")) as f:
                 known = carry(known, v, f.read().splitlines())
+        if known.num_files is None:
+            import dataclasses
+
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            adds = pa.table(table.get_add_actions(flatten=True))
+            known = dataclasses.replace(known, num_files=adds.num_rows,
+                                        size_bytes=pc.sum(adds["size_bytes"]).as_py() or 0)
         _known[local] = known
         if os.path.exists(target):
             return False
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        adds = pa.table(table.get_add_actions(flatten=True))
-        body = checksum(known, adds.num_rows, pc.sum(adds["size_bytes"]).as_py() or 0)
+        body = checksum(known, known.num_files, known.size_bytes)
         tmp = os.path.join(logdir, f".{version:020d}.crc.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
             json.dump(body, f)

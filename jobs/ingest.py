@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from typing import NamedTuple
 
+from jobs.delta_io import QuerySink
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -335,7 +336,21 @@ WRITE_CONF = {
 }
 
 
-class TickWriter:
+def id_bounds(ticks) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+    """Good ticks as Arrow -> {(symbol, event kind): (min id, max id, rows, distinct ids)} (pure)."""
+    agg = ticks.group_by(["symbol", "event_kind"]).aggregate(
+        [("id", "min"), ("id", "max"), ("id", "count"), ("id", "count_distinct")])
+    return {(r["symbol"], r["event_kind"]): (r["id_min"], r["id_max"], r["id_count"], r["id_count_distinct"])
+            for r in agg.to_pylist()}
+
+
+def appendable_ids(bounds: dict, max_id: dict) -> bool:
+    """Whether a plain append inserts every tick once (pure): per group, ids distinct and all above
+    the table's highest."""
+    return all(lo > max_id.get(g, -1) and n == distinct for g, (lo, _, n, distinct) in bounds.items())
+
+
+class TickWriter(QuerySink):
     """foreachBatch sink: quarantine (idempotent append) and ticks (append or insert-only merge).
 
     Trade ids rise per (symbol, kind), and this query is the table's one writer, so the driver
@@ -343,12 +358,21 @@ class TickWriter:
     start, then kept up to date). A batch whose ids are all above it and distinct (the live case)
     is a plain append; anything else (a replay, a batch re-run after a crash whose append had
     landed, out-of-order or repeated ids) goes through the insert-only MERGE on the key.
+
+    Two ways through, the same rows out. A live batch (the run's previous batch had at most
+    `delta_io.RS_MAX_ROWS` rows) is parsed by Spark and collected as Arrow in one job, checked in
+    the driver and appended with delta-rs (`_small`): a Spark Delta append was ~0.3 s of every
+    live batch. Anything else (the first batch of a run, which may hold a backlog; a batch with
+    rows the typed pass left undecided; one that needs the MERGE) takes the distributed path:
+    parse, cache, one aggregate for the counts, Spark's writer or MERGE (`_large`).
     """
 
     def __init__(self, s: Settings):
+        super().__init__()
         self.s = s
         self.max_id: dict[tuple[str, str], int] | None = None
-        self.appends = self.merges = 0
+        self.appends = self.merges = self.small = 0
+        self.last_rows: int | None = None      # rows of this run's previous batch
         self._columns: tuple | None = None
 
     def _load_max_ids(self, spark) -> dict[tuple[str, str], int]:
@@ -358,10 +382,7 @@ class TickWriter:
         return {(r[0], r[1]): r[2] for r in df.groupBy("symbol", "event_kind").agg(F.max("id")).collect()}
 
     def __call__(self, batch, batch_id: int) -> dict:
-        from delta.tables import DeltaTable
-        from pyspark.sql import functions as F
-
-        from jobs.delta_io import append_once
+        from jobs.delta_io import RS_MAX_ROWS
 
         spark = batch.sparkSession
         if self.max_id is None:        # the first batch of this run
@@ -378,7 +399,48 @@ class TickWriter:
             self.max_id = self._load_max_ids(spark)
         if self._columns is None:
             self._columns = parse_columns(self.s)
-        cached = [parse(batch, self.s, dt.datetime.now(dt.timezone.utc), self._columns).persist()]
+        parsed = parse(batch, self.s, dt.datetime.now(dt.timezone.utc), self._columns)
+        out = None
+        if self.last_rows is not None and self.last_rows <= RS_MAX_ROWS:
+            out = self._small(parsed.toArrow(), batch_id)
+        if out is None:
+            out = self._large(parsed, spark, batch_id)
+        self.last_rows = out["ticks"] + out["quarantined"]
+        return out
+
+    def _small(self, parsed, batch_id: int) -> dict | None:
+        """The live path over the batch's parsed rows as Arrow; None (nothing written) when the batch
+        needs the distributed path: rows left to the text pass, or ids not all new."""
+        import pyarrow.compute as pc
+
+        from jobs.delta_io import append_once, rs_append
+
+        if parsed.num_rows and pc.any(parsed["retry"]).as_py():
+            return None
+        bad = pc.is_valid(parsed["reason"])
+        ticks = parsed.filter(pc.invert(bad)).select(list(schemas.TICKS.names))
+        bounds = id_bounds(ticks)
+        if not appendable_ids(bounds, self.max_id):
+            return None
+        n_bad = parsed.num_rows - ticks.num_rows
+        if n_bad:
+            append_once(parsed.filter(bad).select(list(schemas.QUARANTINE.names)), tables.QUARANTINE.path(self.s),
+                        self.app_id(f"{QUERY}-quarantine"), batch_id)
+        if ticks.num_rows:
+            # No txnAppId, as in `_large`'s append: a re-run batch finds its ids no longer new.
+            rs_append(ticks, tables.TICKS.path(self.s))
+            self.appends += 1
+            self.small += 1
+        for g, (_, hi, _, _) in bounds.items():
+            self.max_id[g] = max(hi, self.max_id.get(g, -1))
+        return {"batch_id": batch_id, "ticks": ticks.num_rows, "quarantined": n_bad}
+
+    def _large(self, parsed, spark, batch_id: int) -> dict:
+        from delta.tables import DeltaTable
+
+        from jobs.delta_io import append_once
+
+        cached = [parsed.persist()]
         try:
             parsed = cached[0]
             stats = self._stats(parsed)
@@ -390,8 +452,8 @@ class TickWriter:
             good_stats = [r for r in stats if r[0]]
             n_good = sum(r[5] for r in good_stats)
             if n_bad:
-                append_once(quarantined(parsed), tables.QUARANTINE.path(self.s), f"{QUERY}-quarantine", batch_id,
-                            rows=n_bad)
+                append_once(quarantined(parsed), tables.QUARANTINE.path(self.s), self.app_id(f"{QUERY}-quarantine"),
+                            batch_id, rows=n_bad)
             if n_good:
                 ticks = good(parsed)
                 newer = all(r[3] > self.max_id.get((r[1], r[2]), -1) and r[5] == r[6] for r in good_stats)
@@ -400,10 +462,7 @@ class TickWriter:
                     # state: 3 Spark jobs per batch, measured batch median 3.3 -> 2.1 s). Not needed:
                     # a batch re-run after a crash whose append had landed finds its ids no longer
                     # above the table's highest (re-read from the table after every start) and goes
-                    # through the insert-only MERGE below. Spark's writer, not delta-rs (which the
-                    # once-a-minute writers use): a commit from another writer makes the bars
-                    # stream's next offset check reload bronze's log (measured 14 -> 186 ms a batch,
-                    # every second), while a Spark commit updates the JVM's snapshot in place.
+                    # through the insert-only MERGE below.
                     ticks.write.format("delta").mode("append").save(tables.TICKS.path(self.s))
                     self.appends += 1
                 else:

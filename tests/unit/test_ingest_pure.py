@@ -43,3 +43,22 @@ def test_progress_history_skips_idle_events_and_keeps_the_batch_they_name():
     missed = [_event(2, True, 1), _event(3, False), _event(3, True, 2), _event(4, True, 4)]
     got = new_events(_event(4, True, 4), lambda: missed, seen, top)
     assert [(e["batchId"], e["numInputRows"]) for e in got] == [(2, 1), (3, 2), (4, 4)]
+
+
+def test_id_bounds_and_when_a_plain_append_inserts_each_tick_once():
+    import pyarrow as pa
+
+    from jobs.ingest import appendable_ids, id_bounds
+
+    ticks = pa.table({"symbol": ["BTC", "BTC", "ETH", "BTC", "ETH"],
+                      "event_kind": ["trade", "trade", "trade", "aggTrade", "trade"],
+                      "id": [5, 7, 3, 100, 4]})
+    b = id_bounds(ticks)
+    assert b == {("BTC", "trade"): (5, 7, 2, 2), ("ETH", "trade"): (3, 4, 2, 2), ("BTC", "aggTrade"): (100, 100, 1, 1)}
+    assert appendable_ids(b, {})                                    # an empty table
+    assert appendable_ids(b, {("BTC", "trade"): 4, ("ETH", "trade"): 2, ("ETH", "aggTrade"): 999})
+    assert not appendable_ids(b, {("BTC", "trade"): 5})             # id 5 may be there already
+    assert not appendable_ids(b, {("BTC", "aggTrade"): 100})
+    dup = pa.table({"symbol": ["BTC", "BTC"], "event_kind": ["trade", "trade"], "id": [9, 9]})
+    assert not appendable_ids(id_bounds(dup), {})                   # a repeated id within the batch
+    assert id_bounds(ticks.slice(0, 0)) == {} and appendable_ids({}, {("BTC", "trade"): 1})
