@@ -113,13 +113,13 @@ BAD = [
 ]
 
 
-def test_bad_input_goes_to_quarantine_and_the_stream_goes_on(spark, lane, shared_data):
+def publish_with_bad(s, path) -> list:
+    """The recording's trades with the BAD records spread among them; returns the trades' records."""
     from producers.publisher import Publisher
     from producers.sources import replay_records
 
-    good = list(replay_records([shared_data / WS.format(8)]))
-    sendable = [r for r in good if r.value is not None]
-    pub = Publisher(lane, "replay")
+    sendable = [r for r in replay_records([path]) if r.value is not None]
+    pub = Publisher(s, "replay")
     step = len(sendable) // (len(BAD) + 1)
     for i, rec in enumerate(sendable):
         pub.send(rec.value, rec.key)
@@ -127,6 +127,11 @@ def test_bad_input_goes_to_quarantine_and_the_stream_goes_on(spark, lane, shared
             pub.send(BAD[i // step][0], b"BTCUSDT")
     counts = pub.close()
     assert counts.sent == len(sendable) + len(BAD) and counts.failed == 0
+    return sendable
+
+
+def test_bad_input_goes_to_quarantine_and_the_stream_goes_on(spark, lane, shared_data):
+    sendable = publish_with_bad(lane, shared_data / WS.format(8))
 
     last = ingest_now(spark, lane)
     assert last["ingest"]["batchId"] >= 0
@@ -157,18 +162,10 @@ def test_live_sized_batches_take_the_arrow_path_with_the_same_rows_and_reasons(s
     import dataclasses
 
     from producers.publisher import Publisher
-    from producers.sources import replay_records
 
     s = dataclasses.replace(lane, max_offsets_per_trigger=500)
     f8 = shared_data / WS.format(8)
-    good = [r for r in replay_records([f8]) if r.value is not None]
-    pub = Publisher(s, "replay")
-    step = len(good) // (len(BAD) + 1)
-    for i, rec in enumerate(good):
-        pub.send(rec.value, rec.key)
-        if i % step == step - 1 and i // step < len(BAD):
-            pub.send(BAD[i // step][0], b"BTCUSDT")
-    assert pub.close().failed == 0
+    good = publish_with_bad(s, f8)
 
     ingest_now(spark, s)
     expected = recording_trades(f8)
