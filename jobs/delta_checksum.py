@@ -38,6 +38,7 @@ class Known:
 
 
 _known: dict[str, Known] = {}      # local table path -> what the last checksum of this process used
+_written: dict[str, str] = {}      # local table path -> the checksum file this process wrote last
 
 
 def checksum(known: Known, num_files: int, size_bytes: int) -> dict:
@@ -122,8 +123,22 @@ def write_after_append(path: str, table) -> bool:
         with open(tmp, "w") as f:
             json.dump(body, f)
         os.replace(tmp, target)
+        _drop_previous(local, target)
         return True
     except Exception as e:      # an optimisation only: a reader without it rebuilds as before
         _known.pop(local, None)
         log.warning("no checksum for %s v%d: %s", path, version, e)
         return False
+
+
+def _drop_previous(local: str, target: str) -> None:
+    """Delete the checksum this process wrote before `target` for the table: a reader updates to the
+    newest version and only reads that one's, while every file in `_delta_log` lengthens the folder
+    listing of each snapshot update (bronze commits once a second). Delta reads a missing checksum
+    as none. Checksums written by others (Spark's) are left alone."""
+    previous, _written[local] = _written.get(local), target
+    if previous and previous != target:
+        try:
+            os.remove(previous)
+        except FileNotFoundError:
+            pass

@@ -61,20 +61,28 @@ def test_each_delta_rs_append_writes_a_checksum_equal_to_sparks_state(spark, lak
 
     path = ensure_table(spark, tables.FEATURES, lake)
     logdir = Path(path, "_delta_log")
-    rs_append(_rows(0, 3), path, "app", 0)
-    rs_append(_rows(3, 2), path, "app", 1)
+    written = {}
+
+    def append(rows, version):
+        rs_append(rows, path, "app", version)
+        on_disk = sorted(int(p.stem) for p in logdir.glob("[0-9]*.crc"))   # not Hadoop's hidden .*.json.crc
+        assert len(on_disk) == 1, on_disk       # the newest only: older ones would lengthen every listing
+        written[on_disk[0]] = json.loads((logdir / f"{on_disk[0]:020d}.crc").read_text())
+        assert _spark_state(spark, path)[1:] == (written[on_disk[0]]["numFiles"],
+                                                 written[on_disk[0]]["tableSizeBytes"])
+
+    append(_rows(0, 3), 0)
+    append(_rows(3, 2), 1)
     # Other writers in between: a Spark MERGE (no metadata change) and a property change.
     src = spark.createDataFrame(_rows(5, 2).to_pandas(), tables.FEATURES.schema.spark_type())
     DeltaTable.forPath(spark, path).alias("t").merge(
         src.alias("s"), "t.symbol = s.symbol AND t.window_start = s.window_start").whenNotMatchedInsertAll().execute()
     spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('tickcast.test' = 'yes')")
-    rs_append(_rows(7, 4), path, "app", 2)
+    append(_rows(7, 4), 2)
 
-    crcs = sorted(int(p.stem) for p in logdir.glob("[0-9]*.crc"))   # not Hadoop's hidden .*.json.crc
-    assert crcs == [1, 2, 5], crcs                    # the three delta-rs commits, not Spark's
+    assert sorted(written) == [1, 2, 5], written.keys()     # the three delta-rs commits, not Spark's
     created = _log_action(path, 0, "metaData")
-    for v in crcs:
-        crc = json.loads((logdir / f"{v:020d}.crc").read_text())
+    for v, crc in written.items():
         assert crc["protocol"] == _log_action(path, 0, "protocol")
         assert crc["metadata"]["schemaString"] == created["schemaString"]
         assert crc["metadata"]["id"] == created["id"]
