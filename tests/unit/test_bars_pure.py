@@ -81,3 +81,44 @@ def test_id_run_islands_merge_and_a_close_jumps_a_gap():
     assert (r.through, r.through_ms, r.islands) == (25, 3_000, [])
     r.closed(21)                                        # a close below `through` keeps it
     assert (r.through, r.through_ms) == (25, 3_000)
+
+
+def _ticks(rows):
+    """(symbol, kind, id, trade ms, ingest µs) rows -> bars.tick_frame's input, as Arrow."""
+    import pyarrow as pa
+
+    sym, kind, ids, t, cut = zip(*rows)
+    return pa.table({"symbol": list(sym), "event_kind": list(kind), "id": pa.array(ids, pa.int64()),
+                     "trade_time": pa.array([x * 1000 for x in t], pa.timestamp("us", tz="UTC")),
+                     "ingest_time": pa.array(cut, pa.timestamp("us", tz="UTC"))})
+
+
+def test_batch_groups_bounds_last_id_time_cut_and_late_ticks():
+    from jobs.bars import batch_groups, tick_frame
+
+    t = tick_frame(_ticks([
+        ("ETH", "trade", 7, 119_000, 5), ("BTC", "trade", 12, 61_000, 9), ("BTC", "trade", 10, 59_500, 9),
+        ("BTC", "trade", 11, 62_000, 8),            # the highest id's time is 61 000, not the latest time
+        ("BTC", "aggTrade", 3, 30_000, 2), ("ETH", "trade", 9, 125_000, 7)]))
+    # BTC closed through 60 000: its tick at 59 500 (both kinds) is late; ETH falls back to the floor.
+    got = batch_groups(t, {"BTC": 60_000, "ETH": None}, floor=120_000)
+    assert got == [
+        {"symbol": "BTC", "event_kind": "aggTrade", "lo": 3, "hi": 3, "n": 1, "hi_ms": 30_000, "t_max": 30_000,
+         "cut": 2, "late": 1},
+        {"symbol": "BTC", "event_kind": "trade", "lo": 10, "hi": 12, "n": 3, "hi_ms": 61_000, "t_max": 62_000,
+         "cut": 9, "late": 1},
+        {"symbol": "ETH", "event_kind": "trade", "lo": 7, "hi": 9, "n": 2, "hi_ms": 125_000, "t_max": 125_000,
+         "cut": 7, "late": 1},
+    ]
+    # No boundary at all: nothing is late.
+    assert [g["late"] for g in batch_groups(t, {}, None)] == [0, 0, 0]
+    assert batch_groups(t.iloc[:0], {}, None) == []
+
+
+def test_id_islands_split_at_gaps_per_symbol_and_kind():
+    from jobs.bars import id_islands, tick_frame
+
+    t = tick_frame(_ticks([("BTC", "trade", i, 1000 * i, 0) for i in (5, 1, 2, 3, 7, 8)]
+                          + [("BTC", "aggTrade", 2, 50, 0), ("ETH", "trade", 4, 40, 0), ("ETH", "trade", 4, 40, 0)]))
+    assert id_islands(t) == [("BTC", "aggTrade", 2, 2, 50), ("BTC", "trade", 1, 3, 3000), ("BTC", "trade", 5, 5, 5000),
+                             ("BTC", "trade", 7, 8, 8000), ("ETH", "trade", 4, 4, 40)]
