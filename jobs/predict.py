@@ -94,6 +94,7 @@ class PredictWriter(QuerySink):
         self.insert = InsertOnce(tables.PREDICTIONS, s, schemas.PREDICTIONS_KEY)
         self.loads = spark.sparkContext.accumulator({}, PerWorker())
         self.udfs: dict[tuple[str, str], object] = {}
+        self._outs: dict[tuple[str, str, int], object] = {}     # (name, version, position) -> output Column
         self.last_version: dict[int, str] = {}
         self.live: deque | None = None           # (window_ms, {feature: value}) of the drift window
         self._client = None
@@ -251,10 +252,15 @@ class PredictWriter(QuerySink):
 
         outs = []
         for i, sl in enumerate(slots):
-            names = sl.meta["features"]
-            ok = ~F.col("warmup") & (F.col("feature_version") == sl.feature_version)
-            x = F.when(ok, F.array(*[F.col(f) for f in names])).otherwise(F.array(*[F.lit(0.0)] * len(names)))
-            outs.append(self.udf(sl)(x).alias(f"_out{i}"))
+            # Built once per (slot, position) and reused: a Column is an unresolved expression, and
+            # its few dozen py4j calls would otherwise be paid at every batch.
+            key = (sl.name, sl.version, i)
+            if key not in self._outs:
+                names = sl.meta["features"]
+                ok = ~F.col("warmup") & (F.col("feature_version") == sl.feature_version)
+                x = F.when(ok, F.array(*[F.col(f) for f in names])).otherwise(F.array(*[F.lit(0.0)] * len(names)))
+                self._outs[key] = self.udf(sl)(x).alias(f"_out{i}")
+            outs.append(self._outs[key])
         return batch.select("*", *outs).toArrow()
 
     def _drift(self, batch, batch_id: int, slots: list[Slot], now_ms: int) -> None:
