@@ -339,9 +339,8 @@ def prediction_rows(scored, slots: list[Slot], batch_id: int, now_ms: int):
 
     import pyarrow as pa
     import pyarrow.compute as pc
-    from pyspark.sql.pandas.types import to_arrow_schema
 
-    schema = to_arrow_schema(schemas.PREDICTIONS.spark_type())
+    schema = schemas.PREDICTIONS.arrow_type()
     parts = []
     for i, sl in enumerate(slots):
         t = scored.filter(pc.and_(pc.invert(scored["warmup"]), pc.equal(scored["feature_version"], sl.feature_version)))

@@ -1,4 +1,4 @@
-"""Every schema, declared once and rendered as a Spark StructType, a DDL string or pandas dtypes.
+"""Every schema, declared once and rendered as a Spark StructType, a DDL string, an Arrow schema or pandas dtypes.
 
 No pyspark import at module level: `spark_type()` imports it when called.
 """
@@ -33,6 +33,24 @@ class Schema:
         from pyspark.sql.types import StructType
 
         return StructType.fromDDL(", ".join(f"`{c.name}` {c.type}" for c in self.cols))
+
+    def arrow_type(self):
+        """The pyarrow schema Spark's `toArrow` gives for `spark_type()` (every field nullable, as
+        there), without a JVM: Spark parses DDL in its JVM, which driver-side Arrow code need not start."""
+        import re
+
+        import pyarrow as pa
+
+        m = {"string": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "boolean": pa.bool_(),
+             "double": pa.float64(), "timestamp": pa.timestamp("us", tz="UTC"), "date": pa.date32(),
+             "binary": pa.binary()}
+
+        def one(t: str):
+            if dec := re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", t):
+                return pa.decimal128(int(dec[1]), int(dec[2]))
+            return m[t]
+
+        return pa.schema([pa.field(c.name, one(c.type)) for c in self.cols])
 
     def pandas_dtypes(self) -> dict[str, str]:
         m = {"string": "string", "bigint": "Int64", "int": "Int32", "boolean": "boolean", "double": "float64",
