@@ -228,11 +228,12 @@ def read_stream(spark, table: Table, s: Settings):
 
 
 def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_seconds: float | None = None,
-               checkpoint: str | None = None):
+               checkpoint: str | None = None, phase_seconds: float = 0.0):
     """Start `df` into the foreachBatch `sink` under the query's checkpoint; returns the StreamingQuery.
 
     `available_now` drains what is there and stops; otherwise a processing-time trigger of
-    `trigger_seconds` (default TICKCAST_TRIGGER_SECONDS). `checkpoint` defaults to the query's folder.
+    `trigger_seconds` (default TICKCAST_TRIGGER_SECONDS), its batches starting `phase_seconds` after
+    each trigger boundary (jobs/trigger_phase.py). `checkpoint` defaults to the query's folder.
     """
     writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(sink)
               .option("checkpointLocation", checkpoint or tables.checkpoint(s, query)))
@@ -241,6 +242,15 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
     else:
         secs = s.trigger_seconds if trigger_seconds is None else trigger_seconds
         q = writer.trigger(processingTime=f"{secs:g} seconds").start()
+        if phase_seconds > 0:
+            import threading
+
+            from jobs import trigger_phase
+
+            # The executor appears once the query's thread has planned its sources; other
+            # queries need not wait for that.
+            threading.Thread(target=trigger_phase.shift, args=(q, phase_seconds), daemon=True,
+                             name=f"{query}-phase").start()
     if isinstance(sink, QuerySink):
         sink.bind(q.id)
     return q

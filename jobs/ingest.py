@@ -503,4 +503,5 @@ def start(spark, s: Settings, available_now: bool = False):
 
     for t in (tables.TICKS, tables.QUARANTINE):
         ensure_table(spark, t, s)
-    return start_sink(read_topic(spark, s), QUERY, TickWriter(s), s, available_now)
+    return start_sink(read_topic(spark, s), QUERY, TickWriter(s), s, available_now,
+                      phase_seconds=s.ingest_phase_seconds)

@@ -198,7 +198,8 @@ def stack_bench(s: Settings, seconds: float, out: Path, keep: bool = False) -> d
     r: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS, "method": METHOD,
                "load": {"start": _load()},
                "settings": {"spark_master": bs.spark_master, "spark_driver_memory": bs.spark_driver_memory,
-                            "trigger_seconds": bs.trigger_seconds, "bars_trigger_seconds": bs.bars_trigger_seconds,
+                            "trigger_seconds": bs.trigger_seconds, "ingest_phase_seconds": bs.ingest_phase_seconds,
+                            "bars_trigger_seconds": bs.bars_trigger_seconds,
                             "watermark_seconds": bs.watermark_seconds, "kafka_heap": bs.kafka_heap,
                             "horizons": list(bs.horizons)}}
     say = _say(time.monotonic())

@@ -28,6 +28,7 @@ class Settings:
     kafka_bootstrap: str
     topic: str
     trigger_seconds: float
+    ingest_phase_seconds: float   # ingest's batches start this long after each trigger boundary (jobs/trigger_phase.py)
     bars_trigger_seconds: float   # the bars query's own trigger
     outcomes_trigger_seconds: float  # the outcomes query's own trigger (off the bar -> prediction path)
     minute_trigger_seconds: float    # features and predict: input once a minute, idle polls cheap
@@ -156,6 +157,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{PREFIX}TOPIC: not a legal Kafka topic name: {topic!r}")
 
     trigger = _float("TRIGGER_SECONDS", get("TRIGGER_SECONDS", "1"))
+    # Spark fires on multiples of the interval, i.e. on whole seconds, when minutes end; a batch
+    # a little later carries the first trades of the new minute, which close the minute's bars.
+    ingest_phase = _float("INGEST_PHASE_SECONDS", get("INGEST_PHASE_SECONDS", "0.4"), strict=False)
+    if ingest_phase >= trigger:
+        raise SettingsError(f"{PREFIX}INGEST_PHASE_SECONDS: must be < TICKCAST_TRIGGER_SECONDS ({trigger:g}), "
+                            f"got {ingest_phase:g}")
     bars_trigger = _float("BARS_TRIGGER_SECONDS", get("BARS_TRIGGER_SECONDS", "0.5"))
     outcomes_trigger = _float("OUTCOMES_TRIGGER_SECONDS", get("OUTCOMES_TRIGGER_SECONDS", "30"))
     minute_trigger = _float("MINUTE_TRIGGER_SECONDS", get("MINUTE_TRIGGER_SECONDS", "0.25"))
@@ -198,6 +205,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         kafka_bootstrap=bootstrap,
         topic=topic,
         trigger_seconds=trigger,
+        ingest_phase_seconds=ingest_phase,
         bars_trigger_seconds=bars_trigger,
         outcomes_trigger_seconds=outcomes_trigger,
         minute_trigger_seconds=minute_trigger,
