@@ -5,8 +5,8 @@ Spark fires a processing-time trigger on multiples of its interval since the epo
 the first trade after the minute (trade ids prove the minute complete), and that trade reaches
 Kafka a few tens of milliseconds after the whole second, so the ingest batch that starts on the
 second misses it and the next one, a second later, carries it. Starting ingest's batches at a
-phase (e.g. 0.3 s past each second) puts the first trades of most minutes in the first batch
-after the minute: measured, it takes ~0.5-0.9 s off every bar's path to its prediction.
+phase (0.4 s past each second by default) puts the first trades of most minutes in the first batch
+after the minute: in `tickcast bench stack` it took the bar stage's p50 from 2.06 to 1.54 s.
 
 Spark has no setting for the phase. Its `ProcessingTimeExecutor` waits for the next boundary with
 `clock.waitTillTime(t)`; `shift` swaps that executor's clock for one that waits until `t + phase`
