@@ -20,6 +20,9 @@ apt_install() {
 }
 need java || apt_install openjdk-17-jre-headless
 need mvn || apt_install maven
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+[[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] || ( apt_install chromium chromium-driver ) || \
+  echo "setup: chromium could not be installed; the browser tests will skip and say why" >&2
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' || { echo "setup: Python >= 3.11 required" >&2; exit 1; }
 
 # 1. Python

@@ -282,8 +282,21 @@ def up(source, files, rate, symbols, jobs) -> None:
 
 
 # ---- bench --------------------------------------------------------------------------------------
+BUILTIN_BENCHES = ["ingest", "bars", "live", "features", "predict", "stack"]
+
+
+def _plugin_benches() -> dict:
+    """Benchmarks that components register under the `tickcast.benches` entry points (name -> entry point).
+
+    Each loads to a function `run(settings, seconds: float | None, out: Path) -> None`.
+    """
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="tickcast.benches")}
+
+
 @cli.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
-@click.argument("name", type=click.Choice(["ingest", "bars", "live", "features", "predict", "stack"]))
+@click.argument("name", type=click.Choice(BUILTIN_BENCHES + sorted(_plugin_benches())))
 @click.option("--ticks", type=int, default=None, help="simulated ticks [default: 3,000,000 for ingest, 1,000,000 for bars]")
 @click.option("--latency-seconds", type=float, default=60.0, show_default=True, help="ingest: the latency run")
 @click.option("--klines", "klines", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -298,6 +311,10 @@ def up(source, files, rate, symbols, jobs) -> None:
 @click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
 def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate, horizons, out) -> None:
+    if name not in BUILTIN_BENCHES:
+        _settings().quiet_tensorflow()
+        _plugin_benches()[name].load()(_settings(), seconds, out)
+        return
     if name == "predict":
         from tickcast.bench_predict import predict_bench
 
@@ -337,6 +354,21 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
 from tickcast.cli_ml import register as _register_ml  # noqa: E402  (train, models, simulate-history)
 
 _register_ml(cli)
+
+
+def _register_components(group: click.Group) -> None:
+    """Components (serving, dashboard) add their own commands through the `tickcast.commands` entry
+    points (each a `register(cli)` function), so this root never imports them."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="tickcast.commands"):
+        try:
+            ep.load()(group)
+        except ImportError as e:  # a component whose dependencies are missing must not break the others
+            logging.getLogger(__name__).warning("tickcast: commands of %s not loaded: %s", ep.name, e)
+
+
+_register_components(cli)
 
 
 def main() -> None:

@@ -58,6 +58,22 @@ class Settings:
     drift_window_hours: float               # live feature window compared with the training reference
     drift_psi_threshold: float              # PSI above this flags a feature as drifted
     max_files_per_trigger: int              # Delta-sourced streams: files per micro-batch at most (bounds catch-up)
+    # Prediction service (issue 22).
+    serve_host: str                         # bind address of `tickcast serve`; loopback unless set
+    serve_port: int
+    serve_workers: int                      # gunicorn worker processes
+    serve_admin_token: str                  # bearer token for POST /v1/models/reload; empty = reload refused (401)
+    serve_api_keys: tuple[str, ...]         # keys accepted on the predict routes (X-API-Key); empty = open
+    serve_reload_seconds: float             # each worker re-reads the model aliases this often
+    serve_max_rows: int                     # rows per POST /v1/predict (and V2 infer) at most; more is a 413
+    # Dashboard (issue 23).
+    dashboard_host: str                     # bind address of `tickcast dashboard`; loopback unless set
+    dashboard_port: int
+    dashboard_refresh_seconds: float        # pages re-read the tables this often
+    alert_bar_age_seconds: float            # newest bar older than this -> red status
+    alert_freshness_seconds: float          # bar end -> prediction commit above this -> red
+    alert_lag_seconds: float                # Kafka lag (seconds) above this -> red
+    alert_batch_seconds: float              # a query's batch duration above this -> red
 
     @property
     def kafka_host(self) -> str:
@@ -128,6 +144,14 @@ _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:(\d{1,5})$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 _MEM = re.compile(r"^\d+[kmgKMG]$")
 _URL = re.compile(r"^[a-z][a-z0-9+.\-]*://\S+$")
+_HOST = re.compile(r"^[A-Za-z0-9_.\-:]{1,253}$")
+
+
+def _port(name: str, raw: str) -> int:
+    value = _int(name, raw, minimum=1)
+    if value > 65535:
+        raise SettingsError(f"{PREFIX}{name}: not a port: {value}")
+    return value
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -198,6 +222,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{PREFIX}MODEL_REF: expected an alias (champion, challenger, ...) or a version "
                             f"number, got {model_ref!r}")
 
+    serve_host = get("SERVE_HOST", "127.0.0.1")
+    dashboard_host = get("DASHBOARD_HOST", "127.0.0.1")
+    for name, host in (("SERVE_HOST", serve_host), ("DASHBOARD_HOST", dashboard_host)):
+        if not _HOST.match(host):
+            raise SettingsError(f"{PREFIX}{name}: expected a host name or IP address, got {host!r}")
+    api_keys = tuple(k.strip() for k in get("SERVE_API_KEYS", "").split(",") if k.strip())
+
     return Settings(
         data_dir=data_dir,
         lake_uri=lake_uri.rstrip("/"),
@@ -233,4 +264,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drift_window_hours=_float("DRIFT_WINDOW_HOURS", get("DRIFT_WINDOW_HOURS", "24")),
         drift_psi_threshold=_float("DRIFT_PSI_THRESHOLD", get("DRIFT_PSI_THRESHOLD", "0.2")),
         max_files_per_trigger=_int("MAX_FILES_PER_TRIGGER", get("MAX_FILES_PER_TRIGGER", "1000"), minimum=1),
+        serve_host=serve_host,
+        serve_port=_port("SERVE_PORT", get("SERVE_PORT", "8000")),
+        serve_workers=_int("SERVE_WORKERS", get("SERVE_WORKERS", "2"), minimum=1),
+        serve_admin_token=get("SERVE_ADMIN_TOKEN", ""),
+        serve_api_keys=api_keys,
+        serve_reload_seconds=_float("SERVE_RELOAD_SECONDS", get("SERVE_RELOAD_SECONDS", "5")),
+        serve_max_rows=_int("SERVE_MAX_ROWS", get("SERVE_MAX_ROWS", "1000"), minimum=1),
+        dashboard_host=dashboard_host,
+        dashboard_port=_port("DASHBOARD_PORT", get("DASHBOARD_PORT", "8050")),
+        dashboard_refresh_seconds=_float("DASHBOARD_REFRESH_SECONDS", get("DASHBOARD_REFRESH_SECONDS", "5")),
+        alert_bar_age_seconds=_float("ALERT_BAR_AGE_SECONDS", get("ALERT_BAR_AGE_SECONDS", "180")),
+        alert_freshness_seconds=_float("ALERT_FRESHNESS_SECONDS", get("ALERT_FRESHNESS_SECONDS", "10")),
+        alert_lag_seconds=_float("ALERT_LAG_SECONDS", get("ALERT_LAG_SECONDS", "30")),
+        alert_batch_seconds=_float("ALERT_BATCH_SECONDS", get("ALERT_BATCH_SECONDS", "5")),
     )

@@ -1,0 +1,1 @@
+"""tickcast bench (component)."""
