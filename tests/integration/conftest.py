@@ -1,0 +1,48 @@
+"""One pipeline per test run for the read side (serving, dashboard): the pipeline's own jobs write
+its tables and a real MLflow store holds a champion.
+
+Simulated history with the planted interaction signal (docs/simulator.md) -> silver.bars_1m through
+the bars job's transforms -> the features job -> walk-forward training and the gate (champion) ->
+the predict and outcomes jobs, each available-now, in a lake and MLflow store of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import own_lake
+from tickcast.settings import Settings
+
+MIN = 60_000
+PIPELINE_END_MS = 1_790_000_000_000 // MIN * MIN   # 2026-09-21: a fixed end for the simulated history
+PIPELINE_MINUTES = 12_000                           # what the gate needs to promote the planted edge
+PIPELINE_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    settings: Settings          # lake, checkpoints and MLflow store of this pipeline
+    horizon: int                # the one horizon trained (tickcast-h<horizon> has a champion)
+    report: dict                # training's report for that horizon
+    symbols: tuple[str, ...]    # as stored (the simulator's -SIMSIG suffix)
+
+
+@pytest.fixture(scope="session")
+def pipeline(spark, base_settings, tmp_path_factory) -> Pipeline:
+    from jobs import sim_history
+    from jobs.runner import run
+    from producers.simulate import SimConfig
+    from tickcast import training
+
+    horizon = 1
+    s = dataclasses.replace(own_lake(base_settings, tmp_path_factory.mktemp("pipeline")), horizons=(horizon,))
+    cfg = SimConfig(symbols=PIPELINE_SYMBOLS, rate=1.0, seed=7, start_ms=PIPELINE_END_MS - PIPELINE_MINUTES * MIN,
+                    plant_signal=True, signal_kind="interaction", signal_strength=0.6)
+    sim_history.run(spark, s, cfg, PIPELINE_MINUTES)
+    run(["features"], s, available_now=True, spark=spark)
+    report = training.train(s, training.TrainConfig(horizon=horizon, bootstrap_reps=400), echo=lambda *_: None)
+    assert report["alias"] == "champion", f"the shared pipeline needs a champion: {report['gate']}"
+    run(["predict", "outcomes"], s, available_now=True, spark=spark)
+    return Pipeline(s, horizon, report, tuple(sorted(report["symbols"])))
