@@ -197,18 +197,22 @@ def _progress_line(last: dict) -> None:
 # ---- backfill -----------------------------------------------------------------------------------
 @cli.command(help="Load Binance 1m klines into silver.bars_1m (source = klines) from files or the REST API; "
                   "minutes already there stay.")
-@click.option("--klines", "files", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="a kline file; repeatable")
+@click.option("--klines", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="kline files: several after one flag (a shell glob), or the flag repeated")
+@click.argument("more_files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--symbol", help="the symbol, when the file names do not carry it")
 @click.option("--rest", is_flag=True, help="fetch /api/v3/klines from TICKCAST_BINANCE_REST_URL instead of files")
 @click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True, help="--rest: the symbols")
 @click.option("--lookback-hours", type=float, default=None,
               help="--rest: hours back from the exchange's clock [default: TICKCAST_BACKFILL_LOOKBACK_HOURS]")
-def backfill(files, symbol, rest, symbols, lookback_hours) -> None:
+def backfill(files, more_files, symbol, rest, symbols, lookback_hours) -> None:
     from jobs.backfill import backfill as run_backfill
     from tickcast.spark import session
 
     s = _settings()
+    if more_files and not files:
+        raise click.UsageError("kline files follow --klines (tickcast backfill --klines A.csv.gz B.csv.gz)")
+    files = (*files, *more_files)
     if bool(files) == bool(rest):
         raise click.UsageError("give --klines FILE... or --rest (one of the two)")
     if rest:
@@ -248,20 +252,71 @@ def rest_backfill(s: Settings, symbols: list[str], lookback_hours: float, spark=
 
 
 # ---- sql ----------------------------------------------------------------------------------------
-@cli.command(help="Run SQL over the tables: `layer.table` names (bronze.ticks, ...) map to their paths.")
-@click.argument("query")
-@click.option("--limit", type=int, default=50, show_default=True)
-def sql(query, limit) -> None:
-    from tickcast.spark import session
+def sql_frame(query: str, s: Settings, engine: str, limit: int):
+    """Run `query` over the tables (`layer.table` names) with delta-rs's DataFusion or Spark SQL.
+
+    Returns a pandas DataFrame of at most `limit` rows.
+    """
     from tickcast.tables import resolve_sql
 
-    s = _settings()
-    spark = session(s, app="tickcast-sql", extra={"spark.ui.enabled": "false"})
+    if engine == "spark":
+        from tickcast.spark import session
+
+        spark = session(s, app="tickcast-sql", extra={"spark.ui.enabled": "false"})
+        try:
+            return spark.sql(resolve_sql(query, s)).limit(limit).toPandas()
+        except Exception as e:  # AnalysisException / ParseException: Spark's message, not a trace
+            raise click.ClickException(str(e).splitlines()[0]) from None
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
+    from deltalake.exceptions import TableNotFoundError
+
+    from tickcast import lake, tables
+
+    qb = QueryBuilder()
+    for name in tables.referenced(query):
+        if name not in tables.ALL:
+            raise click.ClickException(f"no table {name}; known: {', '.join(sorted(tables.ALL))}")
+        t = tables.ALL[name]
+        try:
+            qb.register(f'"{name}"', DeltaTable(lake.uri(t, s)))
+        except TableNotFoundError:
+            raise click.ClickException(f"{name} does not exist yet (at {t.path(s)}): "
+                                       "run the pipeline (tickcast up) or its job first") from None
     try:
-        df = spark.sql(resolve_sql(query, s))
-    except Exception as e:  # AnalysisException / ParseException: show Spark's message, not a trace
-        raise click.ClickException(str(e).splitlines()[0]) from None
-    df.show(limit, truncate=False)
+        reader = qb.execute(tables.quote_names(query))
+        batches, n = [], 0
+        for batch in reader:   # stop reading once `limit` rows are in: no full result for a LIMIT-less query
+            rb = pa.record_batch(batch)
+            batches.append(rb)
+            n += rb.num_rows
+            if n >= limit:
+                break
+        schema = pa.schema(reader.schema) if not batches else batches[0].schema
+        return pa.Table.from_batches(batches, schema=schema).slice(0, limit).to_pandas()
+    except Exception as e:  # DataFusion's planning/execution errors: its message, not a trace
+        raise click.ClickException(str(e).strip().splitlines()[0]) from None
+
+
+@cli.command(help="Run SQL over the tables: `layer.table` names (bronze.ticks, ...) map to their Delta tables. "
+                  "The default engine is delta-rs (DataFusion, no JVM: answers in about a second).")
+@click.argument("query")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="rows shown at most")
+@click.option("--engine", type=click.Choice(["delta-rs", "spark"]), default="delta-rs", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def sql(query, limit, engine, fmt) -> None:
+    df = sql_frame(query, _settings(), engine, limit)
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", lines=True, date_format="iso", date_unit="ms",
+                              default_handler=str), nl=False)
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
+            click.echo(df.to_string(index=False) if len(df) else f"(no rows; columns: {', '.join(df.columns)})")
+        click.echo(f"({len(df)} row{'s' if len(df) != 1 else ''}{', limited' if len(df) == limit else ''})")
 
 
 # ---- up -----------------------------------------------------------------------------------------
@@ -271,14 +326,20 @@ def sql(query, limit) -> None:
 @click.option("--rate", type=float, default=50.0, show_default=True)
 @click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True)
 @click.option("--jobs", "jobs", default=None, help="comma-separated streaming jobs [default: all of them, in order]")
-def up(source, files, rate, symbols, jobs) -> None:
+@click.option("--no-components", is_flag=True, help="do not start the prediction service and the dashboard")
+@click.option("--verbose", is_flag=True, help="show Spark, JVM, TensorFlow and MLflow output here, not only in "
+                                              "$TICKCAST_DATA_DIR/logs/")
+@click.option("--status-every", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
+              help="seconds between status lines when stdout is not a terminal")
+def up(source, files, rate, symbols, jobs, no_components, verbose, status_every) -> None:
     from tickcast.up import JOBS, run_up
 
     chosen = [j.strip() for j in jobs.split(",") if j.strip()] if jobs else list(JOBS)
     unknown = [j for j in chosen if j not in JOBS]
     if unknown:
         raise click.BadParameter(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(JOBS)}", param_hint="--jobs")
-    run_up(_settings(), source, list(files), rate, symbols, chosen)
+    run_up(_settings(), source, list(files), rate, symbols, chosen, verbose=verbose, status_every=status_every,
+           components=not no_components)
 
 
 # ---- bench --------------------------------------------------------------------------------------

@@ -53,3 +53,13 @@ def checkpoint(s: Settings, query: str) -> str:
 def resolve_sql(sql: str, s: Settings) -> str:
     """Map `layer.table` names in a SQL text to `delta.`<path>`` so users can query by name."""
     return _NAME.sub(lambda m: f"delta.`{s.lake_uri}/{m.group(1)}/{m.group(2)}`", sql)
+
+
+def referenced(sql: str) -> list[str]:
+    """The `layer.table` names a SQL text uses, in order of first use."""
+    return list(dict.fromkeys(f"{m.group(1)}.{m.group(2)}" for m in _NAME.finditer(sql)))
+
+
+def quote_names(sql: str) -> str:
+    """`layer.table` -> `"layer.table"`: one identifier for engines (DataFusion) that read the dot as a schema."""
+    return _NAME.sub(lambda m: f'"{m.group(1)}.{m.group(2)}"', sql)

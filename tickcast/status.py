@@ -1,0 +1,82 @@
+"""`tickcast up`'s live status: one snapshot, drawn as a multi-line panel on a terminal or as one
+plain line where stdout is a pipe or a file.
+
+The snapshot is plain data (`Status`), so both renderings are pure and unit-tested.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Status:
+    elapsed_s: float = 0.0
+    source: str = ""
+    queries: dict[str, dict] = field(default_factory=dict)   # query name -> last progress (Spark's JSON)
+    rows: dict[str, int] = field(default_factory=dict)       # table -> rows
+    prediction: str = ""                                     # the latest prediction, in words
+    scores: str = ""                                         # live hit rate against the baselines
+    stack: str = ""                                          # CPU and memory of the whole stack
+    urls: dict[str, str] = field(default_factory=dict)       # component -> URL (or why it is not running)
+    log_dir: str = ""
+
+
+def _query_cells(name: str, p: dict) -> tuple[str, str, str, str]:
+    src = (p.get("sources") or [{}])[0]
+    lag = (src.get("metrics") or {}).get("maxOffsetsBehindLatest")
+    rate = p.get("inputRowsPerSecond") or 0.0
+    batch = (p.get("durationMs") or {}).get("triggerExecution", 0)
+    return name, f"{rate:,.0f}/s", f"{batch:,} ms", "" if lag is None else f"{lag}"
+
+
+def plain_line(st: Status) -> str:
+    """One line for logs and pipes: elapsed, per query rate/batch/lag, rows, prediction, stack."""
+    parts = [f"{st.elapsed_s:.0f}s {st.source}".strip()]
+    for name, p in st.queries.items():
+        n, rate, batch, lag = _query_cells(name, p)
+        parts.append(f"{n} {rate} {batch}" + (f" lag {lag}" if lag else ""))
+    if st.rows:
+        parts.append("rows " + " ".join(f"{k}={v}" for k, v in st.rows.items()))
+    parts += [x for x in (st.prediction, st.scores, st.stack) if x]
+    return " | ".join(parts)
+
+
+def panel(st: Status):
+    """A rich renderable that fits the terminal: URLs, queries, tables, the model, the stack."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    for name, url in st.urls.items():
+        head.add_row(name, url)
+    head.add_row("stack", st.stack or "-")
+    if st.log_dir:
+        head.add_row("logs", st.log_dir)
+
+    q = Table(box=None, pad_edge=False, expand=False)
+    for col, just in (("query", "left"), ("input", "right"), ("batch", "right"), ("lag (msgs)", "right")):
+        q.add_column(col, justify=just, no_wrap=True)
+    for name, p in st.queries.items():
+        q.add_row(*_query_cells(name, p))
+
+    rows = Table(box=None, pad_edge=False, expand=False)
+    rows.add_column("table", no_wrap=True)
+    rows.add_column("rows", justify="right", no_wrap=True)
+    for k, v in st.rows.items():
+        rows.add_row(k, f"{v:,}")
+
+    model = Table.grid()
+    model.add_column(overflow="fold")
+    model.add_row(st.prediction or "no prediction yet")
+    if st.scores:
+        model.add_row(st.scores)
+
+    body = Table.grid(padding=(0, 3))
+    body.add_column()
+    body.add_column()
+    body.add_row(q, rows)
+    return Panel(Group(head, "", body, "", model), title=f"tickcast up · {st.source} · {st.elapsed_s:.0f} s",
+                 title_align="left")
