@@ -1,0 +1,144 @@
+"""The dashboard's incremental Delta cache: appends read only the new files, OPTIMIZE reloads, and
+the rows held always equal a full read (delta-rs writes; no JVM)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dashboard import data
+from tickcast import schemas, tables
+
+MIN = 60_000
+T0 = 1_780_000_000_000 // MIN * MIN
+
+
+def bar_rows(symbols, start_ms: int, minutes: int, seed: int = 0) -> pa.Table:
+    """silver.bars_1m rows (the table's Arrow schema) for `minutes` from `start_ms`."""
+    rng = np.random.default_rng(seed + start_ms // MIN)
+    n = len(symbols) * minutes
+    ws = np.repeat(start_ms + np.arange(minutes) * MIN, len(symbols))
+    sym = np.tile(np.array(symbols), minutes)
+    close = 100 + rng.normal(size=n).cumsum()
+    cols = {
+        "symbol": sym, "window_start": ws * 1000, "window_end": (ws + MIN) * 1000,
+        "open": close + 0.5, "high": close + 1, "low": close - 1, "close": close,
+        "volume": rng.uniform(1, 5, n), "quote_volume": rng.uniform(100, 500, n), "vwap": close,
+        "trade_count": rng.integers(1, 100, n), "taker_buy_volume": np.ones(n), "taker_buy_quote_volume": np.ones(n),
+        "taker_sell_volume": np.ones(n), "imbalance": np.zeros(n), "first_trade_id": np.arange(n),
+        "last_trade_id": np.arange(n), "source": ["ticks"] * n, "event_kind": ["trade"] * n,
+        "is_complete": np.ones(n, bool), "created_at": ws * 1000,
+    }
+    schema = schemas.BARS.arrow_type()
+    arrays = []
+    for f in schema:
+        v = cols[f.name]
+        if pa.types.is_decimal(f.type):
+            arrays.append(pa.array(np.round(np.asarray(v, float), 8).astype(str)).cast(f.type))
+        elif pa.types.is_timestamp(f.type):
+            arrays.append(pa.array(np.asarray(v, "int64")).cast(f.type))
+        else:
+            arrays.append(pa.array(v).cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from tickcast.settings import load
+
+    return load({"TICKCAST_DATA_DIR": str(tmp_path)})
+
+
+def write(s, t: pa.Table) -> None:
+    from deltalake import write_deltalake
+
+    write_deltalake(tables.BARS.path(s), t, mode="append")
+
+
+def added_paths(s) -> set[str]:
+    from deltalake import DeltaTable
+
+    return set(pa.table(DeltaTable(tables.BARS.path(s)).get_add_actions(flatten=True))["path"].to_pylist())
+
+
+def sorted_rows(t: pa.Table) -> pa.Table:
+    return t.sort_by([("symbol", "ascending"), ("window_start", "ascending")])
+
+
+def test_missing_table_is_empty_not_an_error(settings):
+    c = data.TableCache(data.SPECS["bars"], settings)
+    assert c.refresh() is None and c.error is None
+    assert list(c.frame().columns) == list(data.SPECS["bars"].columns) and c.frame().empty
+
+
+def test_appends_read_only_new_files_and_optimize_reloads(settings):
+    spec = data.SPECS["bars"]
+    syms = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    for k in range(6):                      # six small appends, as the live pipeline writes them
+        write(settings, bar_rows(syms, T0 + k * MIN, 1))
+    c = data.TableCache(spec, settings)
+    assert c.refresh() == 5 and c.full_loads == 1
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert c.data.num_rows == 18
+
+    # Nothing new: nothing read, same rows.
+    assert c.refresh() == 5 and c.last_read == [] and c.full_loads == 1
+
+    # One append: only its file is read.
+    before = added_paths(settings)
+    write(settings, bar_rows(syms, T0 + 6 * MIN, 1))
+    new = added_paths(settings) - before
+    assert c.refresh() == 6 and set(c.last_read) == new and len(new) == 1 and c.full_loads == 1
+    full = data.full_read(spec, settings)
+    assert sorted_rows(c.data).equals(sorted_rows(full)) and full.num_rows == 21
+    assert c.frame()["close"].iloc[-1] == pytest.approx(float(bar_rows(syms, T0 + 6 * MIN, 1)["close"][-1].as_py()))
+
+    # Several appends between two refreshes: exactly their files.
+    before = added_paths(settings)
+    for k in (7, 8):
+        write(settings, bar_rows(syms, T0 + k * MIN, 1))
+    assert c.refresh() == 8 and set(c.last_read) == added_paths(settings) - before and c.full_loads == 1
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+
+    # OPTIMIZE removes the small files: a full reload, same rows.
+    from deltalake import DeltaTable
+
+    DeltaTable(tables.BARS.path(settings)).optimize.compact()
+    v = c.refresh()
+    assert v == 9 and c.full_loads == 2 and set(c.last_read) == added_paths(settings) and len(c.last_read) == 1
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert c.data.num_rows == 27
+
+    # And appends after the compaction are incremental again.
+    write(settings, bar_rows(syms, T0 + 9 * MIN, 1))
+    assert c.refresh() == 10 and len(c.last_read) == 1 and c.full_loads == 2
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+
+
+def test_a_kept_span_prunes_files_and_equals_a_full_read_with_that_bound(settings):
+    spec = dataclasses.replace(data.SPECS["bars"], keep_ms=3 * MIN)
+    for k in range(8):
+        write(settings, bar_rows(["BTCUSDT"], T0 + k * MIN, 1))
+    c = data.TableCache(spec, settings)
+    c.refresh()
+    # Files whose newest row is older than newest - 3 min are not even opened.
+    assert len(c.last_read) == 4
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert c.data.num_rows == 4
+    write(settings, bar_rows(["BTCUSDT"], T0 + 8 * MIN, 1))
+    c.refresh()
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 4
+
+
+def test_a_row_filter_holds_only_matching_rows(settings):
+    spec = dataclasses.replace(data.SPECS["bars"], where=lambda: __import__("pyarrow.dataset").dataset.field(
+        "symbol") == "ETHUSDT")
+    write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0, 5))
+    c = data.TableCache(spec, settings)
+    c.refresh()
+    assert set(c.data["symbol"].to_pylist()) == {"ETHUSDT"} and c.data.num_rows == 5
+    write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0 + 5 * MIN, 2))
+    c.refresh()
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 7
