@@ -279,3 +279,81 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         alert_lag_seconds=_float("ALERT_LAG_SECONDS", get("ALERT_LAG_SECONDS", "30")),
         alert_batch_seconds=_float("ALERT_BATCH_SECONDS", get("ALERT_BATCH_SECONDS", "5")),
     )
+
+
+# What each setting means, by field: rendered as docs/configuration.md by `python -m tickcast.settings`
+# (a unit test keeps that file and this table in step with the Settings fields).
+HELP: dict[str, str] = {
+    "data_dir": "local state: Kafka log, MLflow store, tables, checkpoints, logs, the writer lock",
+    "lake_uri": "root of the Delta tables (`s3a://...` on Kubernetes)",
+    "checkpoint_uri": "streaming checkpoints, one folder per query",
+    "kafka_bootstrap": "Kafka bootstrap servers (the local broker listens here)",
+    "topic": "the raw trade topic",
+    "trigger_seconds": "micro-batch trigger interval",
+    "ingest_phase_seconds": "ingest's micro-batches start this long after each trigger boundary (Spark fires a 1 s "
+                            "trigger on whole seconds, when minutes end; a batch a little later carries the trades "
+                            "that close the minute's bars); 0 keeps Spark's alignment; below the trigger interval",
+    "bars_trigger_seconds": "the bars query's own trigger: a minute closes in the first bars batch that finds it "
+                            "final (its trade ids complete past its end, or the watermark past it)",
+    "outcomes_trigger_seconds": "the outcomes query's own trigger, off the bar -> prediction path",
+    "minute_trigger_seconds": "the trigger of features and predict, whose input comes once a minute",
+    "watermark_seconds": "how late a trade may arrive (by trade time) and still count in its bar",
+    "mlflow_uri": "MLflow tracking and registry (default: SQLite + artifacts under the data directory)",
+    "binance_ws_url": "Binance WebSocket endpoint (tests point it at the stand-in exchange on 127.0.0.1)",
+    "binance_rest_url": "Binance REST endpoint (likewise)",
+    "kafka_controller_port": "the local broker's KRaft controller port",
+    "kafka_heap": "the local broker's JVM heap",
+    "topic_partitions": "partitions of the topic when tickcast creates it",
+    "topic_retention_hours": "retention of the topic when tickcast creates it",
+    "max_offsets_per_trigger": "cap on records per ingest micro-batch; 0 = no limit",
+    "jars_dir": "where set-up put the broker jars",
+    "spark_master": "Spark master",
+    "spark_driver_memory": "Spark driver memory",
+    "max_event_bytes": "larger Kafka values are quarantined as oversized",
+    "max_future_skew_seconds": "trades this far past the ingest clock are quarantined",
+    "binance_ws_lifetime_seconds": "the live producer rotates each WebSocket at this age (Binance cuts at 24 h)",
+    "binance_rest_weight_per_minute": "REST weight the live producer spends per minute at most (gap-fill, klines)",
+    "backfill_lookback_hours": "hours of 1m klines `up --source live` (and `backfill --rest`) load first; 0 = none",
+    "producer_metrics_port": "Prometheus /metrics of the live producer; 0 = off",
+    "horizons": "minutes ahead the predict job scores; one registered model tickcast-h<H> each",
+    "model_ref": "the alias (or version number) the predict job scores with",
+    "drift_window_hours": "live feature window compared with the model's training reference",
+    "drift_psi_threshold": "PSI above this flags a feature as drifted in gold.drift",
+    "max_files_per_trigger": "Delta-sourced streams (features, predict, outcomes): files per micro-batch at most",
+    "serve_host": "bind address of the prediction service (loopback unless set)",
+    "serve_port": "port of the prediction service",
+    "serve_workers": "gunicorn worker processes of the prediction service",
+    "serve_admin_token": "bearer token POST /v1/models/reload needs; empty = reload refused (401)",
+    "serve_api_keys": "comma-separated keys accepted on the predict routes (header X-API-Key); empty = open",
+    "serve_reload_seconds": "each service worker re-reads the model aliases this often",
+    "serve_max_rows": "rows per POST /v1/predict (and V2 infer) at most; more is a 413",
+    "dashboard_host": "bind address of the dashboard (loopback unless set)",
+    "dashboard_port": "port of the dashboard",
+    "dashboard_refresh_seconds": "the dashboard's pages re-read the tables this often",
+    "alert_bar_age_seconds": "the newest bar older than this turns the dashboard's status red",
+    "alert_freshness_seconds": "bar end -> prediction commit above this turns the status red",
+    "alert_lag_seconds": "Kafka lag (seconds) above this turns the status red",
+    "alert_batch_seconds": "a query's batch duration above this turns the status red",
+}
+
+
+def reference_markdown() -> str:
+    """Every setting with its default and meaning, as a Markdown table (docs/configuration.md)."""
+    defaults = load({})
+    data_dir = str(defaults.data_dir)
+    lines = ["# Configuration", "",
+             "Every setting is an environment variable read by `tickcast/settings.py` only; a bad value fails at "
+             "start and names the setting. The Kubernetes ConfigMap (`k8s/base/settings.yaml`) sets the same "
+             "variables. Generated by `python -m tickcast.settings > docs/configuration.md`.", "",
+             "| setting | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        v = getattr(defaults, f.name)
+        shown = ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+        shown = ".data" if f.name == "data_dir" else shown.replace(data_dir, "$TICKCAST_DATA_DIR")
+        shown = shown.replace(str(REPO_ROOT), "<repo>")
+        lines.append(f"| `{PREFIX}{f.name.upper()}` | `{shown}` | {HELP.get(f.name, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference_markdown())
