@@ -1,5 +1,5 @@
 # The README's commands. Each sets up what it needs first (idempotent, quick the second time).
-.PHONY: setup setup-k8s-tools up test test-unit test-k8s bench clean
+.PHONY: setup setup-k8s-tools up lint test test-unit test-k8s bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -11,7 +11,11 @@ setup-k8s-tools:
 up: setup
 	.venv/bin/tickcast up
 
-test: setup setup-k8s-tools
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+test: setup setup-k8s-tools lint
 	.venv/bin/python -m pytest tests
 
 test-unit: setup

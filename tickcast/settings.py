@@ -85,7 +85,7 @@ class Settings:
 
     @property
     def python(self) -> str:
-        """The interpreter Spark's Python workers must run (MEASURED.md: not `python3` from PATH)."""
+        """The interpreter Spark's Python workers must run (otherwise they run `python3` from PATH, not this venv)."""
         return sys.executable
 
     def child_env(self) -> dict[str, str]:
