@@ -1,0 +1,439 @@
+"""Pure builders: pandas DataFrames in, Plotly figures (or the frames behind them) out. No I/O.
+
+Every figure carries a constant `uirevision` given by the caller, so a refresh keeps the user's
+zoom. Numeric columns go in as numpy arrays: Plotly sends them to the browser as typed arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+MINUTE_MS = 60_000
+MAX_CANDLES = 1_500                                  # the browser never draws more (MEASURED: 1,440 -> ~300 ms)
+CANDLE_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 240, 720, 1440)
+RANGES = {"1h": 60, "6h": 360, "1d": 1440, "1w": 10080}   # minutes
+UP, DOWN, PENDING = "#2ca02c", "#d62728", "#9e9e9e"
+Z95 = 1.959963984540054
+
+
+# ---------------------------------------------------------------- candles
+
+def candle_minutes(span_minutes: int, max_candles: int = MAX_CANDLES) -> int:
+    """The finest candle width (minutes) that draws at most `max_candles` over the span."""
+    for m in CANDLE_MINUTES:
+        if -(-span_minutes // m) <= max_candles:
+            return m
+    return CANDLE_MINUTES[-1]
+
+
+def _ms(ts: pd.Series) -> np.ndarray:
+    """A UTC datetime column as int64 epoch ms."""
+    return (pd.to_datetime(ts, utc=True).astype("datetime64[ms, UTC]").astype("int64")).to_numpy()
+
+
+def resample(bars: pd.DataFrame, minutes: int) -> pd.DataFrame:
+    """1-minute bars -> `minutes`-wide candles aligned on the epoch (empty buckets have no candle).
+
+    Args:
+        bars: window_start (UTC), open, high, low, close, volume of ONE symbol, any order.
+        minutes: candle width.
+    Returns:
+        window_start, open, high, low, close, volume, bars (1-minute bars in the candle), sorted.
+    """
+    cols = ["window_start", "open", "high", "low", "close", "volume"]
+    if bars.empty:
+        return pd.DataFrame({**{c: pd.Series(dtype="float64") for c in cols[1:]},
+                             "window_start": pd.Series(dtype="datetime64[ms, UTC]"),
+                             "bars": pd.Series(dtype="int64")})[cols + ["bars"]]
+    ms = _ms(bars["window_start"])
+    order = np.argsort(ms, kind="stable")
+    ms = ms[order]
+    width = minutes * MINUTE_MS
+    bucket = ms // width
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(ms)] - 1
+    col = {c: bars[c].to_numpy(dtype="float64")[order] for c in cols[1:]}
+    out = pd.DataFrame({
+        "window_start": pd.to_datetime(bucket[starts] * width, unit="ms", utc=True),
+        "open": col["open"][starts],
+        "high": np.maximum.reduceat(col["high"], starts),
+        "low": np.minimum.reduceat(col["low"], starts),
+        "close": col["close"][ends],
+        "volume": np.add.reduceat(col["volume"], starts),
+        "bars": ends - starts + 1,
+    })
+    return out
+
+
+def in_range(df: pd.DataFrame, col: str, end, minutes: int) -> pd.DataFrame:
+    """Rows with `col` in (end - minutes, end]: the range ends at the newest row, not the wall clock."""
+    if df.empty or end is None:
+        return df.iloc[0:0]
+    lo = end - pd.Timedelta(minutes=minutes)
+    t = df[col]
+    return df[(t > lo) & (t <= end)]
+
+
+def prediction_points(preds: pd.DataFrame, outcomes: pd.DataFrame, minutes: int) -> dict[int, pd.DataFrame]:
+    """Per horizon: P(up) at each candle and whether it was right, once known.
+
+    One prediction per (bar, horizon): the newest model version's (by prediction_time). Over
+    wider candles, P(up) is the candle's mean and `right` the share of its known predictions
+    that were right (None while none is known).
+
+    Args:
+        preds: symbol's gold.predictions rows (window_start, horizon, model_version, prob_up, prediction_time).
+        outcomes: its gold.outcomes rows (window_start, horizon, model_version, hit).
+        minutes: candle width.
+    Returns:
+        horizon -> DataFrame(window_start, prob_up, right (float share or NaN), n).
+    """
+    out: dict[int, pd.DataFrame] = {}
+    if preds.empty:
+        return out
+    p = preds.sort_values("prediction_time").drop_duplicates(["window_start", "horizon"], keep="last")
+    o = outcomes[["window_start", "horizon", "model_version", "hit"]] if not outcomes.empty else None
+    if o is not None:
+        p = p.merge(o, on=["window_start", "horizon", "model_version"], how="left")
+    else:
+        p = p.assign(hit=pd.NA)
+    hit = pd.array(p["hit"], dtype="boolean")
+    p = p.assign(known=(~hit.isna()).astype(float),
+                 right=np.where(hit.isna(), 0.0, hit.fillna(False).astype(bool).astype(float)))
+    width = minutes * MINUTE_MS
+    for h, g in p.groupby("horizon", sort=True):
+        b = _ms(g["window_start"]) // width * width
+        agg = (pd.DataFrame({"b": b, "prob_up": g["prob_up"].to_numpy(float), "known": g["known"].to_numpy(),
+                             "right": g["right"].to_numpy()})
+               .groupby("b", sort=True).agg(prob_up=("prob_up", "mean"), known=("known", "sum"),
+                                            right=("right", "sum"), n=("prob_up", "size")))
+        share = np.where(agg["known"] > 0, agg["right"] / agg["known"].where(agg["known"] > 0, 1), np.nan)
+        out[int(h)] = pd.DataFrame({"window_start": pd.to_datetime(agg.index.to_numpy(), unit="ms", utc=True),
+                                    "prob_up": agg["prob_up"].to_numpy(), "right": share,
+                                    "n": agg["n"].to_numpy()})
+    return out
+
+
+def _colors(right: np.ndarray) -> list[str]:
+    return [PENDING if np.isnan(r) else UP if r > 0.5 else DOWN if r < 0.5 else PENDING for r in right]
+
+
+def market_figure(candles: pd.DataFrame, points: dict[int, pd.DataFrame], symbol: str, minutes: int,
+                  uirevision: str) -> go.Figure:
+    """Candles + volume + P(up) per horizon (green right, red wrong, grey not known yet), one x axis."""
+    x = candles["window_start"]
+    data = [
+        go.Candlestick(x=x, open=candles["open"].to_numpy(), high=candles["high"].to_numpy(),
+                       low=candles["low"].to_numpy(), close=candles["close"].to_numpy(), name=symbol,
+                       increasing_line_color=UP, decreasing_line_color=DOWN, yaxis="y", showlegend=False),
+        # A stepped area, not a bar trace: bars cost the browser ~5x more per point (MEASURED.md).
+        go.Scatter(x=x, y=candles["volume"].to_numpy(), name="volume", mode="lines", line_shape="hv",
+                   fill="tozeroy", line={"width": 1, "color": "#7f7f7f"}, yaxis="y2", showlegend=False,
+                   hovertemplate="%{y:.4f}<extra>volume</extra>"),
+    ]
+    dash_styles = ("solid", "dot", "dash", "dashdot", "longdash")
+    for i, (h, pts) in enumerate(sorted(points.items())):
+        right = pts["right"].to_numpy(dtype=float)
+        data.append(go.Scatter(
+            x=pts["window_start"], y=pts["prob_up"].to_numpy(), name=f"P(up) {h} min", mode="lines+markers",
+            line={"width": 1, "dash": dash_styles[i % len(dash_styles)], "color": "#1f77b4"},
+            marker={"size": 4 if minutes == 1 else 5, "color": _colors(right)}, yaxis="y3",
+            customdata=np.where(np.isnan(right), -1.0, right),
+            hovertemplate=("P(up) %{y:.3f}<br>" + ("right" if minutes == 1 else "share right")
+                           + " %{customdata:.2f} (-1: not known yet)<extra>" + f"{h} min</extra>")))
+    width = "1 minute" if minutes == 1 else f"{minutes} minutes"
+    fig = go.Figure(data=data)
+    fig.update_layout(
+        uirevision=uirevision, margin={"l": 60, "r": 20, "t": 30, "b": 30}, height=640, hovermode="x",
+        title={"text": f"{symbol} · candles of {width}", "x": 0.01, "font": {"size": 14}},
+        legend={"orientation": "h", "y": 0.27, "x": 0.01},
+        xaxis={"rangeslider": {"visible": False}, "type": "date", "anchor": "y3"},
+        yaxis={"domain": [0.42, 1.0], "title": "price"},
+        yaxis2={"domain": [0.30, 0.40], "title": "volume", "anchor": "x"},
+        yaxis3={"domain": [0.0, 0.25], "title": "P(up)", "range": [0, 1], "anchor": "x"},
+        shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y3", "y0": 0.5, "y1": 0.5,
+                 "line": {"width": 1, "color": "#bbb"}}],
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- model against reality
+
+def counted(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The outcomes the scores count: after the model's training end, made before the outcome
+    (gold.model_scores' rule), sorted by target time."""
+    if outcomes.empty:
+        return outcomes
+    o = outcomes[outcomes["after_training_end"].astype(bool) & outcomes["made_before_outcome"].astype(bool)]
+    return o.sort_values("target_time", kind="stable")
+
+
+def _brier_terms(prob: np.ndarray, ret: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (squared error, counts): rows with a zero return or no probability count 0 (as per_row)."""
+    eps = 1e-7
+    d = (ret != 0) & np.isfinite(prob) & np.isfinite(ret)
+    y = (ret > 0).astype(float)
+    se = (np.clip(np.nan_to_num(prob, nan=0.5), eps, 1 - eps) - y) ** 2
+    return np.where(d, se, 0.0), d.astype(float)
+
+
+def rolling_scores(o: pd.DataFrame, window: str = "60min", max_points: int = 1_500) -> pd.DataFrame:
+    """Rolling hit rate and Brier score (model, climatology, momentum) over target time, with 95%
+    bands for the model's (Wilson for the hit rate, normal for the Brier mean).
+
+    Args:
+        o: counted outcomes of one horizon and model version (`counted`), sorted by target_time.
+        window: pandas offset of the rolling window.
+        max_points: at most this many points (evenly thinned) go to the browser.
+    Returns:
+        target_time, n, hit, hit_lo, hit_hi, brier, brier_lo, brier_hi, climatology_hit,
+        momentum_hit, climatology_brier, momentum_brier.
+    """
+    if o.empty:
+        return pd.DataFrame(columns=["target_time", "n", "hit", "hit_lo", "hit_hi", "brier", "brier_lo",
+                                     "brier_hi", "climatology_hit", "momentum_hit", "climatology_brier",
+                                     "momentum_brier"])
+    ret = o["realized_return"].to_numpy(float)
+    idx = pd.DatetimeIndex(o["target_time"])
+    cols = {}
+    for name, prob_col, hit_col in (("", "prob_up", "hit"), ("climatology_", "climatology_prob_up", "climatology_hit"),
+                                    ("momentum_", "momentum_prob_up", "momentum_hit")):
+        hit = pd.array(o[hit_col], dtype="boolean")
+        known = (~hit.isna()).astype(float)
+        right = np.where(hit.isna(), 0.0, hit.fillna(False).astype(bool).astype(float))
+        se, d = _brier_terms(o[prob_col].to_numpy(float), ret)
+        f = pd.DataFrame({"k": known, "r": right, "se": se, "se2": se ** 2, "d": d}, index=idx)
+        s = f.rolling(window).sum()
+        cols[name] = s
+    m = cols[""]
+    n, k = m["k"].to_numpy(), m["r"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        den = 1 + Z95 ** 2 / n
+        centre = (p + Z95 ** 2 / (2 * n)) / den
+        half = Z95 * np.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n ** 2)) / den
+        d = m["d"].to_numpy()
+        brier = m["se"].to_numpy() / d
+        var = np.maximum(m["se2"].to_numpy() / d - brier ** 2, 0)
+        bh = Z95 * np.sqrt(var / np.maximum(d - 1, 1))
+        out = pd.DataFrame({"target_time": idx, "n": n, "hit": p, "hit_lo": centre - half, "hit_hi": centre + half,
+                            "brier": brier, "brier_lo": brier - bh, "brier_hi": brier + bh})
+        for b in ("climatology_", "momentum_"):
+            out[f"{b}hit"] = cols[b]["r"].to_numpy() / cols[b]["k"].to_numpy()
+            out[f"{b}brier"] = cols[b]["se"].to_numpy() / cols[b]["d"].to_numpy()
+    return _thin(out, max_points)
+
+
+def cumulative_hits(o: pd.DataFrame, max_points: int = 1_500) -> pd.DataFrame:
+    """Cumulative hit rate of the model and the baselines over target time (rows with a known hit)."""
+    rows = {"target_time": pd.DatetimeIndex(o["target_time"]) if not o.empty else pd.DatetimeIndex([], tz="UTC")}
+    for name, col in (("model", "hit"), ("climatology", "climatology_hit"), ("momentum", "momentum_hit")):
+        hit = pd.array(o[col], dtype="boolean") if not o.empty else pd.array([], dtype="boolean")
+        known = np.cumsum((~hit.isna()).astype(float))
+        right = np.cumsum(np.where(hit.isna(), 0.0, hit.fillna(False).astype(bool).astype(float)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows[name] = right / known
+    rows["n"] = np.arange(1, len(o) + 1)
+    return _thin(pd.DataFrame(rows), max_points)
+
+
+def calibration(o: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Reliability: per P(up) bin, the mean predicted probability, the observed up share and its
+    95% Wilson band (rows with a nonzero return)."""
+    if o.empty:
+        return pd.DataFrame(columns=["bin", "predicted", "observed", "lo", "hi", "n"])
+    ret = o["realized_return"].to_numpy(float)
+    p = o["prob_up"].to_numpy(float)
+    keep = (ret != 0) & np.isfinite(p)
+    p, y = p[keep], (ret[keep] > 0).astype(float)
+    b = np.clip((p * bins).astype(int), 0, bins - 1)
+    rows = []
+    for i in np.unique(b):
+        sel = b == i
+        n = int(sel.sum())
+        obs = y[sel].mean()
+        den = 1 + Z95 ** 2 / n
+        centre = (obs + Z95 ** 2 / (2 * n)) / den
+        half = Z95 * np.sqrt(obs * (1 - obs) / n + Z95 ** 2 / (4 * n ** 2)) / den
+        rows.append({"bin": int(i), "predicted": float(p[sel].mean()), "observed": float(obs),
+                     "lo": centre - half, "hi": centre + half, "n": n})
+    return pd.DataFrame(rows)
+
+
+def _thin(df: pd.DataFrame, max_points: int) -> pd.DataFrame:
+    if len(df) <= max_points:
+        return df.reset_index(drop=True)
+    step = -(-len(df) // max_points)
+    keep = np.r_[np.arange(0, len(df) - 1, step), len(df) - 1]   # always the newest point
+    return df.iloc[keep].reset_index(drop=True)
+
+
+def _band(x, lo, hi, name: str, color: str) -> list[go.Scatter]:
+    return [go.Scatter(x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
+            go.Scatter(x=x, y=lo, mode="lines", line={"width": 0}, fill="tonexty", fillcolor=color, name=name,
+                       hoverinfo="skip")]
+
+
+def rolling_figure(r: pd.DataFrame, metric: str, title: str, uirevision: str,
+                   scores: pd.DataFrame | None = None) -> go.Figure:
+    """Rolling `hit` or `brier` of the model (with its 95% band) against the baselines'; the
+    outcomes job's own 1 h scores (gold.model_scores) as markers when given."""
+    x = r["target_time"]
+    data = _band(x, r[f"{metric}_lo"].to_numpy(float), r[f"{metric}_hi"].to_numpy(float), "model 95% band",
+                 "rgba(31,119,180,0.18)")
+    data.append(go.Scatter(x=x, y=r[metric].to_numpy(float), name="model", mode="lines",
+                           line={"color": "#1f77b4", "width": 2}))
+    for b, color in (("climatology", "#ff7f0e"), ("momentum", "#9467bd")):
+        data.append(go.Scatter(x=x, y=r[f"{b}_{metric}"].to_numpy(float), name=b, mode="lines",
+                               line={"color": color, "width": 1, "dash": "dot"}))
+    if scores is not None and not scores.empty:
+        col = "accuracy" if metric == "hit" else "brier"
+        data.append(go.Scatter(x=scores["computed_at"], y=scores[col].to_numpy(float), mode="markers",
+                               name="gold.model_scores (1 h)", marker={"size": 5, "color": "#17becf"}))
+    fig = go.Figure(data=data)
+    ytitle = "hit rate" if metric == "hit" else "Brier score (lower is better)"
+    shapes = ([{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0.5, "y1": 0.5,
+                "line": {"width": 1, "color": "#bbb"}}] if metric == "hit" else [])
+    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=320,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": ytitle}, shapes=shapes,
+                      legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def cumulative_figure(c: pd.DataFrame, title: str, uirevision: str) -> go.Figure:
+    data = [go.Scatter(x=c["target_time"], y=c[m].to_numpy(float), name=m, mode="lines",
+                       line={"width": 2 if m == "model" else 1, "dash": "solid" if m == "model" else "dot"})
+            for m in ("model", "climatology", "momentum")]
+    fig = go.Figure(data=data)
+    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=300,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": "cumulative hit rate"},
+                      legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def calibration_figure(c: pd.DataFrame, title: str, uirevision: str) -> go.Figure:
+    err = (c["hi"] - c["observed"]).to_numpy(float), (c["observed"] - c["lo"]).to_numpy(float)
+    fig = go.Figure(data=[
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                   line={"color": "#bbb", "dash": "dash"}),
+        go.Scatter(x=c["predicted"].to_numpy(float), y=c["observed"].to_numpy(float), mode="markers+lines",
+                   name="model", error_y={"type": "data", "symmetric": False, "array": err[0], "arrayminus": err[1]},
+                   customdata=c["n"].to_numpy(), hovertemplate="predicted %{x:.3f}<br>observed %{y:.3f}"
+                                                               "<br>n %{customdata}<extra></extra>"),
+    ])
+    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=320,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 40}, xaxis={"title": "predicted P(up)"},
+                      yaxis={"title": "observed share up"}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def latest_drift(drift: pd.DataFrame, model_version: str) -> pd.DataFrame:
+    """The newest drift batch of a model version: one row per feature, most drifted first."""
+    d = drift[drift["model_version"] == model_version] if not drift.empty else drift
+    if d.empty:
+        return d
+    d = d[d["batch_id"] == d.loc[d["computed_at"].idxmax(), "batch_id"]]
+    return d.sort_values("psi", ascending=False, na_position="last")
+
+
+def drift_figure(d: pd.DataFrame, threshold: float, title: str, uirevision: str) -> go.Figure:
+    """PSI per feature (red above the threshold), with the threshold as a line."""
+    psi = d["psi"].to_numpy(float)
+    colors = [DOWN if v > threshold else "#1f77b4" for v in np.nan_to_num(psi)]
+    fig = go.Figure(data=[go.Bar(x=d["feature"].tolist(), y=psi, marker={"color": colors}, name="PSI",
+                                 customdata=d["ks"].to_numpy(float),
+                                 hovertemplate="%{x}<br>PSI %{y:.3f}<br>KS %{customdata:.3f}<extra></extra>")])
+    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=320,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 90}, yaxis={"title": "PSI vs training"},
+                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
+                               "line": {"color": DOWN, "dash": "dash"}}],
+                      annotations=[{"xref": "paper", "x": 1, "y": threshold, "text": f"threshold {threshold:g}",
+                                    "showarrow": False, "yanchor": "bottom", "xanchor": "right",
+                                    "font": {"color": DOWN}}])
+    return fig
+
+
+# ---------------------------------------------------------------- pipeline health
+
+def progress_series(progress: pd.DataFrame) -> pd.DataFrame:
+    """ops.stream_progress rows with derived columns: batch seconds and lag in seconds (the
+    backlog at the query's input rate: messages behind / input rows per second)."""
+    p = progress.sort_values("timestamp", kind="stable").copy()
+    p["batch_seconds"] = p["batch_duration_ms"].astype(float) / 1000
+    rate = p["input_rows_per_second"].astype(float)
+    lag = p["lag"].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p["lag_seconds"] = np.where(lag.isna(), np.nan, np.where(lag == 0, 0.0, lag / rate.where(rate > 0)))
+    return p
+
+
+def history_figure(p: pd.DataFrame, column: str, title: str, ytitle: str, uirevision: str,
+                   threshold: float | None = None, max_points: int = 1_500) -> go.Figure:
+    """One line per streaming query of `column` over time; the alert threshold as a red line."""
+    data = []
+    for q, g in p.groupby("query_name", sort=True):
+        g = _thin(g[["timestamp", column]].dropna(), max_points)
+        data.append(go.Scatter(x=g["timestamp"], y=g[column].to_numpy(float), mode="lines", name=str(q)))
+    fig = go.Figure(data=data)
+    shapes, notes = [], []
+    if threshold is not None:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
+                       "line": {"color": DOWN, "dash": "dash"}})
+        notes.append({"xref": "paper", "x": 1, "y": threshold, "text": f"alert {threshold:g}", "showarrow": False,
+                      "yanchor": "bottom", "xanchor": "right", "font": {"color": DOWN}})
+    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=280,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": ytitle}, shapes=shapes,
+                      annotations=notes, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def stage_commits(files: pd.DataFrame, time_col: str = "window_start") -> pd.DataFrame:
+    """A table's commits per minute from its add actions: for each file holding ONE minute (a live
+    batch's file), that minute and the file's write time; the latest write wins per minute.
+
+    Files spanning several minutes (a catch-up, a backfill, a compaction) say nothing about when a
+    minute became visible, so they are left out.
+    """
+    lo, hi = f"min.{time_col}", f"max.{time_col}"
+    if files is None or files.empty or lo not in files or hi not in files:
+        return pd.DataFrame(columns=["minute", "committed"])
+    one = files[files[lo].notna() & (files[lo] == files[hi])]
+    g = one.groupby(hi)["modification_time"].max()
+    return pd.DataFrame({"minute": pd.to_datetime(g.index, utc=True), "committed": g.to_numpy()})
+
+
+def freshness(stages: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Seconds from each bar's end (minute + 1 min) to its commit in each stage.
+
+    Args:
+        stages: stage name (bars, features, predictions) -> `stage_commits` frame.
+    Returns:
+        minute, and one column of seconds per stage (NaN where the stage has no one-minute file).
+    """
+    out = None
+    for name, c in stages.items():
+        f = pd.DataFrame({"minute": pd.to_datetime(c["minute"], utc=True),
+                          name: (pd.to_datetime(c["committed"], utc=True) - pd.to_datetime(c["minute"], utc=True)
+                                 - pd.Timedelta(minutes=1)).dt.total_seconds()})
+        out = f if out is None else out.merge(f, on="minute", how="outer")
+    if out is None:
+        return pd.DataFrame(columns=["minute"])
+    return out.sort_values("minute").reset_index(drop=True)
+
+
+def freshness_figure(f: pd.DataFrame, threshold: float, uirevision: str, max_points: int = 1_500) -> go.Figure:
+    f = _thin(f, max_points)
+    data = [go.Scatter(x=f["minute"], y=f[c].to_numpy(float), mode="lines+markers", marker={"size": 3},
+                       name=f"bar end → {c} commit") for c in f.columns if c != "minute"]
+    fig = go.Figure(data=data)
+    fig.update_layout(uirevision=uirevision, title={"text": "Freshness per stage (seconds after the bar's end)",
+                                                    "x": 0.01, "font": {"size": 14}},
+                      height=300, margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": "seconds"},
+                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
+                               "line": {"color": DOWN, "dash": "dash"}}],
+                      annotations=[{"xref": "paper", "x": 1, "y": threshold, "text": f"alert {threshold:g} s",
+                                    "showarrow": False, "yanchor": "bottom", "xanchor": "right",
+                                    "font": {"color": DOWN}}],
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
