@@ -1,9 +1,10 @@
 """Models in MLflow: log and register, aliases (`champion`, `challenger`), load for scoring.
 
 A registered version is a pyfunc model whose artifacts hold the Keras model, `meta.json` (horizon,
-feature list and version, training data end) and `reference.json` (each feature's training
-distribution, for drift). Spark jobs and the service load the Keras model directly and call it on
-whole batches; the pyfunc wrapper is for everyone else (`mlflow.pyfunc.load_model`).
+feature list and version, training data end), `reference.json` (each feature's training
+distribution, for drift) and `model.tflite`, the same model as a LiteRT flatbuffer. Spark jobs load
+the Keras model and call it on whole batches; the prediction service loads only the LiteRT
+artefact and meta.json (`LiteModel`, no TensorFlow); the pyfunc wrapper is for everyone else.
 """
 from __future__ import annotations
 
@@ -67,8 +68,96 @@ class KerasForecaster(_PythonModel):
         return pd.DataFrame({"prob_up": p, "pred_return": r})
 
 
-def log_model(model, meta: dict, reference: dict, input_example) -> tuple[str, str]:
-    """Log the Keras model as a pyfunc in the active run and register it; returns (name, version)."""
+class ExportError(RuntimeError):
+    """The LiteRT artefact does not reproduce the Keras model: the version is not registered."""
+
+
+LITERT_RTOL, LITERT_ATOL = 1e-5, 1e-7
+
+
+def export_litert(model, path: Path, reference_rows: np.ndarray) -> None:
+    """Write `model` as a LiteRT flatbuffer and check it against Keras on `reference_rows`.
+
+    `model.export(format="litert")` keeps the Normalization constants; other converter routes
+    (`TFLiteConverter.from_concrete_functions`) silently turn them into NaN (MEASURED.md), so the
+    artefact is trusted only after its outputs equal Keras's (rtol 1e-5); otherwise ExportError.
+    """
+    import contextlib
+    import io
+
+    from tickcast.modeling import batch_predictor
+
+    path = Path(path)
+    with contextlib.redirect_stdout(io.StringIO()):    # keras prints "Saved artifact at ..."
+        model.export(str(path), format="litert")
+    X = np.asarray(reference_rows, dtype="float32")
+    want_p, want_r = batch_predictor(model)(X)
+    got_p, got_r = LiteModel(path.read_bytes(), {"features": [""] * X.shape[1]}).predict(X)
+    for what, got, want in (("prob_up", got_p, want_p), ("pred_return", got_r, want_r)):
+        if not np.allclose(got, want, rtol=LITERT_RTOL, atol=LITERT_ATOL) or not np.all(np.isfinite(got)):
+            worst = float(np.nanmax(np.abs(got - want))) if len(got) else float("nan")
+            raise ExportError(f"LiteRT export of {what} differs from Keras on the reference rows "
+                              f"(max abs diff {worst:.3g}, rtol {LITERT_RTOL}): not registered")
+
+
+class LiteModel:
+    """A registered version's LiteRT artefact: raw feature rows -> (prob_up, pred_return).
+
+    Imports only ai_edge_litert and numpy (a worker stays ~40 MiB; TensorFlow would add ~600 MiB
+    and 4.6 s). One interpreter is not thread-safe: calls are serialised by a lock (3 µs a row).
+    """
+
+    def __init__(self, flatbuffer: bytes, meta: dict, name: str = "", version: str = ""):
+        import threading
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.name, self.version, self.meta = name, version, meta
+        self._it = Interpreter(model_content=flatbuffer)
+        runner = self._it.get_signature_runner()
+        ins, outs = runner.get_input_details(), runner.get_output_details()
+        self._in = ins["features"]["index"]
+        self._prob, self._ret = outs["prob_up"]["index"], outs["pred_return"]["index"]
+        self._rows = None
+        self._lock = threading.Lock()
+        self.n_features = int(ins["features"]["shape_signature"][-1])
+        if meta.get("features") is not None and len(meta["features"]) != self.n_features:
+            raise ExportError(f"{name} v{version}: the LiteRT model takes {self.n_features} features, "
+                              f"meta.json lists {len(meta['features'])}")
+
+    @classmethod
+    def open(cls, folder: Path, name: str = "", version: str = "") -> "LiteModel":
+        """Load `model.tflite` + `meta.json` from a folder (as `materialize` leaves them)."""
+        folder = Path(folder)
+        return cls((folder / "model.tflite").read_bytes(), json.loads((folder / "meta.json").read_text()),
+                   name, version)
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.meta["features"])
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected rows of {self.n_features} features, got shape {X.shape}")
+        n = len(X)
+        if n == 0:
+            return np.empty(0), np.empty(0)
+        with self._lock:
+            if self._rows != n:        # resizing costs ~50 µs: keep the last shape
+                self._it.resize_tensor_input(self._in, [n, self.n_features])
+                self._it.allocate_tensors()
+                self._rows = n
+            self._it.set_tensor(self._in, X)
+            self._it.invoke()
+            p = self._it.get_tensor(self._prob).reshape(-1).astype(float)
+            r = self._it.get_tensor(self._ret).reshape(-1).astype(float)
+        return p, r
+
+
+def log_model(model, meta: dict, reference: dict, input_example, reference_rows=None) -> tuple[str, str]:
+    """Log the Keras model (and its verified LiteRT artefact) as a pyfunc in the active run and
+    register it; returns (name, version). ExportError if the LiteRT artefact differs from Keras."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -78,14 +167,19 @@ def log_model(model, meta: dict, reference: dict, input_example) -> tuple[str, s
     name = model_name(meta["horizon"])
     with tempfile.TemporaryDirectory() as tmp:
         kpath, mpath, rpath = Path(tmp, "model.keras"), Path(tmp, "meta.json"), Path(tmp, "reference.json")
+        lpath = Path(tmp, "model.tflite")
         model.save(kpath)
+        rows = input_example.to_numpy("float32")
+        if reference_rows is not None:
+            rows = np.concatenate([rows, np.asarray(reference_rows, dtype="float32")])
+        export_litert(model, lpath, rows)
         mpath.write_text(json.dumps(meta, indent=1))
         rpath.write_text(json.dumps(reference))
         p, r = batch_predictor(model)(input_example.to_numpy("float32"))
         signature = infer_signature(input_example, pd.DataFrame({"prob_up": p, "pred_return": r}))
         info = mlflow.pyfunc.log_model(
             name="model", python_model=KerasForecaster(),
-            artifacts={"keras": str(kpath), "meta": str(mpath), "reference": str(rpath)},
+            artifacts={"keras": str(kpath), "meta": str(mpath), "reference": str(rpath), "litert": str(lpath)},
             signature=signature, input_example=input_example, registered_model_name=name)
     return name, str(info.registered_model_version)
 
@@ -144,6 +238,50 @@ def load(s: Settings, name: str, ref: str = CHAMPION) -> Loaded | None:
         meta = json.loads((art / "meta.json").read_text())
         reference = json.loads((art / "reference.json").read_text())
     return Loaded(name, str(mv.version), model, meta, reference)
+
+
+def materialize(client, name: str, version: str, dest: Path, warn=None) -> Path:
+    """Put a version's `model.tflite` + `meta.json` in `dest/<name>/<version>/` (once) and return it.
+
+    Versions registered before the LiteRT artefact existed are converted here once from their
+    Keras model (this imports TensorFlow, in the calling process only) and checked like a new
+    registration; `warn` is told so. A version whose conversion fails raises ExportError.
+    """
+    import mlflow
+
+    folder = Path(dest) / name / str(version)
+    if (folder / "model.tflite").exists() and (folder / "meta.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        uri = f"models:/{name}/{version}"
+        art = Path(mlflow.artifacts.download_artifacts(f"{uri}/artifacts/meta.json", dst_path=tmp)).parent
+        try:
+            mlflow.artifacts.download_artifacts(f"{uri}/artifacts/model.tflite", dst_path=tmp)
+        except Exception:
+            if warn:
+                warn(f"{name} v{version} has no LiteRT artefact (registered before it existed): "
+                     "converting its Keras model once; re-register it to skip this")
+            import keras
+            import pandas as pd
+
+            mlflow.artifacts.download_artifacts(f"{uri}/artifacts/model.keras", dst_path=tmp)
+            model = keras.models.load_model(art / "model.keras", compile=False)
+            example = mlflow.artifacts.download_artifacts(f"{uri}/input_example.json", dst_path=tmp)
+            ex = json.loads(Path(example).read_text())
+            rows = pd.DataFrame(ex["data"], columns=ex["columns"]).to_numpy("float32") if "columns" in ex \
+                else np.asarray(ex, dtype="float32")
+            export_litert(model, art / "model.tflite", rows)
+        stage = Path(tmp, "stage")
+        stage.mkdir()
+        for f in ("model.tflite", "meta.json"):
+            (stage / f).write_bytes((art / f).read_bytes())
+        try:
+            stage.rename(folder)            # atomic: readers see both files or none
+        except OSError:
+            if not (folder / "model.tflite").exists():   # another process won the race: fine
+                raise
+    return folder
 
 
 def set_alias(client, name: str, alias: str, version: str, reason: str) -> None:

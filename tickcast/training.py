@@ -348,7 +348,7 @@ def train(s: Settings, cfg: TrainConfig, echo=print) -> dict:
         mlflow.log_dict(report, "evaluation/report.json")
         mlflow.log_text(markdown(report), "evaluation/report.md")
         mlflow.set_tags({"training_end": iso(training_end_ms), "feature_version": version, "gate": report["gate"]["result"]})
-        _, mv = model_io.log_model(final.model, meta, ref, example)
+        _, mv = model_io.log_model(final.model, meta, ref, example, reference_rows=X[-256:])
         report["run_id"] = run.info.run_id
     cand = report["overall"][CANDIDATE]
     for k, v in {"brier": f"{cand['brier']['value']:.6f}", "accuracy": f"{cand['accuracy']['value']:.4f}",
