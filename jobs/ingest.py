@@ -13,7 +13,7 @@ import logging
 from typing import NamedTuple
 
 from jobs.delta_io import RS_MAX_ROWS, QuerySink, append_once, rs_append
-from tickcast import schemas, tables
+from tickcast import events, schemas, tables
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.ingest")
@@ -23,7 +23,7 @@ _INT = r"^-?[0-9]{1,19}$"
 # Up to 16 integer digits and 8 decimals (trailing zeros beyond the 8th are exact, so allowed).
 _DEC = r"^[0-9]{1,16}(\.[0-9]{0,8}0*)?$"
 _SYMBOL = r"^[A-Z0-9][A-Z0-9_\-]{0,31}$"
-MIN_TRADE_MS = 1_262_304_000_000          # 2010-01-01: earlier means a unit or garbage error
+MIN_TRADE_MS = events.MIN_TRADE_MS        # 2010-01-01: earlier means a unit or garbage error
 MAX_PRICE = 10**10                        # keeps price x quantity exact in decimal(38,16)
 MAX_QTY = 10**11
 
@@ -116,6 +116,10 @@ def _rules(s: Settings, j, typed: bool) -> list:
         for name in ("t", "T", "E", "a", "f", "l"):
             rules.append((field(name).isNotNull() & ~field(name).rlike(_INT),
                           F.concat(F.lit(f"field {name} is not an integer: "), F.substring(field(name), 1, 64))))
+            # 19 digits can exceed the int64 range: try_cast gives NULL, which every later
+            # comparison would let through (a NULL trade time or id in bronze).
+            rules.append((field(name).isNotNull() & big(name).isNull(),
+                          F.concat(F.lit(f"field {name} out of integer range: "), F.substring(field(name), 1, 64))))
         rules += [
             (~field("m").isin("true", "false"),
              F.concat(F.lit("field m is not a boolean: "), F.substring(field("m"), 1, 64))),
@@ -136,6 +140,7 @@ def _rules(s: Settings, j, typed: bool) -> list:
     rules += [
         (big("t") < 0, F.lit("negative trade id")),
         (big("a") < 0, F.lit("negative aggregate trade id")),
+        ((e == "aggTrade") & (big("f") < 0), F.lit("negative first trade id")),
         ((e == "aggTrade") & (big("f") > big("l")), F.lit("first trade id after last trade id")),
     ]
     if not typed:

@@ -354,10 +354,11 @@ class LiveMetrics:
         self.sent = Gauge("tickcast_live_kafka_acknowledged", "records acknowledged by Kafka", registry=r)
         self.failed = Gauge("tickcast_live_kafka_failed", "records Kafka could not take", registry=r)
 
-    def serve(self, port: int) -> None:
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="0.0.0.0", registry=self.registry)
+        # Loopback unless TICKCAST_PRODUCER_METRICS_HOST says otherwise (the k8s ConfigMap does).
+        start_http_server(port, addr=host, registry=self.registry)
 
 
 # ---- REST ---------------------------------------------------------------------------------------
@@ -914,7 +915,7 @@ class LiveProducer:
         if self._pub is None:
             self._pub = Publisher(self.s, "live")
         if serve_metrics and self.s.producer_metrics_port:
-            self.metrics.serve(self.s.producer_metrics_port)
+            self.metrics.serve(self.s.producer_metrics_port, self.s.producer_metrics_host)
         if self.opts.recover:
             self.recovered = recover_last_ids(self.s, self.keys)
             for k, v in self.recovered.items():

@@ -50,6 +50,44 @@ def producer_config(s: Settings) -> dict:
     }
 
 
+class Pacer:
+    """When to send each record of a paced replay: trade time `speed` times faster than real time.
+
+    Only a sane trade time paces (`events.Record.trade_time_ms` is None outside 2010-2100), and a
+    record more than `max_jump_ms` of trade time ahead of the clock is sent at once without
+    moving it: a bad record's time never makes the replay wait (nor overflows `time.sleep`). Two
+    records in a row beyond the jump (a real gap in the source) move the clock to them: the gap
+    is skipped, not waited for.
+    """
+
+    def __init__(self, speed: float, max_jump_ms: int = 60_000, clock=time.monotonic):
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.speed, self.max_jump_ms, self.clock = speed, max_jump_ms, clock
+        self._anchor: tuple[int, float] | None = None    # (trade ms, wall s) the clock runs from
+        self._last = 0                                    # newest trade ms that paced
+        self._pending: int | None = None                  # a jump waiting for confirmation
+
+    def delay(self, trade_ms: int | None) -> float:
+        """Seconds to wait before sending a record with this trade time (0 for no time)."""
+        if trade_ms is None:
+            return 0.0
+        now = self.clock()
+        if self._anchor is None:
+            self._anchor, self._last = (trade_ms, now), trade_ms
+            return 0.0
+        if trade_ms - self._last > self.max_jump_ms:
+            if self._pending is not None and abs(trade_ms - self._pending) <= self.max_jump_ms:
+                self._anchor, self._last, self._pending = (trade_ms, now), trade_ms, None
+            else:
+                self._pending = trade_ms
+            return 0.0
+        self._pending = None
+        self._last = max(self._last, trade_ms)
+        t0, w0 = self._anchor
+        return max(0.0, w0 + (trade_ms - t0) / 1000.0 / self.speed - now)
+
+
 class Publisher:
     """One Kafka producer for one source; `close()` flushes everything still in flight."""
 
@@ -91,21 +129,17 @@ class Publisher:
 
     def publish(self, records: Iterable[events.Record], speed: float | None = None) -> Counts:
         """Send every record; `speed` N replays trade time N x faster than real time, None = max."""
-        t_first: int | None = None
-        wall_first = 0.0
+        pacer = Pacer(speed) if speed is not None else None
         n = 0
         for rec in records:
             if rec.value is None:
                 self.counts.skipped[rec.skipped or "unknown"] += 1
                 continue
-            if speed is not None and rec.trade_time_ms is not None:
-                if t_first is None:
-                    t_first, wall_first = rec.trade_time_ms, time.monotonic()
-                due = wall_first + (rec.trade_time_ms - t_first) / 1000.0 / speed
-                delay = due - time.monotonic()
+            if pacer is not None:
+                delay = pacer.delay(rec.trade_time_ms)
                 if delay > 0:
                     self._producer.poll(0)
-                    time.sleep(min(delay, 1.0) if delay < 1.0 else delay)
+                    time.sleep(delay)
             self.send(rec.value, rec.key)
             n += 1
             if n % 5000 == 0:

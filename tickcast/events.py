@@ -17,6 +17,11 @@ NON_TRADE_EVENTS = frozenset({
 })
 TRADE_EVENTS = frozenset({"trade", "aggTrade"})
 
+# The sane range of a trade time in epoch ms: before 2010 means a unit or garbage error (ingest
+# quarantines it); after 2100 is garbage too. Only times inside it may pace a replay.
+MIN_TRADE_MS = 1_262_304_000_000          # 2010-01-01
+MAX_TRADE_MS = 4_102_444_800_000          # 2100-01-01
+
 _LEADING_TS = re.compile(rb"^\s*(\d+(?:\.\d+)?):?\s+(?=[\[{])")
 
 
@@ -50,7 +55,7 @@ def from_object(obj: object, raw: bytes) -> Record:
     if isinstance(obj, dict) and "stream" in obj and "data" in obj and isinstance(obj["data"], dict):
         obj = obj["data"]
         raw = compact(obj)
-    elif isinstance(obj, dict) and obj.get("e") in TRADE_EVENTS:
+    elif isinstance(obj, dict) and isinstance(obj.get("e"), str) and obj["e"] in TRADE_EVENTS:
         raw = compact(obj)
     if not isinstance(obj, dict):
         return Record(value=raw)
@@ -60,7 +65,8 @@ def from_object(obj: object, raw: bytes) -> Record:
     sym = obj.get("s")
     key = sym.encode() if isinstance(sym, str) and sym else None
     t = obj.get("T")
-    return Record(value=raw, key=key, trade_time_ms=t if isinstance(t, int) and not isinstance(t, bool) else None)
+    sane = isinstance(t, int) and not isinstance(t, bool) and MIN_TRADE_MS <= t < MAX_TRADE_MS
+    return Record(value=raw, key=key, trade_time_ms=t if sane else None)
 
 
 def from_recording_line(line: bytes) -> Record | None:
@@ -77,7 +83,7 @@ def from_recording_line(line: bytes) -> Record | None:
         return Record(value=None, skipped="recorderLog")
     try:
         obj = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):    # RecursionError: JSON nested deeper than Python parses
         return Record(value=body)          # garbage: forwarded as is, ingest quarantines it
     return from_object(obj, body)
 
@@ -132,7 +138,9 @@ def from_csv_line(line: bytes, symbol: str) -> Record | None:
         ev = build(fields, symbol)
     except (ValueError, IndexError):
         return Record(value=line.strip())  # a bad row is forwarded; ingest quarantines it
-    return Record(value=compact(ev), key=symbol.encode(), trade_time_ms=ev["T"])
+    t = ev["T"]
+    return Record(value=compact(ev), key=symbol.encode(),
+                  trade_time_ms=t if MIN_TRADE_MS <= t < MAX_TRADE_MS else None)
 
 
 _SYMBOL_IN_NAME = re.compile(r"([A-Z0-9]{4,20})-(?:aggTrades|trades)-", re.I)

@@ -52,6 +52,8 @@ class Settings:
     binance_rest_weight_per_minute: int     # REST weight the producer spends per minute at most
     backfill_lookback_hours: float          # klines loaded over REST at the start of `up --source live`; 0 = none
     producer_metrics_port: int              # Prometheus endpoint of the live producer; 0 = off
+    producer_metrics_host: str              # its bind address; loopback unless set
+    spark_ui_host: str                      # bind address of the local Spark UI (SPARK_LOCAL_IP); loopback unless set
     # Predictions, outcomes and drift (issue 7).
     horizons: tuple[int, ...]               # minutes ahead; one registered model tickcast-h<H> each
     model_ref: str                          # alias or version number the predict job scores with
@@ -104,6 +106,11 @@ class Settings:
         (the `spark.pyspark.python` conf only reaches spark-submit), and defaults to `python3`.
         """
         os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = self.python
+
+    def pin_spark_bind_address(self) -> None:
+        """Make the local Spark driver's UI listen on `spark_ui_host` (Spark's web UI binds to
+        SPARK_LOCAL_IP, read from the environment when the JVM starts, else to 0.0.0.0)."""
+        os.environ["SPARK_LOCAL_IP"] = self.spark_ui_host
 
     def quiet_tensorflow(self) -> None:
         """Keep TensorFlow's C++ start-up chatter out of CLI output (read by TF when it is imported)."""
@@ -224,7 +231,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
     serve_host = get("SERVE_HOST", "127.0.0.1")
     dashboard_host = get("DASHBOARD_HOST", "127.0.0.1")
-    for name, host in (("SERVE_HOST", serve_host), ("DASHBOARD_HOST", dashboard_host)):
+    metrics_host = get("PRODUCER_METRICS_HOST", "127.0.0.1")
+    spark_ui_host = get("SPARK_UI_HOST", "127.0.0.1")
+    for name, host in (("SERVE_HOST", serve_host), ("DASHBOARD_HOST", dashboard_host),
+                       ("PRODUCER_METRICS_HOST", metrics_host), ("SPARK_UI_HOST", spark_ui_host)):
         if not _HOST.match(host):
             raise SettingsError(f"{PREFIX}{name}: expected a host name or IP address, got {host!r}")
     api_keys = tuple(k.strip() for k in get("SERVE_API_KEYS", "").split(",") if k.strip())
@@ -259,6 +269,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                                             get("BINANCE_REST_WEIGHT_PER_MINUTE", "6000"), minimum=1),
         backfill_lookback_hours=_float("BACKFILL_LOOKBACK_HOURS", get("BACKFILL_LOOKBACK_HOURS", "24"), strict=False),
         producer_metrics_port=metrics_port,
+        producer_metrics_host=metrics_host,
+        spark_ui_host=spark_ui_host,
         horizons=horizons,
         model_ref=model_ref,
         drift_window_hours=_float("DRIFT_WINDOW_HOURS", get("DRIFT_WINDOW_HOURS", "24")),
@@ -315,6 +327,8 @@ HELP: dict[str, str] = {
     "binance_rest_weight_per_minute": "REST weight the live producer spends per minute at most (gap-fill, klines)",
     "backfill_lookback_hours": "hours of 1m klines `up --source live` (and `backfill --rest`) load first; 0 = none",
     "producer_metrics_port": "Prometheus /metrics of the live producer; 0 = off",
+    "producer_metrics_host": "bind address of the live producer's /metrics (loopback unless set; 0.0.0.0 on Kubernetes)",
+    "spark_ui_host": "bind address of the local Spark driver's UI (loopback unless set; its kill links are off)",
     "horizons": "minutes ahead the predict job scores; one registered model tickcast-h<H> each",
     "model_ref": "the alias (or version number) the predict job scores with",
     "drift_window_hours": "live feature window compared with the model's training reference",

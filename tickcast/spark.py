@@ -52,6 +52,8 @@ def conf(s: Settings) -> dict[str, str]:
         # The embedded run listens on loopback only. Under a cluster manager (the Spark Operator's
         # spark-submit on Kubernetes) executors must reach the address spark-submit gave the driver.
         c["spark.driver.host"] = c["spark.driver.bindAddress"] = "127.0.0.1"
+    # The UI's kill links stop a job (or the pipeline) with one request: off everywhere.
+    c["spark.ui.killEnabled"] = "false"
     return c
 
 
@@ -60,6 +62,8 @@ def session(s: Settings, app: str = "tickcast", extra: dict[str, str] | None = N
     from pyspark.sql import SparkSession
 
     s.pin_worker_python()
+    if s.spark_master.startswith("local"):
+        s.pin_spark_bind_address()     # the UI listens on loopback (0.0.0.0 unless SPARK_LOCAL_IP is set)
     builder = SparkSession.builder.appName(app)
     if s.spark_master:
         builder = builder.master(s.spark_master)

@@ -110,6 +110,35 @@ BAD = [
      "in the future"),
     (b'{"e":"trade","E":-9223372036854775808,"s":"BTCUSDT","t":15,"p":"5.0","q":"1","T":1723161255342,"m":true}',
      "event time before 2010"),
+    # Poison values: 19 digits above the int64 range in every id and time field (try_cast gives
+    # NULL, which once passed every rule and left NULL times in bronze), exponent forms, times
+    # outside the sane range in each time field.
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":16,"p":"5.0","q":"1","T":9999999999999999999,"m":true}',
+     "field T out of integer range: 9999999999999999999"),
+    (b'{"e":"trade","E":9999999999999999999,"s":"BTCUSDT","t":17,"p":"5.0","q":"1","T":1723161255342,"m":true}',
+     "field E out of integer range"),
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":9999999999999999999,"p":"5.0","q":"1",'
+     b'"T":1723161255342,"m":true}', "field t out of integer range"),
+    (b'{"e":"aggTrade","E":1723161255343,"s":"BTCUSDT","a":9999999999999999999,"p":"5.0","q":"1","f":1,"l":2,'
+     b'"T":1723161255342,"m":true}', "field a out of integer range"),
+    (b'{"e":"aggTrade","E":1723161255343,"s":"BTCUSDT","a":18,"p":"5.0","q":"1","f":9999999999999999999,"l":2,'
+     b'"T":1723161255342,"m":true}', "field f out of integer range"),
+    (b'{"e":"aggTrade","E":1723161255343,"s":"BTCUSDT","a":19,"p":"5.0","q":"1","f":1,"l":-9999999999999999999,'
+     b'"T":1723161255342,"m":true}', "field l out of integer range"),
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":20,"p":"5.0","q":"1","T":1.723161255342E12,"m":true}',
+     "field T is not an integer"),
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":1e5,"p":"5.0","q":"1","T":1723161255342,"m":true}',
+     "field t is not an integer"),
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":21,"p":"5e3","q":"1","T":1723161255342,"m":true}',
+     "field p is not a decimal"),
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":22,"p":"5.0","q":"1","T":1262303999999,"m":true}',
+     "trade time before 2010"),
+    (b'{"e":"trade","E":4102444800000,"s":"BTCUSDT","t":23,"p":"5.0","q":"1","T":1723161255342,"m":true}',
+     "event time"),
+    (b'{"e":"aggTrade","E":1723161255343,"s":"BTCUSDT","a":24,"p":"5.0","q":"1","f":-3,"l":2,'
+     b'"T":1723161255342,"m":true}', "negative first trade id"),
+    (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":-25,"p":"5.0","q":"1","T":1723161255342,"m":true}',
+     "negative trade id"),
 ]
 
 

@@ -108,7 +108,7 @@ def test_good_events_take_the_fast_path_and_keep_their_values(frames, spark, bas
              ingest.parse(raw, base_settings, NOW).select("kafka_offset", "retry").collect()}
     assert all(flags[o] for o in range(400))                       # every good event
     # A complete, well-typed event fails only value rules on the fast path; the rest are re-parsed.
-    value_rules = ("non-positive", "in the future", "empty symbol", "is not a decimal", "before 2010")
+    value_rules = ("non-positive", "in the future", "empty symbol", "is not a decimal", "before 2010", "negative", "event time")
     for i, (raw_value, why) in enumerate(BAD):
         typed_ok = any(k in why for k in value_rules) and b'"t":"' not in raw_value and b'"m":"' not in raw_value
         assert flags[400 + i] == typed_ok, (raw_value[:80], why)

@@ -86,3 +86,82 @@ def test_recording_file_with_and_without_local_timestamps(tmp_path):
     ]))
     recs = list(read_file(path))
     assert [r.value for r in recs[:2]] == [events.compact(TRADE)] * 2 and recs[2].value == b"not json at all"
+
+
+# --- poison lines never stop a replay, and a bad time never paces it (issue 24) ---
+
+POISON_LINES = [
+    b'{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":9999999999999999999,"m":true}',
+    b'{"e":"trade","s":"BTCUSDT","t":1,"p":"1","q":"1","T":-9999999999999999999,"m":true}',
+    b'{"e":"trade","s":"BTCUSDT","t":1,"p":"1","q":"1","T":1.7e12,"m":true}',
+    b'{"e":"trade","s":"BTCUSDT","t":1,"p":"1","q":"1","T":4102444800001,"m":true}',
+    b'{"e":"trade","s":"BTCUSDT","t":1,"p":"1","q":"1","T":1262303999999,"m":true}',
+    b'{"e":["trade"],"s":"BTCUSDT","T":1723161255342}',
+    b'{"e":{"x":1},"T":1723161255342}',
+    b"[" * 200_000 + b"]" * 200_000,
+    b'{"e":"trade","T":1e999}',
+    b"\xff\xfe garbage",
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","T":99999999999999999999999}}',
+]
+
+
+def test_poison_recording_lines_are_forwarded_without_a_pacing_time():
+    from tickcast import events
+
+    for line in POISON_LINES:
+        rec = events.from_recording_line(line)
+        assert rec is not None and rec.value is not None, line[:60]
+        # Only a sane time may pace (the two events with a bad type keep their sane T).
+        assert rec.trade_time_ms in (None, 1723161255342), line[:60]
+
+
+def test_a_bad_trade_time_never_drives_the_pacing():
+    from producers.publisher import Pacer
+
+    now = [0.0]
+    p = Pacer(speed=10, clock=lambda: now[0])
+    t0 = 1_723_161_255_000
+    assert p.delay(t0) == 0.0
+    assert p.delay(t0 + 1000) == 0.1             # one second of trade time at 10x
+    assert p.delay(4_000_000_000_000) == 0.0     # a far-future poison record: sent at once
+    assert p.delay(None) == 0.0
+    assert p.delay(t0 + 2000) == 0.2             # the clock did not move to the poison time
+    now[0] = 0.2
+    assert p.delay(t0 + 3000) == pytest.approx(0.1)
+    # A real gap in the source (two records beyond the jump): skipped, then paced from there.
+    gap = t0 + 3_600_000
+    assert p.delay(gap) == 0.0 and p.delay(gap + 10) == 0.0
+    assert p.delay(gap + 1010) == pytest.approx(0.1)
+
+
+def test_paced_replay_of_a_file_with_poison_lines_sends_every_line(tmp_path):
+    """`publish(..., speed=10)` over a recording with poison lines: no exception, no long sleep,
+    every line sent (the real Publisher code path, its Kafka producer replaced by a recorder)."""
+    import time as _time
+
+    from producers import replay
+    from producers.publisher import Counts, Publisher
+
+    good = [b'{"e":"trade","E":%d,"s":"BTCUSDT","t":%d,"p":"1.0","q":"1.0","T":%d,"m":true}' % (t, i, t)
+            for i, t in enumerate(range(1_723_161_255_000, 1_723_161_255_000 + 2000, 100))]
+    lines = good[:5] + POISON_LINES + good[5:]
+    f = tmp_path / "rec.jsonl"
+    f.write_bytes(b"\n".join(lines) + b"\n")
+
+    class Recorder:
+        def __init__(self):
+            self.sent = []
+
+        def produce(self, topic, value, key, headers, on_delivery):
+            self.sent.append(value)
+
+        def poll(self, _t):
+            return 0
+
+    pub = Publisher.__new__(Publisher)
+    pub.topic, pub.headers, pub.counts, pub._producer = "ticks", [], Counts(), Recorder()
+    t0 = _time.monotonic()
+    pub.publish(replay.read_file(f), speed=10)
+    took = _time.monotonic() - t0
+    assert len(pub._producer.sent) == len(lines)
+    assert 0.15 <= took < 2.0, took               # 1.9 s of trade time at 10x; no poison wait
