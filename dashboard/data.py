@@ -71,6 +71,7 @@ class TableCache:
     last_read: list[str] = field(default_factory=list)
     full_loads: int = 0
     error: str | None = None
+    incremental: bool = True             # False: a full scan at every refresh (the benchmark's reference)
     _dt: object = None
     _paths: frozenset = frozenset()
     _fs: object = None
@@ -103,11 +104,15 @@ class TableCache:
         from deltalake import DeltaTable
 
         self.last_read = []
+        if not self.incremental:
+            self._dt = None
         if self._dt is None:
             if not DeltaTable.is_deltatable(self.uri):
                 return
             self._dt = DeltaTable(self.uri)
             self._full_load()
+            return
+        if not self._next_commit_exists():
             return
         self._dt.update_incremental()
         if self._dt.version() == self.version:
@@ -128,6 +133,16 @@ class TableCache:
                 merged = merged.combine_chunks()
             self.data = self._trim(merged)
             self._frame = None
+
+    def _next_commit_exists(self) -> bool:
+        """One stat of the next commit file (a HEAD on an object store) instead of listing the log."""
+        import pyarrow.fs as pfs
+
+        try:
+            info = self._fs.get_file_info(f"_delta_log/{self.version + 1:020d}.json")
+        except Exception:   # a store that cannot answer a stat: let delta-rs list the log
+            return True
+        return info.type != pfs.FileType.NotFound
 
     def _add_actions(self) -> pd.DataFrame:
         import pyarrow as pa
@@ -191,6 +206,33 @@ class TableCache:
         lo = pc.subtract(hi, pd.Timedelta(milliseconds=keep).to_pytimedelta())
         return t.filter(pc.greater_equal(t[tc], lo))
 
+    def rows(self, where=None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Held rows matching a pyarrow expression, as pandas (filtered in Arrow: only they convert)."""
+        t = self.data
+        cols = list(columns or self.spec.columns)
+        if t is None:
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+        if where is not None:
+            t = t.filter(where)
+        return t.select(cols).to_pandas()
+
+    def unique(self, col: str) -> list:
+        import pyarrow.compute as pc
+
+        return [] if self.data is None else sorted(v for v in pc.unique(self.data[col]).to_pylist() if v is not None)
+
+    def max(self, col: str, where=None):
+        """The column's max over the held rows (matching `where`) as pandas' scalar; None if none."""
+        import pyarrow.compute as pc
+
+        t = self.data
+        if t is None:
+            return None
+        if where is not None:
+            t = t.filter(where)
+        v = pc.max(t[col]).as_py() if t.num_rows else None
+        return None if v is None else (pd.Timestamp(v) if hasattr(v, "tzinfo") else v)
+
     def frame(self) -> pd.DataFrame:
         """The held rows as pandas (built once per version). Empty with the spec's columns if no table."""
         with self._lock:
@@ -251,9 +293,9 @@ SPECS: dict[str, Spec] = {
 class Lake:
     """The process's caches, one per table the pages read; `refresh(names)` returns their versions."""
 
-    def __init__(self, s: Settings, specs: dict[str, Spec] | None = None):
+    def __init__(self, s: Settings, specs: dict[str, Spec] | None = None, full_scan: bool = False):
         self.settings = s
-        self.caches = {k: TableCache(v, s) for k, v in (specs or SPECS).items()}
+        self.caches = {k: TableCache(v, s, incremental=not full_scan) for k, v in (specs or SPECS).items()}
 
     def refresh(self, *names: str) -> tuple:
         """Refresh the named caches; a tuple of their versions (compare to skip unchanged work)."""
@@ -313,6 +355,7 @@ class Models:
         self._error: str | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._started = 0.0
         self._reports: dict[str, str] = {}   # run id -> walk-forward report (markdown); immutable
 
     def get(self, wait: float | None = None) -> tuple[dict[int, ModelInfo] | None, str | None]:
@@ -322,11 +365,14 @@ class Models:
             stale = time.monotonic() - self._at > self.ttl
             if stale and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._load, daemon=True, name="dashboard-mlflow")
+                self._started = time.monotonic()
                 self._thread.start()
             t = self._thread
-        if t is not None and t.is_alive() and (self._info is None or stale):
+        if t is not None and t.is_alive() and self._info is None:
             t.join(self.deadline if wait is None else wait)
             if t.is_alive() and self._info is None:
+                if time.monotonic() - self._started < self.deadline:
+                    return None, None            # still loading
                 return None, (f"MLflow at {self.s.mlflow_uri} did not answer within {self.deadline:g} s "
                               "(unreachable?); model metadata will appear when it does")
         return self._info, self._error

@@ -1,13 +1,14 @@
 """Pure builders: pandas DataFrames in, Plotly figures (or the frames behind them) out. No I/O.
 
-Every figure carries a constant `uirevision` given by the caller, so a refresh keeps the user's
-zoom. Numeric columns go in as numpy arrays: Plotly sends them to the browser as typed arrays.
+Figures are plain dicts (Plotly's JSON figure schema) with numeric columns as typed arrays
+(base64): building `plotly.graph_objects` validated every value and cost a market refresh ~80 ms.
+Times go as epoch milliseconds on `date` axes. Every figure carries the caller's constant
+`uirevision`, so a refresh keeps the user's zoom.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 MINUTE_MS = 60_000
 MAX_CANDLES = 1_500                                  # the browser never draws more (MEASURED: 1,440 -> ~300 ms)
@@ -115,47 +116,83 @@ def prediction_points(preds: pd.DataFrame, outcomes: pd.DataFrame, minutes: int)
     return out
 
 
-def _colors(right: np.ndarray) -> list[str]:
-    return [PENDING if np.isnan(r) else UP if r > 0.5 else DOWN if r < 0.5 else PENDING for r in right]
+RIGHT_SCALE = [[0.0, DOWN], [0.5, PENDING], [1.0, UP]]
+
+
+def arr(v) -> dict | list:
+    """A numeric column as Plotly's typed-array spec (base64): no per-element JSON, no validation."""
+    from _plotly_utils.utils import to_typed_array_spec
+
+    a = np.ascontiguousarray(np.asarray(v, dtype="float64"))
+    return to_typed_array_spec(a) if a.size else []
+
+
+def tx(ts) -> dict | list:
+    """Times as epoch milliseconds (float64: exact for ms) for a `date` axis."""
+    if len(ts) == 0:
+        return []
+    return arr(pd.to_datetime(pd.Series(ts), utc=True).astype("datetime64[ms, UTC]").astype("int64").to_numpy())
+
+
+def values(spec) -> np.ndarray:
+    """Decode what `arr`/`tx` made (or a plain list) back to numpy: for tests and tools."""
+    import base64
+
+    if isinstance(spec, dict) and "bdata" in spec:
+        return np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype(spec["dtype"]))
+    return np.asarray(spec)
+
+
+def _title(text: str) -> dict:
+    return {"text": text, "x": 0.01, "font": {"size": 14}}
+
+
+def _hline(y: float, yref: str = "y", color: str = "#bbb", dash: str = "solid") -> dict:
+    return {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": yref, "y0": y, "y1": y,
+            "line": {"width": 1, "color": color, "dash": dash}}
+
+
+def _note(y: float, text: str) -> dict:
+    return {"xref": "paper", "x": 1, "y": y, "text": text, "showarrow": False, "yanchor": "bottom",
+            "xanchor": "right", "font": {"color": DOWN}}
 
 
 def market_figure(candles: pd.DataFrame, points: dict[int, pd.DataFrame], symbol: str, minutes: int,
-                  uirevision: str) -> go.Figure:
+                  uirevision: str) -> dict:
     """Candles + volume + P(up) per horizon (green right, red wrong, grey not known yet), one x axis."""
-    x = candles["window_start"]
+    x = tx(candles["window_start"])
     data = [
-        go.Candlestick(x=x, open=candles["open"].to_numpy(), high=candles["high"].to_numpy(),
-                       low=candles["low"].to_numpy(), close=candles["close"].to_numpy(), name=symbol,
-                       increasing_line_color=UP, decreasing_line_color=DOWN, yaxis="y", showlegend=False),
+        {"type": "candlestick", "x": x, "open": arr(candles["open"]), "high": arr(candles["high"]),
+         "low": arr(candles["low"]), "close": arr(candles["close"]), "name": symbol, "yaxis": "y",
+         "increasing": {"line": {"color": UP}}, "decreasing": {"line": {"color": DOWN}}, "showlegend": False},
         # A stepped area, not a bar trace: bars cost the browser ~5x more per point (MEASURED.md).
-        go.Scatter(x=x, y=candles["volume"].to_numpy(), name="volume", mode="lines", line_shape="hv",
-                   fill="tozeroy", line={"width": 1, "color": "#7f7f7f"}, yaxis="y2", showlegend=False,
-                   hovertemplate="%{y:.4f}<extra>volume</extra>"),
+        {"type": "scatter", "x": x, "y": arr(candles["volume"]), "name": "volume", "mode": "lines",
+         "line": {"width": 1, "color": "#7f7f7f", "shape": "hv"}, "fill": "tozeroy", "yaxis": "y2",
+         "showlegend": False, "hovertemplate": "%{y:.4f}<extra>volume</extra>"},
     ]
     dash_styles = ("solid", "dot", "dash", "dashdot", "longdash")
     for i, (h, pts) in enumerate(sorted(points.items())):
         right = pts["right"].to_numpy(dtype=float)
-        data.append(go.Scatter(
-            x=pts["window_start"], y=pts["prob_up"].to_numpy(), name=f"P(up) {h} min", mode="lines+markers",
-            line={"width": 1, "dash": dash_styles[i % len(dash_styles)], "color": "#1f77b4"},
-            marker={"size": 4 if minutes == 1 else 5, "color": _colors(right)}, yaxis="y3",
-            customdata=np.where(np.isnan(right), -1.0, right),
-            hovertemplate=("P(up) %{y:.3f}<br>" + ("right" if minutes == 1 else "share right")
-                           + " %{customdata:.2f} (-1: not known yet)<extra>" + f"{h} min</extra>")))
+        data.append({
+            "type": "scatter", "x": tx(pts["window_start"]), "y": arr(pts["prob_up"]), "name": f"P(up) {h} min",
+            "mode": "lines+markers", "yaxis": "y3",
+            "line": {"width": 1, "dash": dash_styles[i % len(dash_styles)], "color": "#1f77b4"},
+            "marker": {"size": 4 if minutes == 1 else 5, "color": arr(np.where(np.isnan(right), 0.5, right)),
+                       "colorscale": RIGHT_SCALE, "cmin": 0, "cmax": 1},
+            "customdata": arr(np.where(np.isnan(right), -1.0, right)),
+            "hovertemplate": ("P(up) %{y:.3f}<br>" + ("right" if minutes == 1 else "share right")
+                              + " %{customdata:.2f} (-1: not known yet)<extra>" + f"{h} min</extra>")})
     width = "1 minute" if minutes == 1 else f"{minutes} minutes"
-    fig = go.Figure(data=data)
-    fig.update_layout(
-        uirevision=uirevision, margin={"l": 60, "r": 20, "t": 30, "b": 30}, height=640, hovermode="x",
-        title={"text": f"{symbol} · candles of {width}", "x": 0.01, "font": {"size": 14}},
-        legend={"orientation": "h", "y": 0.27, "x": 0.01},
-        xaxis={"rangeslider": {"visible": False}, "type": "date", "anchor": "y3"},
-        yaxis={"domain": [0.42, 1.0], "title": "price"},
-        yaxis2={"domain": [0.30, 0.40], "title": "volume", "anchor": "x"},
-        yaxis3={"domain": [0.0, 0.25], "title": "P(up)", "range": [0, 1], "anchor": "x"},
-        shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y3", "y0": 0.5, "y1": 0.5,
-                 "line": {"width": 1, "color": "#bbb"}}],
-    )
-    return fig
+    layout = {
+        "uirevision": uirevision, "margin": {"l": 60, "r": 20, "t": 30, "b": 30}, "height": 640, "hovermode": "x",
+        "title": _title(f"{symbol} · candles of {width}"), "legend": {"orientation": "h", "y": 0.27, "x": 0.01},
+        "xaxis": {"rangeslider": {"visible": False}, "type": "date", "anchor": "y3"},
+        "yaxis": {"domain": [0.42, 1.0], "title": {"text": "price"}},
+        "yaxis2": {"domain": [0.30, 0.40], "title": {"text": "volume"}, "anchor": "x"},
+        "yaxis3": {"domain": [0.0, 0.25], "title": {"text": "P(up)"}, "range": [0, 1], "anchor": "x"},
+        "shapes": [_hline(0.5, "y3")],
+    }
+    return {"data": data, "layout": layout}
 
 
 # ---------------------------------------------------------------- model against reality
@@ -269,63 +306,61 @@ def _thin(df: pd.DataFrame, max_points: int) -> pd.DataFrame:
     return df.iloc[keep].reset_index(drop=True)
 
 
-def _band(x, lo, hi, name: str, color: str) -> list[go.Scatter]:
-    return [go.Scatter(x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
-            go.Scatter(x=x, y=lo, mode="lines", line={"width": 0}, fill="tonexty", fillcolor=color, name=name,
-                       hoverinfo="skip")]
+def _band(x, lo, hi, name: str, color: str) -> list[dict]:
+    return [{"type": "scatter", "x": x, "y": arr(hi), "mode": "lines", "line": {"width": 0}, "showlegend": False,
+             "hoverinfo": "skip"},
+            {"type": "scatter", "x": x, "y": arr(lo), "mode": "lines", "line": {"width": 0}, "fill": "tonexty",
+             "fillcolor": color, "name": name, "hoverinfo": "skip"}]
+
+
+def _layout(title: str, uirevision: str, height: int, ytitle: str, **kw) -> dict:
+    return {"uirevision": uirevision, "title": _title(title), "height": height,
+            "margin": {"l": 60, "r": 20, "t": 40, "b": 30}, "yaxis": {"title": {"text": ytitle}},
+            "xaxis": {"type": "date"}, "legend": {"orientation": "h", "y": -0.15}, **kw}
 
 
 def rolling_figure(r: pd.DataFrame, metric: str, title: str, uirevision: str,
-                   scores: pd.DataFrame | None = None) -> go.Figure:
+                   scores: pd.DataFrame | None = None) -> dict:
     """Rolling `hit` or `brier` of the model (with its 95% band) against the baselines'; the
     outcomes job's own 1 h scores (gold.model_scores) as markers when given."""
-    x = r["target_time"]
-    data = _band(x, r[f"{metric}_lo"].to_numpy(float), r[f"{metric}_hi"].to_numpy(float), "model 95% band",
-                 "rgba(31,119,180,0.18)")
-    data.append(go.Scatter(x=x, y=r[metric].to_numpy(float), name="model", mode="lines",
-                           line={"color": "#1f77b4", "width": 2}))
+    x = tx(r["target_time"])
+    data = _band(x, r[f"{metric}_lo"], r[f"{metric}_hi"], "model 95% band", "rgba(31,119,180,0.18)")
+    data.append({"type": "scatter", "x": x, "y": arr(r[metric]), "name": "model", "mode": "lines",
+                 "line": {"color": "#1f77b4", "width": 2}})
     for b, color in (("climatology", "#ff7f0e"), ("momentum", "#9467bd")):
-        data.append(go.Scatter(x=x, y=r[f"{b}_{metric}"].to_numpy(float), name=b, mode="lines",
-                               line={"color": color, "width": 1, "dash": "dot"}))
+        data.append({"type": "scatter", "x": x, "y": arr(r[f"{b}_{metric}"]), "name": b, "mode": "lines",
+                     "line": {"color": color, "width": 1, "dash": "dot"}})
     if scores is not None and not scores.empty:
+        sc = _thin(scores.sort_values("computed_at"), 1_500)
         col = "accuracy" if metric == "hit" else "brier"
-        data.append(go.Scatter(x=scores["computed_at"], y=scores[col].to_numpy(float), mode="markers",
-                               name="gold.model_scores (1 h)", marker={"size": 5, "color": "#17becf"}))
-    fig = go.Figure(data=data)
+        data.append({"type": "scatter", "x": tx(sc["computed_at"]), "y": arr(sc[col]), "mode": "markers",
+                     "name": "gold.model_scores (1 h)", "marker": {"size": 4, "color": "#17becf"}})
     ytitle = "hit rate" if metric == "hit" else "Brier score (lower is better)"
-    shapes = ([{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0.5, "y1": 0.5,
-                "line": {"width": 1, "color": "#bbb"}}] if metric == "hit" else [])
-    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=320,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": ytitle}, shapes=shapes,
-                      legend={"orientation": "h", "y": -0.15})
-    return fig
+    return {"data": data, "layout": _layout(title, uirevision, 320, ytitle,
+                                            shapes=[_hline(0.5)] if metric == "hit" else [])}
 
 
-def cumulative_figure(c: pd.DataFrame, title: str, uirevision: str) -> go.Figure:
-    data = [go.Scatter(x=c["target_time"], y=c[m].to_numpy(float), name=m, mode="lines",
-                       line={"width": 2 if m == "model" else 1, "dash": "solid" if m == "model" else "dot"})
+def cumulative_figure(c: pd.DataFrame, title: str, uirevision: str) -> dict:
+    x = tx(c["target_time"])
+    data = [{"type": "scatter", "x": x, "y": arr(c[m]), "name": m, "mode": "lines",
+             "line": {"width": 2 if m == "model" else 1, "dash": "solid" if m == "model" else "dot"}}
             for m in ("model", "climatology", "momentum")]
-    fig = go.Figure(data=data)
-    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=300,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": "cumulative hit rate"},
-                      legend={"orientation": "h", "y": -0.15})
-    return fig
+    return {"data": data, "layout": _layout(title, uirevision, 300, "cumulative hit rate")}
 
 
-def calibration_figure(c: pd.DataFrame, title: str, uirevision: str) -> go.Figure:
-    err = (c["hi"] - c["observed"]).to_numpy(float), (c["observed"] - c["lo"]).to_numpy(float)
-    fig = go.Figure(data=[
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
-                   line={"color": "#bbb", "dash": "dash"}),
-        go.Scatter(x=c["predicted"].to_numpy(float), y=c["observed"].to_numpy(float), mode="markers+lines",
-                   name="model", error_y={"type": "data", "symmetric": False, "array": err[0], "arrayminus": err[1]},
-                   customdata=c["n"].to_numpy(), hovertemplate="predicted %{x:.3f}<br>observed %{y:.3f}"
-                                                               "<br>n %{customdata}<extra></extra>"),
-    ])
-    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=320,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 40}, xaxis={"title": "predicted P(up)"},
-                      yaxis={"title": "observed share up"}, legend={"orientation": "h", "y": -0.2})
-    return fig
+def calibration_figure(c: pd.DataFrame, title: str, uirevision: str) -> dict:
+    data = [
+        {"type": "scatter", "x": [0, 1], "y": [0, 1], "mode": "lines", "name": "perfectly calibrated",
+         "line": {"color": "#bbb", "dash": "dash"}},
+        {"type": "scatter", "x": arr(c["predicted"]), "y": arr(c["observed"]), "mode": "markers+lines", "name": "model",
+         "error_y": {"type": "data", "symmetric": False, "array": arr(c["hi"] - c["observed"]),
+                     "arrayminus": arr(c["observed"] - c["lo"])},
+         "customdata": arr(c["n"]), "hovertemplate": "predicted %{x:.3f}<br>observed %{y:.3f}<br>n %{customdata}"
+                                                     "<extra></extra>"},
+    ]
+    layout = _layout(title, uirevision, 320, "observed share up", xaxis={"title": {"text": "predicted P(up)"}},
+                     legend={"orientation": "h", "y": -0.25})
+    return {"data": data, "layout": layout}
 
 
 def latest_drift(drift: pd.DataFrame, model_version: str) -> pd.DataFrame:
@@ -337,21 +372,16 @@ def latest_drift(drift: pd.DataFrame, model_version: str) -> pd.DataFrame:
     return d.sort_values("psi", ascending=False, na_position="last")
 
 
-def drift_figure(d: pd.DataFrame, threshold: float, title: str, uirevision: str) -> go.Figure:
+def drift_figure(d: pd.DataFrame, threshold: float, title: str, uirevision: str) -> dict:
     """PSI per feature (red above the threshold), with the threshold as a line."""
     psi = d["psi"].to_numpy(float)
     colors = [DOWN if v > threshold else "#1f77b4" for v in np.nan_to_num(psi)]
-    fig = go.Figure(data=[go.Bar(x=d["feature"].tolist(), y=psi, marker={"color": colors}, name="PSI",
-                                 customdata=d["ks"].to_numpy(float),
-                                 hovertemplate="%{x}<br>PSI %{y:.3f}<br>KS %{customdata:.3f}<extra></extra>")])
-    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=320,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 90}, yaxis={"title": "PSI vs training"},
-                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
-                               "line": {"color": DOWN, "dash": "dash"}}],
-                      annotations=[{"xref": "paper", "x": 1, "y": threshold, "text": f"threshold {threshold:g}",
-                                    "showarrow": False, "yanchor": "bottom", "xanchor": "right",
-                                    "font": {"color": DOWN}}])
-    return fig
+    data = [{"type": "bar", "x": d["feature"].tolist(), "y": arr(psi), "marker": {"color": colors}, "name": "PSI",
+             "customdata": arr(d["ks"]), "hovertemplate": "%{x}<br>PSI %{y:.3f}<br>KS %{customdata:.3f}<extra></extra>"}]
+    layout = _layout(title, uirevision, 320, "PSI vs training", xaxis={"type": "category"},
+                     margin={"l": 60, "r": 20, "t": 40, "b": 90},
+                     shapes=[_hline(threshold, color=DOWN, dash="dash")], annotations=[_note(threshold, f"threshold {threshold:g}")])
+    return {"data": data, "layout": layout}
 
 
 # ---------------------------------------------------------------- pipeline health
@@ -369,23 +399,17 @@ def progress_series(progress: pd.DataFrame) -> pd.DataFrame:
 
 
 def history_figure(p: pd.DataFrame, column: str, title: str, ytitle: str, uirevision: str,
-                   threshold: float | None = None, max_points: int = 1_500) -> go.Figure:
+                   threshold: float | None = None, max_points: int = 1_500) -> dict:
     """One line per streaming query of `column` over time; the alert threshold as a red line."""
     data = []
     for q, g in p.groupby("query_name", sort=True):
         g = _thin(g[["timestamp", column]].dropna(), max_points)
-        data.append(go.Scatter(x=g["timestamp"], y=g[column].to_numpy(float), mode="lines", name=str(q)))
-    fig = go.Figure(data=data)
-    shapes, notes = [], []
+        data.append({"type": "scatter", "x": tx(g["timestamp"]), "y": arr(g[column]), "mode": "lines", "name": str(q)})
+    extra = {}
     if threshold is not None:
-        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
-                       "line": {"color": DOWN, "dash": "dash"}})
-        notes.append({"xref": "paper", "x": 1, "y": threshold, "text": f"alert {threshold:g}", "showarrow": False,
-                      "yanchor": "bottom", "xanchor": "right", "font": {"color": DOWN}})
-    fig.update_layout(uirevision=uirevision, title={"text": title, "x": 0.01, "font": {"size": 14}}, height=280,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": ytitle}, shapes=shapes,
-                      annotations=notes, legend={"orientation": "h", "y": -0.2})
-    return fig
+        extra = {"shapes": [_hline(threshold, color=DOWN, dash="dash")],
+                 "annotations": [_note(threshold, f"alert {threshold:g}")]}
+    return {"data": data, "layout": _layout(title, uirevision, 280, ytitle, **extra)}
 
 
 def stage_commits(files: pd.DataFrame, time_col: str = "window_start") -> pd.DataFrame:
@@ -422,18 +446,12 @@ def freshness(stages: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out.sort_values("minute").reset_index(drop=True)
 
 
-def freshness_figure(f: pd.DataFrame, threshold: float, uirevision: str, max_points: int = 1_500) -> go.Figure:
+def freshness_figure(f: pd.DataFrame, threshold: float, uirevision: str, max_points: int = 1_500) -> dict:
     f = _thin(f, max_points)
-    data = [go.Scatter(x=f["minute"], y=f[c].to_numpy(float), mode="lines+markers", marker={"size": 3},
-                       name=f"bar end → {c} commit") for c in f.columns if c != "minute"]
-    fig = go.Figure(data=data)
-    fig.update_layout(uirevision=uirevision, title={"text": "Freshness per stage (seconds after the bar's end)",
-                                                    "x": 0.01, "font": {"size": 14}},
-                      height=300, margin={"l": 60, "r": 20, "t": 40, "b": 30}, yaxis={"title": "seconds"},
-                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
-                               "line": {"color": DOWN, "dash": "dash"}}],
-                      annotations=[{"xref": "paper", "x": 1, "y": threshold, "text": f"alert {threshold:g} s",
-                                    "showarrow": False, "yanchor": "bottom", "xanchor": "right",
-                                    "font": {"color": DOWN}}],
-                      legend={"orientation": "h", "y": -0.2})
-    return fig
+    x = tx(f["minute"])
+    data = [{"type": "scatter", "x": x, "y": arr(f[c]), "mode": "lines+markers", "marker": {"size": 3},
+             "name": f"bar end → {c} commit"} for c in f.columns if c != "minute"]
+    layout = _layout("Freshness per stage (seconds after the bar's end)", uirevision, 300, "seconds",
+                     shapes=[_hline(threshold, color=DOWN, dash="dash")],
+                     annotations=[_note(threshold, f"alert {threshold:g} s")])
+    return {"data": data, "layout": layout}

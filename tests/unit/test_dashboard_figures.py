@@ -66,9 +66,14 @@ def test_market_figure_holds_every_candle_and_the_last_close(month):
     day = figures.in_range(month, "window_start", month["window_start"].max(), figures.RANGES["1d"])
     candles = figures.resample(day, figures.candle_minutes(figures.RANGES["1d"]))
     fig = figures.market_figure(candles, {}, "BTCUSDT", 1, "BTCUSDT-1d")
-    c = fig.data[0]
-    assert c.type == "candlestick" and len(c.close) == 1440
-    assert c.close[-1] == day["close"].iloc[-1] and fig.layout.uirevision == "BTCUSDT-1d"
+    c = fig["data"][0]
+    close = figures.values(c["close"])
+    assert c["type"] == "candlestick" and len(close) == 1440 and len(figures.values(c["x"])) == 1440
+    assert close[-1] == day["close"].iloc[-1] and fig["layout"]["uirevision"] == "BTCUSDT-1d"
+    assert figures.values(c["x"])[-1] == day["window_start"].iloc[-1].value // 10**6     # epoch ms
+    import json
+
+    json.dumps(fig)                                           # plain JSON: no Plotly objects
 
 
 def predictions_on(bars: pd.DataFrame, horizon: int):

@@ -1,0 +1,179 @@
+"""The Dash app factory: pages from `dashboard/pages/`, the header on every page, `/healthz`.
+
+State lives in the app it belongs to (a `Context` per app: the settings, the Delta caches, the
+MLflow metadata), never at module level: gunicorn builds one app per worker process.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from dashboard import ids
+from dashboard.data import Lake, Models, newest_source
+from tickcast.settings import Settings, load
+
+PAGES = Path(__file__).resolve().parent / "pages"
+SOURCE_TTL = 30.0
+
+
+class Context:
+    """One app's state: settings, the Delta caches, MLflow metadata, and small memos keyed by versions."""
+
+    def __init__(self, s: Settings, full_scan: bool = False):
+        self.settings = s
+        self.lake = Lake(s, full_scan=full_scan)
+        self.models = Models(s)
+        self._memo: dict[str, tuple] = {}
+        self._source: tuple[float, str | None] = (0.0, None)
+        self._lock = threading.Lock()
+
+    def memo(self, key: str, token, build):
+        """`build()` once per token (e.g. the versions of the tables it reads)."""
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        value = build()
+        self._memo[key] = (token, value)
+        return value
+
+    def ticks_source(self) -> str | None:
+        """The newest bronze.ticks rows' source, re-read at most every SOURCE_TTL seconds."""
+        at, value = self._source
+        if time.monotonic() - at > SOURCE_TTL:
+            try:
+                value = newest_source(self.settings)
+            except Exception:   # being written, or compacted: keep the previous answer
+                pass
+            self._source = (time.monotonic(), value)
+        return value
+
+    def freshness(self):
+        """Bar end -> commit of the bar, the feature row and the prediction, per minute (memoized)."""
+        from dashboard import figures
+
+        names = ("bars", "features", "predictions")
+        token = self.lake.refresh(*names)
+        return self.memo("freshness", token, lambda: figures.freshness(
+            {n: figures.stage_commits(self.lake[n].files) for n in names}))
+
+
+def create_app(settings: Settings | None = None, *, full_scan: bool = False):
+    """Build the dashboard (a Dash app; `.server` is its Flask WSGI app for gunicorn).
+
+    `full_scan` re-reads every table in full at each refresh instead of incrementally: only the
+    benchmark's reference uses it.
+    """
+    import dash
+    from dash import dcc, html
+
+    s = settings or load()
+    app = dash.Dash(__name__, use_pages=True, pages_folder=str(PAGES), title="tickcast", update_title=None,
+                    suppress_callback_exceptions=True)
+    context = Context(s, full_scan)
+    app.server.config["TICKCAST_CONTEXT"] = context
+    app.layout = html.Div([
+        dcc.Interval(id=ids.TICK, interval=int(s.dashboard_refresh_seconds * 1000), n_intervals=0),
+        header(),
+        dash.page_container,
+    ], style={"fontFamily": "system-ui, sans-serif", "margin": "0 16px"})
+    register_header(app, context)
+    for page in dash.page_registry.values():
+        sys.modules[page["module"]].register_callbacks(app, context)
+
+    @app.server.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    # MLflow's client import and first read take seconds: start them now, off the request path.
+    threading.Thread(target=context.models.get, kwargs={"wait": 0}, daemon=True).start()
+    return app
+
+
+def wsgi():
+    """gunicorn's entry: `gunicorn 'dashboard.app:wsgi()'` (settings from the environment)."""
+    return create_app().server
+
+
+def header():
+    from dash import dcc, html
+
+    cell = {"marginRight": "18px"}
+    return html.Div([
+        html.Span("tickcast", style={"fontWeight": 700, "fontSize": "20px", **cell}),
+        html.Span(id=ids.HEADER_SOURCE, style={"fontWeight": 700, "padding": "2px 8px", "borderRadius": "4px",
+                                               "background": "#333", "color": "white", **cell}),
+        html.Span(id=ids.HEADER_BAR_AGE, style=cell),
+        html.Span(id=ids.HEADER_CHAMPIONS, style=cell),
+        html.Span(id=ids.HEADER_STATUS, style={"fontWeight": 700, **cell}),
+        html.Nav([dcc.Link("Market", href="/", style=cell), dcc.Link("Model", href="/model", style=cell),
+                  dcc.Link("Pipeline", href="/pipeline", style=cell)], style={"display": "inline"}),
+        html.Div(id=ids.HEADER_ALERTS, style={"fontSize": "13px", "color": "#8a1c1c"}),
+    ], id=ids.HEADER, style={"padding": "10px 0", "borderBottom": "1px solid #ddd", "marginBottom": "8px"})
+
+
+def header_state(context: Context, now: pd.Timestamp) -> dict:
+    """What the header shows, from the caches (no figure work)."""
+    from dashboard import figures, health
+
+    lake, s = context.lake, context.settings
+    lake.refresh("bars", "progress")
+    bars = lake["bars"]
+    newest = bars.max("window_start")
+    files = bars.files
+    commit = files["modification_time"].max() if files is not None and len(files) else None
+    word = health.source_word(context.ticks_source(), bars.rows(columns=["symbol", "window_start", "source"])
+                              if newest is not None else pd.DataFrame())
+    latest = health.latest_per_query(figures.progress_series(lake.frame("progress"))) \
+        if lake["progress"].data is not None and lake["progress"].data.num_rows else pd.DataFrame()
+    fresh = health.newest_freshness(context.freshness())
+    checks = health.checks(s, now, newest, commit, fresh, latest)
+    return {"source": word, "newest": newest, "checks": checks,
+            "errors": lake.errors("bars", "progress", "features", "predictions")}
+
+
+def register_header(app, context: Context) -> None:
+    from dash import Input, Output
+
+    from dashboard.components import contained
+
+    @app.callback(Output(ids.HEADER_SOURCE, "children"), Output(ids.HEADER_BAR_AGE, "children"),
+                  Output(ids.HEADER_CHAMPIONS, "children"), Output(ids.HEADER_STATUS, "children"),
+                  Output(ids.HEADER_STATUS, "style"), Output(ids.HEADER_ALERTS, "children"),
+                  Input(ids.TICK, "n_intervals"))
+    @contained(6, 5)
+    def update_header(_n):
+        now = pd.Timestamp.now(tz="UTC")
+        st = header_state(context, now)
+        if st["newest"] is None:
+            age = "no bars yet"
+        else:
+            secs = (now - (st["newest"] + pd.Timedelta(minutes=1))).total_seconds()
+            age = f"newest bar {st['newest']:%Y-%m-%d %H:%M} UTC, {_ago(secs)} old"
+        info, err = context.models.get(wait=0)
+        if info is None:
+            champs = "champions: " + ("MLflow unreachable" if err else "loading…")
+        else:
+            champs = "champions: " + ", ".join(
+                f"h{h} v{m.champion}" if m.champion else f"h{h} none" for h, m in sorted(info.items()))
+        crossed = [c for c in st["checks"] if c.crossed]
+        ok = not crossed and not st["errors"]
+        status = "● OK" if ok else "● ALERT"
+        style = {"fontWeight": 700, "marginRight": "18px", "color": "#1e7d32" if ok else "white",
+                 "background": "transparent" if ok else "#c62828", "padding": "2px 8px", "borderRadius": "4px"}
+        alerts = [c.describe() for c in crossed] + st["errors"]
+        return st["source"], age, champs, status, style, " · ".join(alerts)
+
+
+def _ago(secs: float) -> str:
+    secs = max(0.0, secs)
+    if secs < 120:
+        return f"{secs:.0f} s"
+    if secs < 7200:
+        return f"{secs / 60:.0f} min"
+    if secs < 172800:
+        return f"{secs / 3600:.1f} h"
+    return f"{secs / 86400:.0f} days"
