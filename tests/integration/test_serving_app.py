@@ -1,0 +1,284 @@
+"""The prediction service through the Flask test client, over the shared pipeline's real tables and
+MLflow champion: every route, answers equal to the champion's Keras model and to gold.predictions,
+every bad-input class, and schemathesis fuzzing from the service's own /openapi.json."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tickcast import lake, model_io, tables
+
+pytestmark = pytest.mark.spark
+
+RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def served(pipeline, tmp_path_factory):
+    """Settings for the app (its own run folder) and the champion as Keras (called directly)."""
+    s = dataclasses.replace(pipeline.settings, data_dir=tmp_path_factory.mktemp("serve"),
+                            serve_admin_token="admin-secret", serve_max_rows=50)
+    keras_champion = model_io.load(s, model_io.model_name(pipeline.horizon), model_io.CHAMPION)
+    return s, keras_champion
+
+
+@pytest.fixture(scope="module")
+def app(served):
+    from serving import create_app
+
+    app = create_app(served[0])
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def feature_rows(served):
+    s, champ = served
+    df = lake.read(tables.FEATURES, s).to_pandas()
+    df = df[df["feature_version"] == champ.feature_version].sort_values(["symbol", "window_start"])
+    return df
+
+
+def keras(champ, X):
+    p, r = champ.predictor()(np.asarray(X, dtype="float32"))
+    return p, r
+
+
+def post(client, body, **kw):
+    return client.post("/v1/predict", data=json.dumps(body, allow_nan=True),
+                       content_type="application/json", **kw)
+
+
+def assert_json_error(resp, status, *fields):
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = json.loads(resp.get_data(as_text=True))       # strict JSON: a NaN would raise here? no: check below
+    assert isinstance(body["error"], str) and body["error"]
+    assert "NaN" not in resp.get_data(as_text=True).replace('"NaN"', "") or status != 422
+    for f in fields:
+        assert f in body["error"], (f, body)
+    return body
+
+
+def test_posted_rows_equal_the_champions_keras_model(client, served, pipeline, feature_rows):
+    s, champ = served
+    rows = feature_rows.groupby("symbol").tail(20)
+    X = rows[champ.features].to_numpy(float)
+    body = {"horizon": pipeline.horizon, "rows": [dict(zip(champ.features, map(float, x))) for x in X]}
+    resp = post(client, body)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["X-Model-Version"] == champ.version
+    preds = resp.get_json()["predictions"]
+    p, r = keras(champ, X)
+    np.testing.assert_allclose([x["prob_up"] for x in preds], p, rtol=RTOL)
+    np.testing.assert_allclose([x["pred_return"] for x in preds], r, rtol=RTOL, atol=1e-9)
+    assert {(x["model_name"], x["model_version"], x["feature_version"], x["horizon"]) for x in preds} == \
+        {(champ.name, champ.version, champ.feature_version, pipeline.horizon)}
+
+
+def test_latest_row_equals_keras_and_the_predict_jobs_row(client, served, pipeline, feature_rows):
+    s, champ = served
+    preds = lake.read(tables.PREDICTIONS, s).to_pandas()
+    matched = 0
+    for symbol, g in feature_rows.groupby("symbol"):
+        newest = g.iloc[-1]
+        resp = client.get(f"/v1/predict/{symbol}?horizon={pipeline.horizon}")
+        assert resp.status_code == 200, resp.get_json()
+        got = resp.get_json()
+        assert resp.headers["X-Model-Version"] == champ.version == got["model_version"]
+        ws = newest["window_start"]
+        assert got["window_start"] == ws.strftime("%Y-%m-%dT%H:%M:%SZ")
+        import time
+        assert got["staleness_seconds"] == pytest.approx(time.time() - (ws.timestamp() + 60), abs=5)
+        p, r = keras(champ, newest[champ.features].to_numpy(float)[None, :])
+        assert got["prob_up"] == pytest.approx(p[0], rel=RTOL)
+        assert got["pred_return"] == pytest.approx(r[0], rel=RTOL, abs=1e-9)
+        # The Spark predict job's answer for the same bar and version, where it wrote one.
+        same = preds[(preds["symbol"] == symbol) & (preds["window_start"] == ws) &
+                     (preds["model_version"] == champ.version) & (preds["horizon"] == pipeline.horizon)]
+        for _, row in same.iterrows():
+            assert got["prob_up"] == pytest.approx(row["prob_up"], rel=RTOL)
+            assert got["pred_return"] == pytest.approx(row["pred_return"], rel=RTOL, abs=1e-9)
+            matched += 1
+    # gold.predictions rows of older bars: POST their feature rows, compare with the job's numbers.
+    sample = preds[preds["model_version"] == champ.version].sort_values("window_start").tail(30)
+    merged = sample.merge(feature_rows, on=["symbol", "window_start"], suffixes=("_pred", ""))
+    assert len(merged) == len(sample) > 0
+    body = {"horizon": pipeline.horizon,
+            "rows": [dict(zip(champ.features, map(float, x))) for x in merged[champ.features].to_numpy(float)]}
+    out = post(client, body).get_json()["predictions"]
+    np.testing.assert_allclose([x["prob_up"] for x in out], merged["prob_up_pred"], rtol=RTOL)
+    np.testing.assert_allclose([x["pred_return"] for x in out], merged["pred_return_pred"], rtol=RTOL, atol=1e-9)
+    assert matched + len(merged) > 0
+
+
+def test_kserve_v2_metadata_and_infer(client, served, pipeline, feature_rows):
+    s, champ = served
+    name = champ.name
+    meta = client.get(f"/v2/models/{name}")
+    assert meta.status_code == 200
+    m = meta.get_json()
+    assert m["parameters"]["feature_names"] == champ.features and m["versions"] == [champ.version]
+    X = feature_rows[champ.features].to_numpy(float)[-7:]
+    body = {"id": "r1", "inputs": [{"name": "features", "datatype": "FP32", "shape": list(X.shape),
+                                    "data": X.ravel().tolist()}]}
+    resp = client.post(f"/v2/models/{name}/infer", json=body)
+    assert resp.status_code == 200, resp.get_json()
+    out = {o["name"]: o for o in resp.get_json()["outputs"]}
+    p, r = keras(champ, X)
+    np.testing.assert_allclose(out["prob_up"]["data"], p, rtol=RTOL)
+    np.testing.assert_allclose(out["pred_return"]["data"], r, rtol=RTOL, atol=1e-9)
+    assert resp.get_json()["id"] == "r1" and resp.headers["X-Model-Version"] == champ.version
+    nested = dict(body, inputs=[dict(body["inputs"][0], data=X.tolist())])
+    assert client.post(f"/v2/models/{name}/infer", json=nested).get_json()["outputs"] == resp.get_json()["outputs"]
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
+    assert_json_error(client.get("/v2/models/tickcast-h999"), 404, "tickcast-h999")
+    assert_json_error(client.get("/v2/models/resnet"), 404, "resnet")
+    bad = dict(body, inputs=[dict(body["inputs"][0], shape=[7, 3])])
+    assert_json_error(client.post(f"/v2/models/{name}/infer", json=bad), 422, "shape")
+
+
+def test_models_health_ready_metrics_openapi(client, served, pipeline):
+    s, champ = served
+    assert client.get("/health").get_json() == {"status": "live"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+    models = client.get("/v1/models").get_json()["models"]
+    (h,) = [m for m in models if m["horizon"] == pipeline.horizon]
+    assert h["champion"]["version"] == champ.version == h["serving"]
+    rep = pipeline.report
+    assert h["champion"]["gate"] == {"result": "promoted", "reason": rep["gate"]["reason"]}
+    assert h["champion"]["walk_forward"]["brier"] == pytest.approx(rep["overall"]["mlp"]["brier"]["value"], abs=1e-6)
+    scores = lake.read(tables.MODEL_SCORES, s).to_pandas()
+    mine = scores[(scores["model_version"] == champ.version) & (scores["symbol"] == "*")]
+    if len(mine):
+        last = mine.sort_values("batch_id").groupby("window").tail(1).set_index("window")
+        for live in h["champion"]["live"]:
+            assert live["n"] == last.loc[live["window"], "n"]
+            assert live["hit_rate"] == pytest.approx(last.loc[live["window"], "accuracy"], nan_ok=True)
+            assert live["baselines"]["climatology"]["brier"] == pytest.approx(
+                last.loc[live["window"], "climatology_brier"], nan_ok=True)
+        assert {x["window"] for x in h["champion"]["live"]} == set(last.index)
+    spec = client.get("/openapi.json").get_json()
+    assert {"/v1/predict", "/v1/predict/{symbol}", "/v1/models", "/v1/models/reload", "/v2/models/{model_name}",
+            "/v2/models/{model_name}/infer", "/health", "/ready"} <= set(spec["paths"])
+    assert client.get("/docs/").status_code in (200, 302, 308)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fams = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+    routes = {s.labels["route"] for s in fams["tickcast_http_request_duration_seconds"].samples}
+    assert {"/health", "/ready", "/v1/models"} <= routes
+
+
+def test_every_bad_input_class_is_a_json_4xx_naming_the_field(client, served, pipeline, feature_rows):
+    s, champ = served
+    row = dict(zip(champ.features, map(float, feature_rows[champ.features].to_numpy(float)[-1])))
+    f0 = champ.features[0]
+    H = pipeline.horizon
+    # malformed JSON, not an object, wrong types
+    r = client.post("/v1/predict", data="{not json", content_type="application/json")
+    assert_json_error(r, 422)
+    assert_json_error(post(client, [1, 2]), 422)
+    assert_json_error(post(client, {"horizon": "1", "rows": [row]}), 422, "horizon")
+    assert_json_error(post(client, {"horizon": H, "rows": [dict(row, **{f0: "0.5"})]}), 422, f"rows[0].{f0}")
+    assert_json_error(post(client, {"horizon": H, "rows": [dict(row, **{f0: True})]}), 422, f"rows[0].{f0}")
+    # NaN / Infinity as literals and as strings: 422 naming the field, never echoing it
+    for bad in (math.nan, math.inf, -math.inf, "NaN", "Infinity", "-Infinity"):
+        r = post(client, {"horizon": H, "rows": [row, dict(row, **{f0: bad})]})
+        body = assert_json_error(r, 422, f"rows[1].{f0}")
+        json.loads(r.get_data(as_text=True), parse_constant=lambda c: pytest.fail(f"body holds {c}"))
+        assert body["fields"] == [f"rows[1].{f0}"]
+    # beyond float32: named too
+    assert_json_error(post(client, {"horizon": H, "rows": [dict(row, **{f0: 1e300})]}), 422, f"rows[0].{f0}")
+    # missing and extra fields
+    missing = {k: v for k, v in row.items() if k != f0}
+    assert_json_error(post(client, {"horizon": H, "rows": [missing]}), 422, f0)
+    assert_json_error(post(client, {"horizon": H, "rows": [dict(row, bogus=1.0)]}), 422, "bogus")
+    assert_json_error(post(client, {"horizon": H, "rows": [row], "extra": 1}), 422, "extra")
+    assert_json_error(post(client, {"horizon": H, "rows": []}), 422, "rows")
+    # too many rows, too large a body
+    assert_json_error(post(client, {"horizon": H, "rows": [row] * (s.serve_max_rows + 1)}), 413, "rows")
+    big = json.dumps({"horizon": H, "rows": [row] * 5000})
+    assert_json_error(client.post("/v1/predict", data=big, content_type="application/json"), 413)
+    # unknown horizon and symbol
+    assert_json_error(post(client, {"horizon": H + 1000, "rows": [row]}), 404, "horizon")
+    assert_json_error(client.get(f"/v1/predict/NOPEUSDT?horizon={H}"), 404, "NOPEUSDT")
+    assert_json_error(client.get(f"/v1/predict/{pipeline.symbols[0]}?horizon={H + 1000}"), 404, "horizon")
+    assert_json_error(client.get(f"/v1/predict/{pipeline.symbols[0]}?horizon=abc"), 422, "horizon")
+    assert_json_error(client.get(f"/v1/predict/{pipeline.symbols[0]}"), 422, "horizon")
+    # unknown route and method: JSON too
+    assert_json_error(client.get("/nope"), 404)
+    assert_json_error(client.delete("/v1/predict"), 405)
+    # reload needs the admin token
+    assert_json_error(client.post("/v1/models/reload"), 401, "Bearer")
+    assert_json_error(client.post("/v1/models/reload", headers={"Authorization": "Bearer wrong"}), 401)
+    ok = client.post("/v1/models/reload", headers={"Authorization": "Bearer admin-secret"})
+    assert ok.status_code == 200 and ok.get_json()["serving"] == {str(H): champ.version}
+
+
+def test_api_keys_and_no_champion(served, pipeline, feature_rows, tmp_path):
+    from serving import create_app
+
+    s, champ = served
+    keyed = create_app(dataclasses.replace(s, serve_api_keys=("k1", "k2"), data_dir=tmp_path / "a")).test_client()
+    row = dict(zip(champ.features, map(float, feature_rows[champ.features].to_numpy(float)[-1])))
+    body = {"horizon": pipeline.horizon, "rows": [row]}
+    assert_json_error(post(keyed, body), 401, "X-API-Key")
+    assert_json_error(post(keyed, body, headers={"X-API-Key": "k3"}), 401)
+    assert post(keyed, body, headers={"X-API-Key": "k2"}).status_code == 200
+    sym = pipeline.symbols[0]
+    assert_json_error(keyed.get(f"/v1/predict/{sym}?horizon={pipeline.horizon}"), 401)
+    assert keyed.get("/health").status_code == 200          # ops routes stay open
+    # A registry whose only model has no champion: 503 with the gate's reason; /ready says so.
+    import mlflow
+
+    store = tmp_path / "mlflow"
+    s2 = dataclasses.replace(s, mlflow_uri=f"sqlite:///{store / 'mlflow.db'}", data_dir=tmp_path / "b")
+    client = model_io.configure(s2)
+    name = model_io.model_name(pipeline.horizon)
+    with mlflow.start_run():
+        import pandas as pd
+
+        _, v = model_io.log_model(champ.model, champ.meta, champ.reference,
+                                  pd.DataFrame([row], columns=champ.features))
+    client.set_model_version_tag(name, v, "gate_reason", "does not beat momentum (Brier gain -0.001)")
+    model_io.set_alias(client, name, model_io.CHALLENGER, v, "does not beat momentum")
+    c2 = create_app(s2).test_client()
+    r = post(c2, body)
+    assert_json_error(r, 503, "does not beat momentum")
+    assert_json_error(c2.get("/ready"), 503, "no champion")
+    assert c2.get("/v1/models").get_json()["models"][0]["challengers"][0]["version"] == v
+
+
+# --- schemathesis: fuzz every operation from the service's own OpenAPI document -------------------
+
+import schemathesis  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+fuzz_schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.fixture(scope="module")
+def api_schema(app):
+    return schemathesis.openapi.from_wsgi("/openapi.json", app)
+
+
+@fuzz_schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_fuzz_from_the_openapi_document(case):
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                                   status_code_conformance)
+
+    resp = case.call_and_validate(checks=[not_a_server_error, status_code_conformance, content_type_conformance,
+                                          response_schema_conformance])
+    json.loads(resp.text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
