@@ -169,7 +169,7 @@ def progress_rows(lo_ms: int, hi_ms: int, seed: int) -> pd.DataFrame:
     for q, every, rate, dur in (("ingest", 10_000, 50.0, 350), ("bars", 10_000, 50.0, 250),
                                 ("features", MIN, 3.0 / 60, 500), ("predict", MIN, 3.0 / 60, 400),
                                 ("outcomes", 30_000, 6.0 / 60, 1500)):
-        t = np.arange(lo_ms - lo_ms % every + every, hi_ms, every)
+        t = np.arange(-(-lo_ms // every) * every, hi_ms, every)
         n = len(t)
         if not n:
             continue

@@ -369,9 +369,10 @@ class Models:
                 self._thread.start()
             t = self._thread
         if t is not None and t.is_alive() and self._info is None:
-            t.join(self.deadline if wait is None else wait)
+            left = max(0.0, self.deadline - (time.monotonic() - self._started))
+            t.join(left if wait is None else min(wait, left))
             if t.is_alive() and self._info is None:
-                if time.monotonic() - self._started < self.deadline:
+                if time.monotonic() - self._started < self.deadline - 0.05:
                     return None, None            # still loading
                 return None, (f"MLflow at {self.s.mlflow_uri} did not answer within {self.deadline:g} s "
                               "(unreachable?); model metadata will appear when it does")

@@ -29,7 +29,8 @@ class Check:
 
 def source_word(ticks_source: str | None, bars: pd.DataFrame) -> str:
     """LIVE, REPLAY, SIMULATED (from the newest bronze.ticks rows), else from the bars: simulated
-    symbols end in -SIM..., klines are a backfill; NO DATA on a fresh install."""
+    symbols end in -SIM..., klines are a backfill, bars from ticks no longer in bronze say so;
+    NO DATA on a fresh install."""
     if ticks_source in SOURCE_WORDS:
         return SOURCE_WORDS[ticks_source]
     if bars.empty:
@@ -37,7 +38,7 @@ def source_word(ticks_source: str | None, bars: pd.DataFrame) -> str:
     newest = bars.loc[bars["window_start"].idxmax()]
     if "-SIM" in str(newest["symbol"]):
         return "SIMULATED"
-    return "BACKFILL (klines)" if newest["source"] == "klines" else "REPLAY"
+    return "BACKFILL (klines)" if newest["source"] == "klines" else "SOURCE UNKNOWN (no bronze.ticks)"
 
 
 def latest_per_query(progress: pd.DataFrame) -> pd.DataFrame:

@@ -148,8 +148,9 @@ def draw(lake, s, horizon, version):
             figures.calibration_figure(figures.calibration(o), "Calibration (reliability)", ui),
         ]
     drift = lake["drift"]
-    d = figures.latest_drift(drift.rows(pc.field("model_version") == str(version)) if drift.data is not None
-                             else drift.frame(), str(version))
+    name = model_io.model_name(int(horizon))
+    d = figures.latest_drift(drift.rows((pc.field("model_name") == name) & (pc.field("model_version") == str(version)))
+                             if drift.data is not None else drift.frame(), str(version))
     if d.empty:
         dfig = empty_figure("no drift rows for this version yet")
     else:
