@@ -370,7 +370,7 @@ class Models:
             t = self._thread
         if t is not None and t.is_alive() and self._info is None:
             left = max(0.0, self.deadline - (time.monotonic() - self._started))
-            t.join(left if wait is None else min(wait, left))
+            t.join(left if wait is None else wait)
             if t.is_alive() and self._info is None:
                 if time.monotonic() - self._started < self.deadline - 0.05:
                     return None, None            # still loading
