@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
 
 from dashboard import ids
 from dashboard.data import Lake, Models, newest_source
@@ -18,6 +19,7 @@ from tickcast.settings import Settings, load
 
 PAGES = Path(__file__).resolve().parent / "pages"
 SOURCE_TTL = 30.0
+RECENT_MINUTES = 15      # a query with no progress row in this long is not in the header's checks
 
 
 class Context:
@@ -127,8 +129,12 @@ def header_state(context: Context, now: pd.Timestamp) -> dict:
     commit = files["modification_time"].max() if files is not None and len(files) else None
     word = health.source_word(context.ticks_source(), bars.rows(columns=["symbol", "window_start", "source"])
                               if newest is not None else pd.DataFrame())
-    latest = health.latest_per_query(figures.progress_series(lake.frame("progress"))) \
-        if lake["progress"].data is not None and lake["progress"].data.num_rows else pd.DataFrame()
+    prog = lake["progress"]
+    end = prog.max("timestamp")
+    # Each query's newest row is within the last minutes of the table (queries report every <= 10 s
+    # when idle); converting 8 days of rows at every refresh would cost ~100 ms.
+    latest = pd.DataFrame() if end is None else health.latest_per_query(figures.progress_series(
+        prog.rows(pc.field("timestamp") >= end - pd.Timedelta(minutes=RECENT_MINUTES))))
     fresh = health.newest_freshness(context.freshness())
     checks = health.checks(s, now, newest, commit, fresh, latest)
     return {"source": word, "newest": newest, "checks": checks,

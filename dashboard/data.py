@@ -358,6 +358,11 @@ class Models:
         self._started = 0.0
         self._reports: dict[str, str] = {}   # run id -> walk-forward report (markdown); immutable
 
+    @property
+    def loaded_at(self) -> float:
+        """When the metadata held was read (changes when a re-read finishes)."""
+        return self._at
+
     def get(self, wait: float | None = None) -> tuple[dict[int, ModelInfo] | None, str | None]:
         """(info per horizon or None, error or None). Starts a background read when stale and waits
         at most `wait` seconds (default: the deadline) for it."""

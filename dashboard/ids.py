@@ -31,6 +31,7 @@ DRIFT = "model-drift"
 MODEL_REPORT = "model-report"
 MODEL_VERSIONS = "model-versions"
 MODEL_SEEN = "model-seen"
+MODEL_REGISTRY_SEEN = "model-registry-seen"
 
 # Pipeline page (/pipeline).
 SPAN = "pipeline-span"

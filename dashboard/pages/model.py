@@ -4,6 +4,7 @@ from __future__ import annotations
 import dash
 import pyarrow.compute as pc
 from dash import Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from dashboard import figures, ids
 from dashboard.components import contained, empty_figure, message, skip_if_unchanged
@@ -33,7 +34,7 @@ def layout(**_query):
         html.Div(id=ids.MODEL_VERSIONS),
         html.H3("Walk-forward report of the selected version", style={"fontSize": "16px"}),
         dcc.Markdown(id=ids.MODEL_REPORT),
-        dcc.Store(id=ids.MODEL_SEEN),
+        dcc.Store(id=ids.MODEL_SEEN), dcc.Store(id=ids.MODEL_REGISTRY_SEEN),
     ])
 
 
@@ -66,48 +67,18 @@ def register_callbacks(app, context) -> None:
 
     @app.callback(Output(ids.VERSION, "options"), Output(ids.VERSION, "value"), Output(ids.MODEL_BANNER, "children"),
                   Output(ids.MODEL_VERSIONS, "children"), Output(ids.MODEL_REPORT, "children"),
+                  Output(ids.MODEL_REGISTRY_SEEN, "data"),
                   Input(ids.TICK, "n_intervals"), Input(ids.HORIZON, "value"), Input(ids.VERSION, "value"),
-                  State(ids.VERSION, "options"))
-    @contained(5, 2)
-    def registry(_n, horizon, current, options):
+                  State(ids.VERSION, "options"), State(ids.MODEL_REGISTRY_SEEN, "data"))
+    @contained(6, 2)
+    def registry(_n, horizon, current, options, seen):
         if horizon is None:
-            return no_update, no_update, no_update, no_update, no_update
-        lake.refresh("outcomes")
-        scored = lake["outcomes"].unique("model_version") if lake["outcomes"].data is not None else []
-        scored = sorted({v for v in lake["outcomes"].rows(pc.field("horizon") == int(horizon),
-                                                          ["model_version"])["model_version"]}) if scored else []
+            raise PreventUpdate
+        versions_seen = lake.refresh("outcomes")
         info_all, err = context.models.get()
-        info = (info_all or {}).get(int(horizon))
-        name = model_io.model_name(int(horizon))
-        banner, table, report = [], "", ""
-        registered = [v["version"] for v in info.versions] if info else []
-        if info_all is None:
-            banner.append(message(f"Model metadata unavailable: {err or 'MLflow is loading'}. The charts below "
-                                  "come from the Delta tables and still work.", "warn"))
-        elif info is None or not info.versions:
-            banner.append(message(f"No champion for {name}: no version is registered. Train one with "
-                                  f"`tickcast train --horizon {horizon}`.", "error"))
-        elif info.champion is None:
-            why = "; ".join(f"v{v['version']} ({', '.join(v['aliases']) or 'no alias'}): "
-                            f"{v.get('gate_reason') or v.get('gate') or 'no gate result'}" for v in info.versions[:3])
-            banner.append(message(f"No champion for {name}: no version passed the gate. {why}", "error"))
-        else:
-            champ = next(v for v in info.versions if v["version"] == info.champion)
-            banner.append(message(f"Champion of {name}: v{info.champion}. {champ.get('champion_reason') or ''}",
-                                  "info"))
-        if info is not None and info.versions:
-            table = _versions_table(info)
-        versions = sorted(set(scored) | set(registered), key=lambda v: int(v) if str(v).isdigit() else 0,
-                          reverse=True)
-        opts = [{"label": f"v{v}" + (" (champion)" if info and v == info.champion else "")
-                 + ("" if v in scored else " – no outcomes yet"), "value": v} for v in versions]
-        value = current if current in versions else (info.champion if info and info.champion in versions
-                                                     else (versions[0] if versions else None))
-        if info is not None and value is not None:
-            v = next((x for x in info.versions if x["version"] == value), None)
-            report = (v or {}).get("report_md") or "(no walk-forward report for this version)"
-        return (no_update if opts == options else opts), (no_update if value == current else value), banner, table, \
-            report
+        token = [list(versions_seen), context.models.loaded_at, err, horizon, current]
+        skip_if_unchanged(token, seen)
+        return (*_registry(lake, horizon, current, options, info_all, err), token)
 
     @app.callback(Output(ids.ROLLING_HIT, "figure"), Output(ids.ROLLING_BRIER, "figure"),
                   Output(ids.CUMULATIVE, "figure"), Output(ids.CALIBRATION, "figure"), Output(ids.DRIFT, "figure"),
@@ -159,3 +130,42 @@ def draw(lake, s, horizon, version):
                                     f"Feature drift at {d['computed_at'].max():%Y-%m-%d %H:%M} UTC: {flagged} of "
                                     f"{len(d)} features above PSI {s.drift_psi_threshold:g}", ui)
     return (*figs, dfig, notes)
+
+
+def _registry(lake, horizon, current, options, info_all, err):
+    """Version choices, the champion banner, the versions table and the selected version's report."""
+    scored = lake["outcomes"].unique("model_version") if lake["outcomes"].data is not None else []
+    scored = sorted({v for v in lake["outcomes"].rows(pc.field("horizon") == int(horizon),
+                                                      ["model_version"])["model_version"]}) if scored else []
+    info = (info_all or {}).get(int(horizon))
+    name = model_io.model_name(int(horizon))
+    banner, table, report = [], "", ""
+    registered = [v["version"] for v in info.versions] if info else []
+    if info_all is None:
+        banner.append(message(f"Model metadata unavailable: {err or 'MLflow is loading'}. The charts below "
+                              "come from the Delta tables and still work.", "warn"))
+    elif info is None or not info.versions:
+        banner.append(message(f"No champion for {name}: no version is registered. Train one with "
+                              f"`tickcast train --horizon {horizon}`.", "error"))
+    elif info.champion is None:
+        why = "; ".join(f"v{v['version']} ({', '.join(v['aliases']) or 'no alias'}): "
+                        f"{v.get('gate_reason') or v.get('gate') or 'no gate result'}" for v in info.versions[:3])
+        banner.append(message(f"No champion for {name}: no version passed the gate. {why}", "error"))
+    else:
+        champ = next(v for v in info.versions if v["version"] == info.champion)
+        banner.append(message(f"Champion of {name}: v{info.champion}. {champ.get('champion_reason') or ''}",
+                              "info"))
+    if info is not None and info.versions:
+        table = _versions_table(info)
+    versions = sorted(set(scored) | set(registered), key=lambda v: int(v) if str(v).isdigit() else 0,
+                      reverse=True)
+    opts = [{"label": f"v{v}" + (" (champion)" if info and v == info.champion else "")
+             + ("" if v in scored else " – no outcomes yet"), "value": v} for v in versions]
+    value = current if current in versions else (info.champion if info and info.champion in versions
+                                                 else (versions[0] if versions else None))
+    if info is not None and value is not None:
+        v = next((x for x in info.versions if x["version"] == value), None)
+        report = (v or {}).get("report_md") or "(no walk-forward report for this version)"
+    return (no_update if opts == options else opts), (no_update if value == current else value), banner, table, \
+        report
+

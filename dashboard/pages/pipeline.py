@@ -147,9 +147,9 @@ def quality_panel(lake):
         items.append(html.Li(f"Late bars (older than their symbol's feature state, ops.late_bars): {per}."))
     p = lake["progress"]
     if p.data is not None and p.data.num_rows:
-        dropped = p.rows(columns=["query_name", "rows_dropped_by_watermark"]).groupby("query_name")[
-            "rows_dropped_by_watermark"].sum()
-        per = ", ".join(f"{q} {int(v):,}" for q, v in dropped.items() if v) or "none"
+        dropped = p.data.group_by("query_name").aggregate([("rows_dropped_by_watermark", "sum")]).to_pylist()
+        per = ", ".join(f"{d['query_name']} {int(d['rows_dropped_by_watermark_sum']):,}" for d in
+                        sorted(dropped, key=lambda d: d["query_name"]) if d["rows_dropped_by_watermark_sum"]) or "none"
         items.append(html.Li(f"Late trades left out by the watermark (ops.stream_progress, last 8 days): {per}."))
     items.append(html.Li("Reconnects are not a table: they show here as gap-filled trades and incomplete bars.",
                          style={"color": "#777"}))
