@@ -206,6 +206,13 @@ def counted(outcomes: pd.DataFrame) -> pd.DataFrame:
     return o.sort_values("target_time", kind="stable")
 
 
+def out_of_sample(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The outcomes after the model's training end, whenever they were predicted, by target time."""
+    if outcomes.empty:
+        return outcomes
+    return outcomes[outcomes["after_training_end"].astype(bool)].sort_values("target_time", kind="stable")
+
+
 def _brier_terms(prob: np.ndarray, ret: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row (squared error, counts): rows with a zero return or no probability count 0 (as per_row)."""
     eps = 1e-7

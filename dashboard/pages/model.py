@@ -100,12 +100,22 @@ def draw(lake, s, horizon, version):
         return blank, blank, blank, blank, empty_figure("no drift yet"), message(
             "No outcomes yet: gold.outcomes fills as predictions' target bars arrive (the outcomes job).", "info")
     ui = f"{horizon}|{version}"
-    o = lake["outcomes"].rows((pc.field("horizon") == int(horizon)) & (pc.field("model_version") == str(version)))
-    o = figures.counted(o)
-    notes = []
+    every = lake["outcomes"].rows((pc.field("horizon") == int(horizon)) & (pc.field("model_version") == str(version)))
+    o, notes = figures.counted(every), []
+    if o.empty and not every.empty:
+        after = figures.out_of_sample(every)
+        if after.empty:
+            notes.append(message(f"Every outcome of the {horizon}-minute model v{version} falls inside its training "
+                                 "data: nothing to score out of sample yet.", "warn"))
+        else:
+            notes.append(message(f"No prediction of v{version} was made before its outcome (a replay or a backfill "
+                                 "scored after the fact), so gold.model_scores counts none. Shown instead: its "
+                                 f"{len(after):,} predictions after its training end, scored after the fact.", "warn"))
+        o = after
     if o.empty:
-        notes.append(message(f"No counted outcomes for the {horizon}-minute model v{version} yet (counted: made "
-                             "before the outcome, after the model's training end).", "info"))
+        if every.empty:
+            notes.append(message(f"No outcomes yet for the {horizon}-minute model v{version}: gold.outcomes fills as "
+                                 "its predictions' target bars arrive.", "info"))
         figs = [blank] * 4
     else:
         sc = lake["scores"].rows((pc.field("horizon") == int(horizon)) & (pc.field("model_version") == str(version))
