@@ -46,9 +46,14 @@ def ready():
 
 
 def register_plain_routes(app) -> None:
-    """/metrics is Prometheus text, not JSON: a plain route, left out of the OpenAPI document."""
+    """/metrics (Prometheus text) and /openapi.json: plain routes, left out of the OpenAPI document."""
 
-    @app.get("/metrics")
+    @app.get("/metrics", doc_ui=False)
     def prometheus():
         body, ctype = metrics.exposition()
         return Response(body, content_type=ctype)
+
+    @app.get("/openapi.json", doc_ui=False)
+    def openapi():
+        """The document the request models generate (also at /docs/openapi.json, under Swagger UI at /docs/)."""
+        return jsonify(app.api_doc)

@@ -111,6 +111,7 @@ def test_latest_row_equals_keras_and_the_predict_jobs_row(client, served, pipeli
     # gold.predictions rows of older bars: POST their feature rows, compare with the job's numbers.
     sample = preds[preds["model_version"] == champ.version].sort_values("window_start").tail(30)
     merged = sample.merge(feature_rows, on=["symbol", "window_start"], suffixes=("_pred", ""))
+    merged = merged.rename(columns={"prob_up": "prob_up_pred", "pred_return": "pred_return_pred"})
     assert len(merged) == len(sample) > 0
     body = {"horizon": pipeline.horizon,
             "rows": [dict(zip(champ.features, map(float, x))) for x in merged[champ.features].to_numpy(float)]}
