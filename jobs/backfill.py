@@ -1,6 +1,7 @@
 """`tickcast backfill --klines FILE...` / `--rest`: Binance 1m klines -> silver.bars_1m (source = klines).
 
-Files and REST `/api/v3/klines` rows go through the same insert (`insert_klines`).
+Files and REST `/api/v3/klines` rows go through the same insert (`insert_klines`). The REST path
+(`rest_backfill`) inserts as it fetches and resumes where it stopped.
 
 Insert-only: minutes already in the table (from ticks or an earlier backfill) are left alone, so
 the table stays append-only and a clean streaming source. Run it before `bars` starts or while it
@@ -141,3 +142,74 @@ def insert_klines(spark, s: Settings, raw) -> dict:
                .whenNotMatchedInsertAll().execute().first())
     inserted = int(metrics["num_inserted_rows"])
     return {"rows_read": raw.num_rows, "inserted": inserted, "already_present": raw.num_rows - inserted}
+
+
+def klines_frontier(s: Settings, symbol: str, start_ms: int, end_ms: int) -> int:
+    """Where a REST backfill of [start_ms, end_ms) resumes: the minute after the newest kline bar
+    of `symbol` in that range (pages are inserted oldest first), else `start_ms`."""
+    from tickcast import lake
+
+    if not lake.exists(tables.BARS, s):
+        return start_ms
+    t = lake.read(tables.BARS, s, columns=["window_start"],
+                  filters=[("symbol", "=", symbol), ("source", "=", "klines")])
+    ms = lake.to_ms(t["window_start"])
+    ms = ms[(ms >= start_ms) & (ms < end_ms)]
+    return int(ms.max()) + 60_000 if len(ms) else start_ms
+
+
+def rest_backfill(spark, s: Settings, symbols: list[str], lookback_hours: float, end_ms: int | None = None,
+                  chunk_minutes: int = 20_000, echo=print) -> dict:
+    """Closed 1m klines of the `lookback_hours` before `end_ms` (default: the exchange's clock) from
+    the REST API -> silver.bars_1m, inserted every `chunk_minutes` rows, resumable.
+
+    Each symbol starts at its frontier (`klines_frontier`): a run that was interrupted (or ran
+    yesterday) fetches only what is missing; the insert is insert-only, so a minute fetched twice
+    is still one row. Requests stay within TICKCAST_BINANCE_REST_WEIGHT_PER_MINUTE (klines weigh 2
+    per 1,000 minutes) and honour Retry-After. `echo` gets one progress line per chunk.
+    """
+    import time
+
+    from producers.live import KlinesClient
+
+    total = {"rows_read": 0, "inserted": 0, "already_present": 0, "requests": 0}
+    if lookback_hours <= 0:
+        return total
+    with KlinesClient(s) as client:
+        end = end_ms if end_ms is not None else client.closed_minute_ms()
+        end -= end % 60_000
+        start = end - int(lookback_hours * 3600_000) // 60_000 * 60_000
+        for sym in symbols:
+            resume = klines_frontier(s, sym, start, end)
+            span = max(1, (end - start) // 60_000)
+            if resume > start:
+                echo(f"backfill --rest {sym}: resuming at {_iso(resume)} "
+                     f"({(resume - start) // 60_000:,} of {span:,} minutes already in {tables.BARS.name})")
+            buf: list[list] = []
+            t0 = time.monotonic()
+
+            def flush(upto_ms: int) -> None:
+                if not buf:
+                    return
+                r = insert_klines(spark, s, rest_klines_table({sym: buf}))
+                for k in ("rows_read", "inserted", "already_present"):
+                    total[k] += r[k]
+                done = (upto_ms - start) // 60_000
+                echo(f"backfill --rest {sym}: up to {_iso(upto_ms)}: {done:,} of {span:,} minutes "
+                     f"({100 * done / span:.0f}%), +{r['inserted']:,} bars, {time.monotonic() - t0:.0f} s, "
+                     f"REST weight {client.budget.used}/{client.budget.limit} this minute")
+                buf.clear()
+
+            for page in client.pages(sym, resume, end):
+                buf.extend(page)
+                if len(buf) >= chunk_minutes:
+                    flush(int(buf[-1][0]) + 60_000)
+            flush(end)
+        total["requests"] = client.rest.requests
+    return total
+
+
+def _iso(ms: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%MZ")

@@ -19,7 +19,7 @@ QUERY = "features"
 # array-typed state column back to Python (`couldn't introspect javabean` once state exists).
 STATE_DDL = "seg_start bigint, buf_start bigint, buf binary"
 # What the stateful step emits: a feature row (kind = 'feature') or a late bar (kind = 'late').
-OUT_COLS = ("kind",) + features.META + features.FEATURES
+OUT_COLS = ("kind",) + features.META + features.COLUMNS
 
 
 def _out_ddl() -> str:

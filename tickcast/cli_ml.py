@@ -35,20 +35,25 @@ def _time_ms(value: str | None) -> int | None:
     return int(t.timestamp() * 1000)
 
 
-@click.command(help="Train one model per horizon from silver.features: walk-forward against the naive baselines, "
-                    "logged and registered in MLflow; `champion` only on a significant win.")
+@click.command(help="Train candidate models per horizon from silver.features: walk-forward against the naive "
+                    "baselines, each logged and registered in MLflow; the best one becomes `champion` only if it "
+                    "passes the gate. Prints the report (also kept as the run's evaluation/report.md).")
 @click.option("--horizon", "horizons", type=click.IntRange(1, 1440), multiple=True, default=(5,), show_default=True,
               help="minutes ahead (repeat for several)")
 @click.option("--symbols", default=None, help="comma-separated [default: every symbol in silver.features]")
 @click.option("--end", "end", default=None, help="use data up to this UTC time only (ISO), e.g. to train on a prefix")
 @click.option("--folds", type=click.IntRange(2, 20), default=4, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 500), default=30, show_default=True, help="MLP epochs at most")
+@click.option("--conv-epochs", type=click.IntRange(1, 500), default=20, show_default=True, help="Conv1D epochs at most")
+@click.option("--candidates", default=",".join(("linear", "mlp", "conv")), show_default=True,
+              help="comma-separated candidate families (linear, mlp, conv)")
 @click.option("--bootstrap-reps", type=click.IntRange(100, 10000), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shuffle-labels", is_flag=True, help="negative control: shuffle the labels (never promoted)")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="also write the evaluation report (JSON) here")
-def train(horizons, symbols, end, folds, epochs, bootstrap_reps, seed, shuffle_labels, report_path) -> None:
+def train(horizons, symbols, end, folds, epochs, conv_epochs, candidates, bootstrap_reps, seed, shuffle_labels,
+          report_path) -> None:
     from tickcast import modeling, training
 
     s = _settings()
@@ -56,7 +61,13 @@ def train(horizons, symbols, end, folds, epochs, bootstrap_reps, seed, shuffle_l
     for h in horizons:
         cfg = training.TrainConfig(horizon=h, symbols=_symbols(symbols), end_ms=_time_ms(end), folds=folds,
                                    bootstrap_reps=bootstrap_reps, seed=seed, shuffle_labels=shuffle_labels,
-                                   mlp=modeling.MlpConfig(epochs=epochs, seed=seed))
+                                   families=_symbols(candidates) or training.CANDIDATES,
+                                   mlp=modeling.MlpConfig(epochs=epochs, seed=seed),
+                                   conv=modeling.ConvConfig(epochs=conv_epochs, seed=seed))
+        unknown = set(cfg.families) - set(training.CANDIDATES)
+        if unknown:
+            raise click.BadParameter(f"unknown candidate(s) {', '.join(sorted(unknown))}; "
+                                     f"known: {', '.join(training.CANDIDATES)}", param_hint="--candidates")
         try:
             rep = training.train(s, cfg, echo=click.echo)
         except training.TrainingError as e:

@@ -52,7 +52,22 @@ SPEC: tuple[tuple[str, str], ...] = (
     ("dow_sin", "sin(2 pi weekday / 7)"),
     ("dow_cos", "cos(2 pi weekday / 7)"),
 )
+# What the history families see directly: the last HISTORY_BARS minutes, newest first, one column
+# per (channel, minute) so that a model still takes ONE row of silver.features as its input.
+HISTORY_BARS = 30
+HISTORY_CHANNELS: tuple[tuple[str, str], ...] = (
+    ("hr", "1-minute log return of minute t-{k}"),
+    ("hv", "log(1 + quote volume) of minute t-{k} minus its mean over the last 60 minutes"),
+    ("hi", "taker-buy imbalance of minute t-{k}"),
+)
+HISTORY_SPEC: tuple[tuple[str, str], ...] = tuple(
+    (f"{c}_{k}", what.format(k=k)) for c, what in HISTORY_CHANNELS for k in range(HISTORY_BARS))
+# The summary features (what the linear model and the MLP take, what drift watches)...
 FEATURES: tuple[str, ...] = tuple(n for n, _ in SPEC)
+# ...and the raw history columns (channel-major: hr_0..hr_29, hv_0.., hi_0..).
+HISTORY: tuple[str, ...] = tuple(n for n, _ in HISTORY_SPEC)
+# Every feature column of a silver.features row.
+COLUMNS: tuple[str, ...] = FEATURES + HISTORY
 # Columns of a feature row besides the features themselves.
 META = ("symbol", "window_ms", "feature_version", "close", "minutes_in_segment", "warmup")
 # What the state keeps per minute (and what a bar contributes).
@@ -61,7 +76,7 @@ RAW = ("close", "volume", "quote_volume", "trade_count", "imbalance", "vwap")
 
 def feature_version() -> str:
     """A short hash of the feature specification (names, meaning, windows, implementation revision)."""
-    spec = {"window": WINDOW, "gap_reset": GAP_RESET, "spec": SPEC, "impl": IMPL_REVISION}
+    spec = {"window": WINDOW, "gap_reset": GAP_RESET, "spec": SPEC, "history": HISTORY_SPEC, "impl": IMPL_REVISION}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -166,6 +181,11 @@ def _window_features(g: dict[str, np.ndarray], positions: np.ndarray, minutes: n
     dow = ((minutes // 1440 + 3) % 7).astype(float)          # 1970-01-01 was a Thursday: Monday = 0
     f["tod_sin"], f["tod_cos"] = np.sin(2 * np.pi * mod / 1440), np.cos(2 * np.pi * mod / 1440)
     f["dow_sin"], f["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
+    rel_dv = dv - mu[:, None]
+    for k in range(HISTORY_BARS):
+        f[f"hr_{k}"] = r[:, -1 - k]
+        f[f"hv_{k}"] = rel_dv[:, -1 - k]
+        f[f"hi_{k}"] = imb[:, -1 - k]
     return f
 
 
@@ -191,7 +211,7 @@ def advance(state: State, bars: pd.DataFrame, symbol: str, version: str | None =
         state: the symbol's state (an empty `State()` for a batch computation from scratch).
         bars: columns `window_ms` plus `RAW`, in any order; floats.
     Returns:
-        (new state, feature rows in `META + FEATURES` order, late bars: minutes not after the state's last).
+        (new state, feature rows in `META + COLUMNS` order, late bars: minutes not after the state's last).
     """
     version = version or feature_version()
     bars = bars.sort_values("window_ms", kind="stable")
@@ -221,7 +241,7 @@ def advance(state: State, bars: pd.DataFrame, symbol: str, version: str | None =
                 frame = pd.DataFrame({
                     "symbol": symbol, "window_ms": m * MINUTE_MS, "feature_version": version,
                     "close": g["close"][p], "minutes_in_segment": in_seg, "warmup": in_seg < WINDOW,
-                    **{k: feats[k] for k in FEATURES}})
+                    **{k: feats[k] for k in COLUMNS}})
                 out.append(frame)
             keep = min(WINDOW, len(g["close"]))
             state = State(seg_start, g_start + len(g["close"]) - keep, {c: g[c][-keep:].copy() for c in RAW})
@@ -230,11 +250,11 @@ def advance(state: State, bars: pd.DataFrame, symbol: str, version: str | None =
 
 
 def empty_rows() -> pd.DataFrame:
-    cols = {c: pd.Series(dtype="float64") for c in META + FEATURES}
+    cols = {c: pd.Series(dtype="float64") for c in META + COLUMNS}
     cols.update(symbol=pd.Series(dtype="object"), window_ms=pd.Series(dtype="int64"),
                 feature_version=pd.Series(dtype="object"), minutes_in_segment=pd.Series(dtype="int32"),
                 warmup=pd.Series(dtype="bool"))
-    return pd.DataFrame(cols)[list(META + FEATURES)]
+    return pd.DataFrame(cols)[list(META + COLUMNS)]
 
 
 def bars_frame(bars: pd.DataFrame) -> pd.DataFrame:

@@ -1,8 +1,10 @@
-"""The forecasters: a Keras MLP and the naive baselines it must beat, all giving P(up) and a return.
+"""The forecasters: candidate Keras families and the naive baselines, all giving P(up) and a return.
 
-Every model is fitted on a training frame of features and realized forward log returns and
-predicts on a matrix of features (columns in `features.FEATURES` order). TensorFlow is imported
-only when an MLP is built or loaded.
+Candidates (each a plain Keras model: one silver.features row in, {"prob_up", "pred_return"} out,
+convertible to LiteRT): `linear_keras` (logistic + ridge heads), `mlp` (summary features) and
+`conv` (a 1-D convolution over the row's history columns). Baselines (never registered):
+climatology and momentum. Every model is fitted on a matrix of its input columns and realized
+forward log returns. TensorFlow is imported only when a Keras model is built or loaded.
 """
 from __future__ import annotations
 
@@ -68,34 +70,97 @@ class MlpConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class ConvConfig:
+    """The history family: a small 1-D convolution over the last `features.HISTORY_BARS` minutes."""
+    filters: int = 16
+    kernel: int = 5
+    dense: int = 32
+    dropout: float = 0.1
+    epochs: int = 20
+    batch_size: int = 512
+    learning_rate: float = 3e-3
+    patience: int = 4
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+
+def _standardizer(X: np.ndarray):
+    """A Normalization layer with the training mean/variance, except features constant in the
+    training window (day-of-week within one day): their variance is rounding noise, and dividing
+    by it would turn the next day's value into a 1e13 input. Those keep unit scale."""
+    from keras import layers
+
+    mean, var = _moments(X)
+    return layers.Normalization(mean=mean, variance=var, name="standardize")
+
+
+def _moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float64)       # float32 sums turn a constant into variance ~1e-9
+    mean, var = X.mean(axis=0), X.var(axis=0)
+    return mean, np.where(var < 1e-10, 1.0, var)
+
+
+def _heads(inp, h, y_scale: float):
+    """(training model, exported model): the exported one returns the return in natural units."""
+    import keras
+    from keras import layers
+
+    prob = layers.Dense(1, activation="sigmoid", name="prob")(h)
+    ret_scaled = layers.Dense(1, name="ret_scaled")(h)
+    train = keras.Model(inp, {"prob": prob, "ret_scaled": ret_scaled})
+    ret = layers.Rescaling(y_scale, name="pred_return")(ret_scaled)
+    export = keras.Model(inp, {"prob_up": layers.Identity(name="prob_up")(prob), "pred_return": ret})
+    return train, export
+
+
 def build_mlp(X: np.ndarray, y_scale: float, cfg: MlpConfig):
     """Keras MLP, raw features in -> {"prob_up", "pred_return"} out (standardisation inside)."""
     import keras
     from keras import layers
 
     inp = keras.Input(shape=(X.shape[1],), name="features")
-    # Standardise with the training mean/variance, except features constant in the training window
-    # (day-of-week within one day): their variance is rounding noise, and dividing by it would turn
-    # the next day's value into a 1e13 input. Those keep unit scale.
-    X = np.asarray(X, dtype=np.float64)       # float32 sums turn a constant into variance ~1e-9
-    mean, var = X.mean(axis=0), X.var(axis=0)
-    var = np.where(var < 1e-10, 1.0, var)
-    h = layers.Normalization(mean=mean, variance=var, name="standardize")(inp)
+    h = _standardizer(X)(inp)
     for i, n in enumerate(cfg.hidden):
         h = layers.Dense(n, activation="relu", name=f"dense_{i}")(h)
         if cfg.dropout:
             h = layers.Dropout(cfg.dropout, seed=cfg.seed + i)(h)
-    prob = layers.Dense(1, activation="sigmoid", name="prob")(h)
-    ret_scaled = layers.Dense(1, name="ret_scaled")(h)
-    train = keras.Model(inp, {"prob": prob, "ret_scaled": ret_scaled})
-    # The exported model returns the return in natural units.
-    ret = layers.Rescaling(y_scale, name="pred_return")(ret_scaled)
-    export = keras.Model(inp, {"prob_up": layers.Identity(name="prob_up")(prob), "pred_return": ret})
-    return train, export
+    return _heads(inp, h, y_scale)
 
 
-def mlp(X: np.ndarray, y: np.ndarray, cfg: MlpConfig = MlpConfig()) -> Fitted:
-    """Fit the two-headed MLP: binary cross-entropy on the direction, MSE on the scaled return."""
+def build_conv(X: np.ndarray, y_scale: float, cfg: ConvConfig, channels: int, history: int):
+    """Keras Conv1D over one row's history columns, joined with its summary features.
+
+    The row is `summary features + history columns` (the last `history` columns, channel-major).
+    It is split and reshaped inside the model with plain Reshape/Cropping1D/Permute layers
+    ((channels, bars) -> (bars, channels)), so the model takes one silver.features row like any
+    other and converts to LiteRT (no Lambda, no recurrence).
+    """
+    import keras
+    from keras import layers
+
+    n = X.shape[1]
+    summary, bars = n - history, history // channels
+    inp = keras.Input(shape=(n,), name="features")
+    z = layers.Reshape((n, 1), name="as_sequence")(_standardizer(X)(inp))
+    h = layers.Cropping1D((summary, 0), name="history")(z)
+    h = layers.Reshape((channels, bars), name="by_channel")(h)
+    h = layers.Permute((2, 1), name="by_minute")(h)               # (bars, channels), newest first
+    h = layers.Conv1D(cfg.filters, cfg.kernel, activation="relu", name="conv_0")(h)
+    h = layers.Conv1D(cfg.filters, cfg.kernel, activation="relu", name="conv_1")(h)
+    h = layers.Flatten(name="flat")(h)
+    if summary:
+        s = layers.Flatten(name="summary_flat")(layers.Cropping1D((0, history), name="summary")(z))
+        h = layers.Concatenate(name="joined")([h, s])
+    h = layers.Dense(cfg.dense, activation="relu", name="dense_0")(h)
+    if cfg.dropout:
+        h = layers.Dropout(cfg.dropout, seed=cfg.seed)(h)
+    return _heads(inp, h, y_scale)
+
+
+def _fit_two_headed(name: str, build, X: np.ndarray, y: np.ndarray, cfg) -> Fitted:
+    """Binary cross-entropy on the direction, MSE on the scaled return; early stopping on the
+    last `validation_fraction` of the rows by time."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -103,7 +168,7 @@ def mlp(X: np.ndarray, y: np.ndarray, cfg: MlpConfig = MlpConfig()) -> Fitted:
     X64, y = X[d], y[d]                           # zero returns have no direction: left out
     X = X64.astype("float32")
     scale = float(np.std(y)) or 1.0
-    train, export = build_mlp(X64, scale, cfg)
+    train, export = build(X64, scale)
     train.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss={"prob": "binary_crossentropy", "ret_scaled": "mse"},
                   loss_weights={"prob": 1.0, "ret_scaled": 0.5})
@@ -115,10 +180,49 @@ def mlp(X: np.ndarray, y: np.ndarray, cfg: MlpConfig = MlpConfig()) -> Fitted:
                      validation_data=(X[va], {k: v[va] for k, v in targets.items()}),
                      epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0,
                      callbacks=[keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True)])
-    predict = batch_predictor(export)
-    return Fitted("mlp", predict, model=export,
+    return Fitted(name, batch_predictor(export), model=export,
                   info={"epochs_run": len(hist.history["loss"]), "return_scale": scale,
                         "val_loss": float(min(hist.history["val_loss"]))})
+
+
+def mlp(X: np.ndarray, y: np.ndarray, cfg: MlpConfig = MlpConfig()) -> Fitted:
+    """Fit the two-headed MLP on the summary features."""
+    return _fit_two_headed("mlp", lambda X64, scale: build_mlp(X64, scale, cfg), X, y, cfg)
+
+
+def conv(X: np.ndarray, y: np.ndarray, cfg: ConvConfig = ConvConfig(), channels: int = 3,
+         history: int | None = None) -> Fitted:
+    """Fit the two-headed Conv1D: X = summary features then `history` history columns (channel-major,
+    `channels` channels; all columns are history when `history` is None)."""
+    h = X.shape[1] if history is None else history
+    return _fit_two_headed("conv", lambda X64, scale: build_conv(X64, scale, cfg, channels, h), X, y, cfg)
+
+
+def linear_keras(X: np.ndarray, y: np.ndarray, seed: int = 0) -> Fitted:
+    """Logistic regression (direction) and ridge (return) fitted exactly by scikit-learn, written
+    into a Keras model (Normalization -> two Dense heads) that scores like every other family."""
+    import keras
+    from keras import layers
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X = np.asarray(X, dtype=np.float64)
+    norm = _standardizer(X)
+    mean, var = _moments(X)
+    Z = (X - mean) / np.sqrt(var)
+    d = _direction_rows(y)
+    clf = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(Z[d], (y[d] > 0).astype(int))
+    reg = Ridge(alpha=1.0).fit(Z, y)
+    inp = keras.Input(shape=(X.shape[1],), name="features")
+    h = norm(inp)
+    prob = layers.Dense(1, activation="sigmoid", name="prob")
+    ret = layers.Dense(1, name="pred_return_linear")
+    out_p, out_r = prob(h), ret(h)
+    prob.set_weights([clf.coef_.T.astype("float32"), clf.intercept_.astype("float32")])
+    ret.set_weights([reg.coef_[:, None].astype("float32"), np.array([reg.intercept_], "float32")])
+    export = keras.Model(inp, {"prob_up": layers.Identity(name="prob_up")(out_p),
+                               "pred_return": layers.Identity(name="pred_return")(out_r)})
+    return Fitted("linear", batch_predictor(export), model=export,
+                  info={"coef_abs_max": float(np.abs(clf.coef_).max())})
 
 
 def batch_predictor(model) -> Predict:

@@ -175,7 +175,7 @@ def _features_schema() -> Schema:
         Col("close", "double", False, "the bar's close (carried for labels and serving)"),
         Col("minutes_in_segment", "int", False, "minutes since the symbol's data resumed after a long gap"),
         Col("warmup", "boolean", False, "fewer minutes of history than the look-back: features are padded"),
-        *(Col(name, "double", True, doc) for name, doc in features.SPEC),
+        *(Col(name, "double", True, doc) for name, doc in features.SPEC + features.HISTORY_SPEC),
     ))
 
 

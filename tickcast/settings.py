@@ -267,7 +267,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         binance_ws_lifetime_seconds=_float("BINANCE_WS_LIFETIME_SECONDS", get("BINANCE_WS_LIFETIME_SECONDS", "82800")),
         binance_rest_weight_per_minute=_int("BINANCE_REST_WEIGHT_PER_MINUTE",
                                             get("BINANCE_REST_WEIGHT_PER_MINUTE", "6000"), minimum=1),
-        backfill_lookback_hours=_float("BACKFILL_LOOKBACK_HOURS", get("BACKFILL_LOOKBACK_HOURS", "24"), strict=False),
+        backfill_lookback_hours=_float("BACKFILL_LOOKBACK_HOURS", get("BACKFILL_LOOKBACK_HOURS", "2160"), strict=False),
         producer_metrics_port=metrics_port,
         producer_metrics_host=metrics_host,
         spark_ui_host=spark_ui_host,
@@ -325,7 +325,8 @@ HELP: dict[str, str] = {
     "max_future_skew_seconds": "trades this far past the ingest clock are quarantined",
     "binance_ws_lifetime_seconds": "the live producer rotates each WebSocket at this age (Binance cuts at 24 h)",
     "binance_rest_weight_per_minute": "REST weight the live producer spends per minute at most (gap-fill, klines)",
-    "backfill_lookback_hours": "hours of 1m klines `up --source live` (and `backfill --rest`) load first; 0 = none",
+    "backfill_lookback_hours": "hours of 1m klines `up --source live` (and `backfill --rest`) load first "
+                               "(90 days: enough to train on); 0 = none",
     "producer_metrics_port": "Prometheus /metrics of the live producer; 0 = off",
     "producer_metrics_host": "bind address of the live producer's /metrics (loopback unless set; 0.0.0.0 on Kubernetes)",
     "spark_ui_host": "bind address of the local Spark driver's UI (loopback unless set; its kill links are off)",

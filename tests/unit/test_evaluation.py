@@ -1,6 +1,8 @@
 """Labels, walk-forward folds, metrics and the gate's comparison (pure numpy, no JVM)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,3 +89,61 @@ def test_block_bootstrap_is_wider_than_iid_on_clustered_errors():
     wide = evaluation.metrics_with_ci(s, Bootstrap(n, 60, 300))["mae"]
     narrow = evaluation.metrics_with_ci(s, Bootstrap(n, 1, 300))["mae"]
     assert (wide["hi"] - wide["lo"]) > 3 * (narrow["hi"] - narrow["lo"])
+
+
+def _evaluation(probs: dict, y: np.ndarray, reps: int = 300):
+    """An Evaluation of given out-of-sample predictions (one row per minute)."""
+    from tickcast import training
+
+    n = len(y)
+    samples = {m: _sample(p, y) for m, p in probs.items()}
+    boot = Bootstrap(n, 60, reps)
+    overall = {m: evaluation.metrics_with_ci(s, boot) for m, s in samples.items()}
+    return training.Evaluation({"overall": overall}, samples, np.ones(n, bool), boot)
+
+
+def _informed_world(n=30_000, seed=4):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = rng.normal(size=n) + 0.3 * x
+    good = 1 / (1 + np.exp(-0.5 * x))
+    return rng, y, {"climatology": np.full(n, 0.5), "momentum": np.clip(0.5 + 0.01 * rng.normal(size=n), 0, 1),
+                    "linear": good, "mlp": np.clip(good + 0.002 * rng.normal(size=n), 0, 1),
+                    "conv": np.full(n, 0.5)}
+
+
+def test_the_gate_promotes_the_best_brier_that_beats_both_baselines_and_says_why_the_others_lose():
+    from tickcast import training
+
+    _, y, probs = _informed_world()
+    cfg = training.TrainConfig(horizon=1, bootstrap_reps=300)
+    g = training.gate(_evaluation(probs, y), cfg)
+    o = {m: np.mean(((p - (y > 0)) ** 2)) for m, p in probs.items()}
+    assert g["best"] == min(training.CANDIDATES, key=o.get) and g["promoted"], g["decision"]
+    assert g["decision"].startswith(f"{g['best']} is promoted to champion")
+    for f in training.CANDIDATES:
+        if f != g["best"]:
+            assert g["reasons"][f].startswith("walk-forward Brier") and "worse than" in g["reasons"][f]
+    assert all(c["passed"] for c in g["checks"])
+
+
+def test_the_gate_refuses_when_a_baseline_is_not_beaten_or_a_leak_or_the_champion_is_better():
+    from tickcast import training
+    from tickcast.evaluation import Comparison
+
+    rng, y, probs = _informed_world()
+    cfg = training.TrainConfig(horizon=1, bootstrap_reps=300)
+    # Noise only: nothing beats climatology significantly.
+    noise = {m: np.clip(0.5 + 0.01 * rng.normal(size=len(y)), 0, 1) for m in probs}
+    g = training.gate(_evaluation(noise, y), cfg)
+    assert not g["promoted"] and g["decision"].startswith("Nothing is promoted")
+    assert "does not beat climatology" in g["decision"] or "does not beat momentum" in g["decision"]
+    # A leak: 60% direction accuracy is not believable at these horizons.
+    g = training.gate(_evaluation(probs, y), dataclasses.replace(cfg, leak_accuracy=0.55))
+    assert not g["promoted"] and "treated as a leak" in g["decision"]
+    # The current champion significantly better on rows after its training end blocks the promotion.
+    better = Comparison("linear (by champion v1)", 0.01, 0.005, 0.02, 1000, True)
+    g = training.gate(_evaluation(probs, y), cfg, better)
+    assert not g["promoted"] and "significantly better on rows after its training end" in g["decision"]
+    tie = Comparison("linear (by champion v1)", 0.0, -0.01, 0.01, 1000, False)
+    assert training.gate(_evaluation(probs, y), cfg, tie)["promoted"]

@@ -217,7 +217,7 @@ def test_live_settings_defaults():
 
     s = load({})
     assert (s.binance_ws_lifetime_seconds, s.binance_rest_weight_per_minute, s.backfill_lookback_hours,
-            s.producer_metrics_port) == (82800.0, 6000, 24.0, 9108)
+            s.producer_metrics_port) == (82800.0, 6000, 2160.0, 9108)
     assert s.binance_ws_lifetime_seconds < 24 * 3600, "rotates before Binance's 24 h cut"
     assert load({"TICKCAST_PRODUCER_METRICS_PORT": "0", "TICKCAST_BACKFILL_LOOKBACK_HOURS": "0"}).producer_metrics_port == 0
 
