@@ -402,10 +402,12 @@ class Models:
             name = model_io.model_name(h)
             vs = model_io.versions(client, name)
             for v in vs:
-                mv = client.get_model_version(name, v["version"])
-                v["gate_reason"] = (mv.tags or {}).get("gate_reason", "")
-                v["champion_reason"] = (mv.tags or {}).get("champion_reason", "")
-                v["report_md"] = self._report(v.get("run_id"))
+                tags = client.get_model_version(name, v["version"]).tags or {}
+                v["gate_reason"] = tags.get("gate_reason", "")
+                v["champion_reason"] = tags.get("champion_reason", "")
+                v["family"] = tags.get("family", "")
+                # Training logs the walk-forward report in its parent run, named by the version's tag.
+                v["report_md"] = self._report(tags.get("run_id") or v.get("run_id"))
             champ = next((v["version"] for v in vs if model_io.CHAMPION in v["aliases"]), None)
             out[h] = ModelInfo(h, name, vs, champ, None if vs else f"no registered model {name}: run `tickcast train`")
         return out

@@ -43,8 +43,9 @@ dash.register_page(__name__, path="/model", name="Model", title="tickcast · mod
 
 def _versions_table(info) -> html.Table:
     head = html.Tr([html.Th(c, style={"textAlign": "left", "paddingRight": "14px"}) for c in
-                    ("version", "aliases", "walk-forward Brier", "accuracy", "training end", "gate", "reason")])
-    rows = [html.Tr([html.Td(f"v{v['version']}"), html.Td(", ".join(v["aliases"]) or "–"),
+                    ("version", "family", "aliases", "walk-forward Brier", "accuracy", "training end", "gate",
+                     "reason")])
+    rows = [html.Tr([html.Td(f"v{v['version']}"), html.Td(v.get("family") or "–"), html.Td(", ".join(v["aliases"]) or "–"),
                      html.Td(v.get("brier") or "–"), html.Td(v.get("accuracy") or "–"),
                      html.Td(v.get("training_end") or "–"), html.Td(v.get("gate") or "–"),
                      html.Td(v.get("gate_reason") or "", style={"fontSize": "12px", "maxWidth": "640px"})],
