@@ -127,8 +127,8 @@ def header_state(context: Context, now: pd.Timestamp) -> dict:
     newest = bars.max("window_start")
     files = bars.files
     commit = files["modification_time"].max() if files is not None and len(files) else None
-    word = health.source_word(context.ticks_source(), bars.rows(columns=["symbol", "window_start", "source"])
-                              if newest is not None else pd.DataFrame())
+    word = health.source_word(context.ticks_source(), pd.DataFrame() if newest is None else bars.rows(
+        pc.field("window_start") == newest, ["symbol", "window_start", "source"]))
     prog = lake["progress"]
     end = prog.max("timestamp")
     # Each query's newest row is within the last minutes of the table (queries report every <= 10 s
