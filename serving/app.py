@@ -105,7 +105,12 @@ def create_app(settings: Settings | None = None, *, run_folder: Path | None = No
     folder.mkdir(parents=True, exist_ok=True)
     app = OpenAPI(__name__, info=Info(title="tickcast prediction service", version="1"),
                   validation_error_status=422, validation_error_model=api_models.ErrorBody,
-                  validation_error_callback=validation_error, doc_prefix="/docs")
+                  validation_error_callback=validation_error, doc_prefix="/docs",
+                  security_schemes={  # documented; enforced by the routes (an empty setting leaves them open)
+                      "api_key": {"type": "apiKey", "name": "X-API-Key", "in": "header",
+                                  "description": "TICKCAST_SERVE_API_KEYS, on the prediction routes"},
+                      "admin": {"type": "http", "scheme": "bearer",
+                                "description": "TICKCAST_SERVE_ADMIN_TOKEN, for POST /v1/models/reload"}})
     app.json = StrictJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = s.serve_max_rows * BYTES_PER_ROW + BODY_SLACK
     app.extensions["tickcast"] = Service(s, folder, in_process_registry)

@@ -8,6 +8,7 @@ workers' metric files.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 from tickcast import settings as _settings
@@ -25,6 +26,8 @@ errorlog = "-"
 loglevel = "info"
 proc_name = "tickcast-serve"
 wsgi_app = "serving.wsgi:app()"
+# One control socket per service (the default, ~/.gunicorn/gunicorn.ctl, is shared by every gunicorn of the user).
+control_socket = str(Path(_s.data_dir) / "serve" / str(_s.serve_port) / "gunicorn.ctl")
 
 
 def on_starting(server):

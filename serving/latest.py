@@ -101,7 +101,7 @@ class LatestRows:
             top = max((m for m in adds.values() if m is not None), default=None)
             if top is not None:
                 new = [p for p in new if adds[p] is None or adds[p] >= top - FIRST_READ_SPAN_MS]
-        self._merge(self._read(new))
+        self._read(new)
         self._paths, self.version = paths, self._dt.version()
 
     def _adds(self) -> dict[str, int | None]:
@@ -117,22 +117,31 @@ class LatestRows:
         return {p: None for p in paths}
 
     def _read(self, paths: list[str]):
+        """The new files' rows, newest per key only, read in batches (a worker's memory stays small)."""
         if not paths:
             return None
         import pyarrow as pa
 
         cols = KEY_COLS + self.feature_cols
         self.files_read += len(paths)
-        if "://" not in self.uri:      # local: read the parquet files directly (no pyarrow.dataset: ~50 MiB less)
+        if "://" not in self.uri:      # local: the parquet files directly (no pyarrow.dataset: ~50 MiB less)
             import pyarrow.parquet as pq
 
-            parts = [pq.read_table(os.path.join(self.uri, unquote(p)), columns=cols) for p in paths]
+            def batches():
+                for p in paths:
+                    with pq.ParquetFile(os.path.join(self.uri, unquote(p))) as f:
+                        yield from f.iter_batches(batch_size=2048, columns=cols)
         else:
             wanted = set(paths)
             ds = self._dt.to_pyarrow_dataset()
-            parts = [f.to_table(columns=cols) for f in ds.get_fragments()
-                     if any(f.path.endswith(unquote(p)) for p in wanted)]
-        return pa.concat_tables(parts, promote_options="permissive") if parts else None
+
+            def batches():
+                for f in ds.get_fragments():
+                    if any(f.path.endswith(unquote(p)) for p in wanted):
+                        yield from f.to_batches(columns=cols, batch_size=2048)
+        for b in batches():
+            self._merge(pa.Table.from_batches([b]))
+        return None
 
     def _merge(self, t) -> None:
         if t is None or t.num_rows == 0:

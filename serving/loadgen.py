@@ -1,7 +1,7 @@
 """A bounded HTTP load generator for the service: N processes, one connection each, closed loop.
 
 `python -m serving.loadgen --url U [--body JSON] --seconds S --procs N --out F.json` writes every
-response as [start offset s, latency s, status, X-Model-Version] (tests) and a summary (benchmark
+response as [start (epoch s), latency s, status, X-Model-Version] (tests) and a summary (benchmark
 fallback when wrk is not installed). Runs in its own processes so the load does not share the
 service's interpreter.
 """
@@ -24,7 +24,7 @@ def _worker(url: str, body: bytes | None, seconds: float, t0: float, q) -> None:
     rows = []
     while time.time() < t0 + seconds:
         s = time.perf_counter()
-        start = time.time() - t0
+        start = time.time()
         try:
             conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()

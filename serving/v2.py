@@ -22,12 +22,21 @@ def _horizon(name: str) -> int:
     return int(h)
 
 
+def _champion(name: str):
+    try:
+        return champion(_horizon(name))
+    except Refused as e:
+        if e.status == 404 and "model_name" not in (e.extra.get("fields") or []):
+            raise Refused(404, f"unknown model {name!r}: {e.message}", fields=["model_name"]) from None
+        raise
+
+
 @api.get("/models/<model_name>", summary="Model metadata (V2)", responses={200: V2Metadata, 404: ErrorBody,
                                                                             422: ErrorBody, 503: ErrorBody})
 def metadata(path: ModelPath):
     """Inputs, outputs and `parameters.feature_names`: the column order of the `features` input."""
     try:
-        m = champion(_horizon(path.model_name))
+        m = _champion(path.model_name)
     except Refused as e:
         return e.response()
     F = len(m.features)
@@ -45,7 +54,7 @@ def infer(path: ModelPath, body: V2Infer):
     """One input named `features`, datatype FP32, shape [n, F] in `parameters.feature_names` order."""
     try:
         check_api_key()
-        m = champion(_horizon(path.model_name))
+        m = _champion(path.model_name)
         t = body.inputs[0]
         F = len(m.features)
         if t.name != "features":
