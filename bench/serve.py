@@ -219,6 +219,8 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
         port = _free_port()
         env = ls.child_env()
         env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = ls.mlflow_uri
+        # mlflow serve execs `uvicorn` from PATH: this environment's.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         mlf = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
                                 f"models:/{rep['model']}/{rep['version']}", "--env-manager", "local",
                                 "-h", "127.0.0.1", "-p", str(port), "-w", "2"], env=env,
