@@ -53,10 +53,18 @@ def carry(known: Known, version: int, commit_lines: list[str]) -> Known:
     become unknown at a `remove` without a size, which the protocol allows)."""
     protocol, metadata = known.protocol, known.metadata
     files, size = known.num_files, known.size_bytes
-    for line in commit_lines:
-        if not line.strip():
-            continue
-        action = json.loads(line)
+    actions = [json.loads(line) for line in commit_lines if line.strip()]
+    op = next((a["commitInfo"].get("operation") for a in actions if "commitInfo" in a), None)
+    added = [a["add"]["path"] for a in actions if "add" in a]
+    removed = {a["remove"]["path"] for a in actions if "remove" in a}
+    # An `add` of a path that is already live replaces it (the protocol's reconciliation): counting
+    # it again would be wrong, and only the live set can tell. Operations that write fresh files
+    # (or remove the path in the same commit, as a deletion-vector update does) are carried; any
+    # other commit with an `add` makes the count unknown, to be read from delta-rs's state.
+    if added and (op not in FRESH_FILE_OPERATIONS or len(set(added)) != len(added)
+                  or any(p in removed for p in added if op in ("WRITE", "STREAMING UPDATE"))):
+        files = size = None
+    for action in actions:
         protocol = action.get("protocol", protocol)
         metadata = action.get("metaData", metadata)
         if files is None:
@@ -67,6 +75,12 @@ def carry(known: Known, version: int, commit_lines: list[str]) -> Known:
             gone = action["remove"].get("size")
             files, size = (files - 1, size - int(gone)) if gone is not None else (None, None)
     return Known(version, protocol, metadata, files, size if files is not None else None)
+
+
+# Commit operations (commitInfo.operation, Spark's and delta-rs's names) whose `add`s are new files.
+FRESH_FILE_OPERATIONS = frozenset({
+    "WRITE", "STREAMING UPDATE", "MERGE", "OPTIMIZE", "DELETE", "UPDATE", "CREATE TABLE", "TRUNCATE",
+})
 
 
 def _local(path: str) -> str | None:

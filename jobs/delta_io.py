@@ -28,7 +28,7 @@ def ensure_table(spark, table: Table, s: Settings) -> str:
     from delta.tables import DeltaTable
 
     path = table.path(s)
-    b = DeltaTable.createIfNotExists(spark).location(path).addColumns(table.schema.spark_type())
+    b = DeltaTable.createIfNotExists(spark).location(path).addColumns(table.schema.table_type())
     if table.partition_by:
         b = b.partitionedBy(*table.partition_by)
     for k, v in PROPERTIES.get(table.name, {}).items():
@@ -72,6 +72,35 @@ def append_once(df, path: str, app_id: str, version: int, rows: int | None = Non
     return "spark"
 
 
+# ---- the chaos test's aimed kills (TICKCAST_TEST_KILL_AT; empty, so inert, outside tests) ----------
+_kill_at = ""
+
+
+def arm_kill_point(s: Settings) -> None:
+    global _kill_at
+    _kill_at = s.test_kill_at
+
+
+def kill_point(point: str, after_seconds: float = 0.0) -> None:
+    """SIGKILL this process's group at `point` when the test setting aims there: at once, or
+    `after_seconds` later from a timer (to land inside a JVM operation such as a MERGE)."""
+    if _kill_at != point:
+        return
+    import os
+    import signal
+    import sys
+
+    def die():
+        print(f"TICKCAST_TEST_KILL_AT={point}: killing process group {os.getpgrp()}", file=sys.stderr, flush=True)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    if after_seconds <= 0:
+        die()
+    import threading
+
+    threading.Timer(after_seconds, die).start()
+
+
 def rs_append(data, path: str, app_id: str | None = None, version: int | None = None) -> str:
     """Append an Arrow table with delta-rs, cast to the table's schema; once per (app_id, version).
 
@@ -92,6 +121,15 @@ def rs_append(data, path: str, app_id: str | None = None, version: int | None = 
     target = pa.schema(dt.schema().to_arrow())
     data = data.select(target.names).cast(target)
     props = CommitProperties(app_transactions=[Transaction(app_id, version)]) if app_id is not None else None
+    if _kill_at == "mid-append":
+        # A crash between writing the data files and committing them: the files are there, the
+        # log does not name them (what a kill inside write_deltalake leaves), then the process dies.
+        import uuid
+
+        import pyarrow.parquet as pq
+
+        pq.write_table(data, f"{_local_path(path)}/part-00000-{uuid.uuid4()}-c000.snappy.parquet")
+        kill_point("mid-append")
     write_deltalake(dt, data, mode="append", commit_properties=props)
     # So that Spark readers of the new version need no job to rebuild its protocol and metadata.
     delta_checksum.write_after_append(path, rs_table(path))
@@ -141,6 +179,22 @@ class InsertOnce:
         self.table, self.s, self.key, self.time_col = table, s, key, time_col
         self.group_col = key[0]
         self.newest: dict | None = None      # group -> epoch ms of its newest row in the table
+        self.version: int | None = None      # the table's version after this writer's last write
+
+    def appends(self, spans: dict, spark) -> bool:
+        """Whether rows with these spans take the idempotent append (else the MERGE)."""
+        from pyspark.sql import functions as F
+
+        path = self.table.path(self.s)
+        if self.newest is not None and self.version is not None and rs_table(path).version() != self.version:
+            # Another writer committed since (a `backfill` beside `bars`, a second job): the newest
+            # minutes it added must not be appended again, so read them anew (~2 ms when unchanged).
+            self.newest = None
+        if self.newest is None:
+            g = self.group_col
+            self.newest = {r[0]: int(r[1]) for r in spark.read.format("delta").load(path).groupBy(g)
+                           .agg(F.max(F.unix_millis(self.time_col))).collect() if r[1] is not None}
+        return appendable(spans, self.newest)
 
     def __call__(self, df, spans: dict, app_id: str | None, batch_id: int | None, spark=None) -> str:
         """Insert `df`, whose `time_col` spans [lo_ms, hi_ms] per group (`spans`: group -> (lo_ms,
@@ -152,14 +206,9 @@ class InsertOnce:
         """
         import pyarrow as pa
         from delta.tables import DeltaTable
-        from pyspark.sql import functions as F
 
         spark, path = spark or df.sparkSession, self.table.path(self.s)
-        if self.newest is None:
-            g = self.group_col
-            self.newest = {r[0]: int(r[1]) for r in spark.read.format("delta").load(path).groupBy(g)
-                           .agg(F.max(F.unix_millis(self.time_col))).collect() if r[1] is not None}
-        if app_id is not None and appendable(spans, self.newest):
+        if self.appends(spans, spark) and app_id is not None:
             append_once(df, path, app_id, batch_id)
             how = "append"
         else:
@@ -169,10 +218,12 @@ class InsertOnce:
                     + f" AND t.{t} BETWEEN timestamp_millis({lo}) AND timestamp_millis({hi})")
             if isinstance(df, pa.Table):
                 df = spark.createDataFrame(df.select(self.table.schema.names), self.table.schema.spark_type())
+            kill_point("mid-merge", 0.2)
             DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
             how = "merge"
         for g, (_, hi) in spans.items():
             self.newest[g] = max(self.newest.get(g, hi), hi)
+        self.version = rs_table(path).version()
         return how
 
 
@@ -235,7 +286,13 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
     `trigger_seconds` (default TICKCAST_TRIGGER_SECONDS), its batches starting `phase_seconds` after
     each trigger boundary (jobs/trigger_phase.py). `checkpoint` defaults to the query's folder.
     """
-    writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(sink)
+    arm_kill_point(s)
+    fb = sink
+    if s.test_kill_at == "after-commit":
+        def fb(batch, batch_id, _sink=sink):       # the sink has committed; Spark's commit log has not
+            _sink(batch, batch_id)
+            kill_point("after-commit")
+    writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(fb)
               .option("checkpointLocation", checkpoint or tables.checkpoint(s, query)))
     if available_now:
         q = writer.trigger(availableNow=True).start()
@@ -289,3 +346,7 @@ def _struct(schema):
     from pyspark.sql.types import StructType
 
     return schema if isinstance(schema, StructType) else StructType.fromDDL(schema)
+
+
+def _local_path(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path

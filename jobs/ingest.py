@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 from typing import NamedTuple
 
-from jobs.delta_io import RS_MAX_ROWS, QuerySink, append_once, rs_append
-from tickcast import events, schemas, tables
+from jobs.delta_io import RS_MAX_ROWS, QuerySink, append_once, kill_point, rs_append
+from tickcast import data_loss, events, schemas, tables
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.ingest")
@@ -349,6 +349,20 @@ def id_bounds(ticks) -> dict[tuple[str, str], tuple[int, int, int, int]]:
             for r in agg.to_pylist()}
 
 
+def offset_bounds(rows) -> dict[tuple[str, int], tuple[int, int]]:
+    """Quarantine rows as Arrow -> {(topic, partition): (min offset, max offset)} (pure)."""
+    agg = rows.group_by(["kafka_topic", "kafka_partition"]).aggregate([("kafka_offset", "min"),
+                                                                       ("kafka_offset", "max")])
+    return {(r["kafka_topic"], r["kafka_partition"]): (r["kafka_offset_min"], r["kafka_offset_max"])
+            for r in agg.to_pylist()}
+
+
+def appendable_offsets(bounds: dict, max_offset: dict) -> bool:
+    """Whether every partition's offsets are above the quarantine's highest for it (pure): then an
+    append adds each record once."""
+    return all(lo > max_offset.get(g, -1) for g, (lo, _) in bounds.items())
+
+
 def appendable_ids(bounds: dict, max_id: dict) -> bool:
     """Whether a plain append inserts every tick once (pure): per group, ids distinct and all above
     the table's highest."""
@@ -376,9 +390,19 @@ class TickWriter(QuerySink):
         super().__init__()
         self.s = s
         self.max_id: dict[tuple[str, str], int] | None = None
+        self.q_max: dict[tuple[str, int], int] = {}   # quarantine: (topic, partition) -> highest offset
         self.appends = self.merges = 0
         self.last_rows: int | None = None      # rows of this run's previous batch
         self._columns: tuple | None = None
+        self._planned: dict = {}                 # this batch's planned offset range per (topic, partition)
+        self._read: dict | None = None           # records it read per (topic, partition), when short
+
+    def _load_max_offsets(self, spark) -> dict[tuple[str, int], int]:
+        from pyspark.sql import functions as F
+
+        df = spark.read.format("delta").load(tables.QUARANTINE.path(self.s))
+        return {(r[0], r[1]): r[2] for r in
+                df.groupBy("kafka_topic", "kafka_partition").agg(F.max("kafka_offset")).collect()}
 
     def _load_max_ids(self, spark) -> dict[tuple[str, str], int]:
         from pyspark.sql import functions as F
@@ -400,16 +424,41 @@ class TickWriter(QuerySink):
             for k, v in WRITE_CONF.items():
                 spark.conf.set(k, v)
             self.max_id = self._load_max_ids(spark)
+            self.q_max = self._load_max_offsets(spark)
         if self._columns is None:
             self._columns = parse_columns(self.s)
         parsed = parse(batch, self.s, dt.datetime.now(dt.timezone.utc), self._columns)
         out = None
+        planned = data_loss.planned_ranges(tables.checkpoint(self.s, QUERY), batch_id)
+        self._planned = {g: r for g, r in (planned or {}).items() if g[0] == self.s.topic}
+        self._read = None
         if self.last_rows is not None and self.last_rows <= RS_MAX_ROWS:
             out = self._small(parsed.toArrow(), batch_id)
         if out is None:
             out = self._large(parsed, spark, batch_id)
         self.last_rows = out["ticks"] + out["quarantined"]
+        out["lost"] = self._record_losses(batch_id)
         return out
+
+    def _record_losses(self, batch_id: int) -> int:
+        """Offsets the batch planned but could not read (deleted by retention): appended to
+        ops.lost_offsets once per batch, logged loudly; returns how many."""
+        from jobs.delta_io import append_once, arrow_rows, utc
+
+        if not self._planned or self._read is None:
+            return 0
+        lost = data_loss.losses(self._planned, self._read)
+        if not lost:
+            return 0
+        now = utc(int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000))
+        recs = [(QUERY, t, p, batch_id, self._planned[(t, p)][0], self._planned[(t, p)][1],
+                 self._read.get((t, p), 0), n, now) for (t, p), n in sorted(lost.items())]
+        append_once(arrow_rows(recs, schemas.LOST_OFFSETS.spark_type()), tables.LOST_OFFSETS.path(self.s),
+                    self.app_id(f"{QUERY}-lost"), batch_id)
+        total = sum(lost.values())
+        log.error("ingest batch %d: %d Kafka offsets were gone before ingest read them (retention): %s",
+                  batch_id, total, data_loss.describe(lost))
+        return total
 
     def _small(self, parsed, batch_id: int) -> dict | None:
         """The live path over the batch's parsed rows as Arrow; None (nothing written) when the batch
@@ -418,15 +467,21 @@ class TickWriter(QuerySink):
 
         if parsed.num_rows and pc.any(parsed["retry"]).as_py():
             return None
+        if self._planned and parsed.num_rows != sum(hi - lo for lo, hi in self._planned.values()):
+            vc = parsed.group_by(["kafka_topic", "kafka_partition"]).aggregate([("kafka_offset", "count")])
+            self._read = {(r["kafka_topic"], r["kafka_partition"]): r["kafka_offset_count"] for r in vc.to_pylist()}
         bad = pc.is_valid(parsed["reason"])
         ticks = parsed.filter(pc.invert(bad)).select(list(schemas.TICKS.names))
         bounds = id_bounds(ticks)
         if not appendable_ids(bounds, self.max_id):
             return None
         n_bad = parsed.num_rows - ticks.num_rows
+        qrows = parsed.filter(bad).select(list(schemas.QUARANTINE.names)) if n_bad else None
+        if n_bad and not appendable_offsets(offset_bounds(qrows), self.q_max):
+            return None                          # offsets seen before (a reset checkpoint): MERGE
         if n_bad:
-            append_once(parsed.filter(bad).select(list(schemas.QUARANTINE.names)), tables.QUARANTINE.path(self.s),
-                        self.app_id(f"{QUERY}-quarantine"), batch_id)
+            append_once(qrows, tables.QUARANTINE.path(self.s), self.app_id(f"{QUERY}-quarantine"), batch_id)
+            self._advance_offsets(offset_bounds(qrows))
         if ticks.num_rows:
             # No txnAppId, as in `_large`'s append: a re-run batch finds its ids no longer new.
             rs_append(ticks, tables.TICKS.path(self.s))
@@ -441,6 +496,9 @@ class TickWriter(QuerySink):
         try:
             parsed = cached[0]
             stats = self._stats(parsed)
+            if self._planned and sum(r[5] for r in stats) != sum(hi - lo for lo, hi in self._planned.values()):
+                self._read = {(r[0], r[1]): r[2] for r in
+                              parsed.groupBy("kafka_topic", "kafka_partition").count().collect()}
             if any(r[9] for r in stats):        # rows the typed pass left to the text pass
                 parsed = settle(parsed, self.s, self._columns).persist()
                 cached.append(parsed)
@@ -449,8 +507,7 @@ class TickWriter(QuerySink):
             good_stats = [r for r in stats if r[0]]
             n_good = sum(r[5] for r in good_stats)
             if n_bad:
-                append_once(quarantined(parsed), tables.QUARANTINE.path(self.s), self.app_id(f"{QUERY}-quarantine"),
-                            batch_id, rows=n_bad)
+                self._quarantine(spark, quarantined(parsed), batch_id, n_bad)
             if n_good:
                 ticks = good(parsed)
                 bounds = {(r[1], r[2]): (r[3], r[4], r[5], r[6]) for r in good_stats}
@@ -463,6 +520,7 @@ class TickWriter(QuerySink):
                     ticks.write.format("delta").mode("append").save(tables.TICKS.path(self.s))
                     self.appends += 1
                 else:
+                    kill_point("mid-merge", 0.2)
                     dates = sorted({r[7] + dt.timedelta(days=i) for r in good_stats
                                     for i in range((r[8] - r[7]).days + 1)})
                     (DeltaTable.forPath(spark, tables.TICKS.path(self.s)).alias("t")
@@ -476,6 +534,32 @@ class TickWriter(QuerySink):
         finally:
             for df in cached:
                 df.unpersist()
+
+    def _quarantine(self, spark, rows, batch_id: int, n: int) -> None:
+        """Quarantine rows, each once by its Kafka coordinates: an idempotent append (txn id: query
+        id + batch id) when every offset is above the table's highest for its partition, else an
+        insert-only MERGE on the coordinates. The txn id alone re-appended everything after a
+        deleted checkpoint (a new query id reading the topic from the start)."""
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        b = {(r[0], r[1]): (r[2], r[3]) for r in rows.groupBy("kafka_topic", "kafka_partition")
+             .agg(F.min("kafka_offset"), F.max("kafka_offset")).collect()}
+        path = tables.QUARANTINE.path(self.s)
+        if appendable_offsets(b, self.q_max):
+            append_once(rows, path, self.app_id(f"{QUERY}-quarantine"), batch_id, rows=n)
+        else:
+            ranges = " OR ".join(f"(t.kafka_topic = '{t}' AND t.kafka_partition = {p} AND t.kafka_offset BETWEEN "
+                                 f"{lo} AND {hi})" for (t, p), (lo, hi) in b.items())
+            (DeltaTable.forPath(spark, path).alias("t")
+             .merge(rows.dropDuplicates(list(schemas.QUARANTINE_KEY)).alias("s"),
+                    " AND ".join(f"t.{k} = s.{k}" for k in schemas.QUARANTINE_KEY) + f" AND ({ranges})")
+             .whenNotMatchedInsertAll().execute())
+        self._advance_offsets(b)
+
+    def _advance_offsets(self, b: dict) -> None:
+        for g, (_, hi) in b.items():
+            self.q_max[g] = max(hi, self.q_max.get(g, -1))
 
     def _advance(self, bounds: dict) -> None:
         """The table's highest id per group, after inserting ticks of these `id_bounds`."""
@@ -506,7 +590,7 @@ def start(spark, s: Settings, available_now: bool = False):
     """Start the ingest query; returns the StreamingQuery."""
     from jobs.delta_io import ensure_table, start_sink
 
-    for t in (tables.TICKS, tables.QUARANTINE):
+    for t in (tables.TICKS, tables.QUARANTINE, tables.LOST_OFFSETS):
         ensure_table(spark, t, s)
     return start_sink(read_topic(spark, s), QUERY, TickWriter(s), s, available_now,
                       phase_seconds=s.ingest_phase_seconds)

@@ -12,12 +12,15 @@ from tickcast.settings import Settings
 log = logging.getLogger("tickcast.runner")
 
 
-def job_starters() -> dict[str, Callable]:
-    """Job name -> start(spark, settings, available_now) returning a StreamingQuery."""
-    from jobs import bars, features, ingest, outcomes, predict
+JOBS = ("ingest", "bars", "features", "predict", "outcomes")
 
-    return {"ingest": ingest.start, "bars": bars.start, "features": features.start, "predict": predict.start,
-            "outcomes": outcomes.start}
+
+def job_starters(names=JOBS) -> dict[str, Callable]:
+    """Job name -> start(spark, settings, available_now) returning a StreamingQuery (only the named
+    jobs' modules are imported: ingest alone needs neither TensorFlow nor the feature code)."""
+    import importlib
+
+    return {n: importlib.import_module(f"jobs.{n}").start for n in names if n in JOBS}
 
 
 def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
@@ -25,12 +28,16 @@ def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
         stop_event: threading.Event | None = None, log_level: str | None = None) -> dict[str, dict]:
     """Run the named jobs until they finish (available-now) or a stop signal; return their last progress."""
     from jobs.progress import ProgressRecorder
+    from tickcast.lock import hold_writer_lock
     from tickcast.spark import session
 
-    starters = job_starters()
-    unknown = [n for n in names if n not in starters]
+    unknown = [n for n in names if n not in JOBS]
     if unknown:
-        raise ValueError(f"unknown job(s): {', '.join(unknown)}; known: {', '.join(sorted(starters))}")
+        raise ValueError(f"unknown job(s): {', '.join(unknown)}; known: {', '.join(sorted(JOBS))}")
+    starters = job_starters(names)
+    # One writer per data directory: a second `up`, or a job beside it, refuses here (LockHeld names
+    # the holder and the lock file); re-entrant in one process, and a job `up` started is let in.
+    hold_writer_lock(s.data_dir, "tickcast job " + ",".join(names))
     spark = spark or session(s, app="tickcast-" + "-".join(names))
     if log_level:
         spark.sparkContext.setLogLevel(log_level)

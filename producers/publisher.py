@@ -91,7 +91,8 @@ class Pacer:
 class Publisher:
     """One Kafka producer for one source; `close()` flushes everything still in flight."""
 
-    def __init__(self, s: Settings, source: str):
+    def __init__(self, s: Settings, source: str, config: dict | None = None):
+        """`config` overrides `producer_config` (the live source never lets a delivery time out)."""
         from confluent_kafka import Producer
 
         if source not in SOURCES:
@@ -100,7 +101,7 @@ class Publisher:
         self.topic = s.topic
         self.headers = [(SOURCE_HEADER, source.encode())]
         self.counts = Counts()
-        self._producer = Producer(producer_config(s))
+        self._producer = Producer({**producer_config(s), **(config or {})})
         self._t0 = time.monotonic()
 
     def _delivered(self, err, _msg) -> None:

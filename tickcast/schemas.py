@@ -34,6 +34,16 @@ class Schema:
 
         return StructType.fromDDL(", ".join(f"`{c.name}` {c.type}" for c in self.cols))
 
+    def table_type(self):
+        """The Spark StructType a Delta table is created with: `spark_type()` plus each column's
+        NOT NULL, so that Delta itself refuses a row with a NULL key or time (any engine's write).
+        `spark_type()` stays all-nullable: parsers and DataFrames built from it may hold NULLs
+        before validation decides."""
+        from pyspark.sql.types import StructField, StructType
+
+        return StructType([StructField(f.name, f.dataType, c.nullable)
+                           for f, c in zip(self.spark_type().fields, self.cols)])
+
     def arrow_type(self):
         """The pyarrow schema Spark's `toArrow` gives for `spark_type()` (every field nullable, as
         there), without a JVM: Spark parses DDL in its JVM, which driver-side Arrow code need not start."""
@@ -274,3 +284,16 @@ DRIFT = Schema((
     Col("drifted", "boolean", False, "psi above TICKCAST_DRIFT_PSI_THRESHOLD"),
 ))
 DRIFT_KEY = ("batch_id", "model_name", "model_version", "feature")
+
+LOST_OFFSETS = Schema((
+    Col("query_name", "string", False),
+    Col("topic", "string", False),
+    Col("partition", "int", False),
+    Col("batch_id", "bigint", False),
+    Col("from_offset", "bigint", False, "the batch's planned start offset in the partition"),
+    Col("to_offset", "bigint", False, "its planned end offset (exclusive)"),
+    Col("read_rows", "bigint", False, "records the batch actually read from the partition"),
+    Col("lost", "bigint", False, "offsets in the range that were gone (deleted by retention) when read"),
+    Col("noticed_at", "timestamp", False),
+))
+LOST_OFFSETS_KEY = ("query_name", "topic", "partition", "from_offset")

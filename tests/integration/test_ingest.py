@@ -173,6 +173,20 @@ def test_bad_input_goes_to_quarantine_and_the_stream_goes_on(spark, lane, shared
         assert why in row["reason"], (raw[:60], row["reason"])
         assert row["kafka_partition"] is not None and row["kafka_offset"] is not None
         assert row["kafka_timestamp"] is not None and row["ingest_time"] is not None and row["source"] == "replay"
+    # No NULL key or time in bronze, and Delta itself would refuse one (the table says NOT NULL).
+    schema = spark.read.format("delta").load(tables.TICKS.path(lane)).schema
+    assert all(not schema[c].nullable for c in ("symbol", "event_kind", "id", "trade_time", "event_time", "date"))
+
+    # A deleted checkpoint: the topic is read again from the start under a new query id. Neither
+    # sink may add a row (quarantine once by its Kafka coordinates, ticks once by key).
+    import shutil
+
+    shutil.rmtree(tables.checkpoint(lane, "ingest"))
+    ingest_now(spark, lane)
+    assert spark.read.format("delta").load(tables.TICKS.path(lane)).count() == 9757
+    again = spark.read.format("delta").load(tables.QUARANTINE.path(lane))
+    assert again.count() == len(BAD)
+    assert again.select("kafka_partition", "kafka_offset").distinct().count() == len(BAD)
 
 
 def _writers(table_path: str) -> list[str]:
@@ -271,3 +285,38 @@ def test_kill_minus_9_then_restart_resumes_from_checkpoint_exactly_once(spark, l
     checkpointed = json.loads((ckpt / "offsets" / str(committed[-1])).read_text().splitlines()[-1])
     assert start == checkpointed
     assert 0 < sum(int(v) for parts in start.values() for v in parts.values()) < 19904
+
+
+def test_offsets_deleted_before_ingest_read_them_are_counted_per_partition(spark, lane, shared_data):
+    """Retention (here: Kafka's DeleteRecords, what retention does to a segment) removes offsets
+    ingest had not read: the stream goes on (failOnDataLoss=false) and the loss is kept in
+    ops.lost_offsets per partition, exactly, for `up`'s status line."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from producers.publisher import Publisher
+    from tickcast import data_loss
+
+    recs = [r for r in __import__("producers.sources", fromlist=["x"]).replay_records([shared_data / WS.format(8)])
+            if r.value is not None]
+
+    def send(part):
+        pub = Publisher(lane, "replay")
+        for r in part:
+            pub._producer.produce(lane.topic, value=r.value, key=r.key, partition=0, headers=pub.headers)
+        assert pub.close().failed == 0
+
+    send(recs[:1000])
+    ingest_now(spark, lane)
+    assert data_loss.lost_offsets(lane) == {}
+    send(recs[1000:3000])
+    admin = AdminClient({"bootstrap.servers": lane.kafka_bootstrap})
+    fut = admin.delete_records([TopicPartition(lane.topic, 0, 2500)])
+    list(fut.values())[0].result(timeout=30)        # offsets 1000..2499 gone before ingest read them
+    send(recs[3000:3500])
+    ingest_now(spark, lane)
+    assert data_loss.lost_offsets(lane) == {(lane.topic, 0): 1500}
+    assert data_loss.describe(data_loss.lost_offsets(lane)) == f"LOST 1500 offsets ({lane.topic}/0: 1500)"
+    ids = sorted(r["id"] for r in bronze(spark, lane))
+    sent = [json.loads(r.value)["t"] for r in recs[:1000] + recs[2500:3500]]
+    assert ids == sorted(sent)

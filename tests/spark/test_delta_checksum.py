@@ -94,3 +94,69 @@ def test_each_delta_rs_append_writes_a_checksum_equal_to_sparks_state(spark, lak
     assert (crc["numFiles"], crc["tableSizeBytes"]) == (n_files, size)
     assert n_files >= 4
     assert spark.read.format("delta").load(path).count() == 11
+
+
+VERIFY = {
+    # Delta's own checks, on for this test: a checksum that disagrees with the state is an error,
+    # Spark's commits write theirs incrementally from the previous one (ours included) and verify
+    # each against a full state reconstruction before and after the commit.
+    "spark.databricks.delta.checksum.mismatch.fatal": "true",
+    "spark.databricks.delta.writeChecksumFile.enabled": "true",
+    "spark.databricks.delta.incremental.commit.verify": "true",
+    "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+}
+
+
+def test_checksums_hold_under_deltas_own_verification_through_both_engines_merge_optimize_vacuum(spark, lake):
+    from delta.tables import DeltaTable
+
+    from jobs.delta_io import ensure_table, rs_append
+
+    old = {k: spark.conf.get(k, None) for k in VERIFY}
+    for k, v in VERIFY.items():
+        spark.conf.set(k, v)
+    try:
+        path = ensure_table(spark, tables.FEATURES, lake)
+        jvm = spark.sparkContext._jvm
+        none = jvm.scala.Option.empty()
+
+        def verify():
+            snap = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(
+                False, none, none)
+            empty = getattr(getattr(jvm.scala.collection.immutable, "Map$"), "MODULE$").empty()
+            assert snap.validateChecksum(empty) is True
+            return snap.version()
+
+        def spark_rows(a, n):
+            return spark.createDataFrame(_rows(a, n).to_pandas(), tables.FEATURES.schema.spark_type())
+
+        rs_append(_rows(0, 3), path, "app", 0)
+        rs_append(_rows(3, 2), path, "app", 1)
+        verify()
+        spark_rows(5, 2).write.format("delta").mode("append").save(path)        # Spark append
+        rs_append(_rows(7, 2), path, "app", 2)
+        verify()
+        DeltaTable.forPath(spark, path).alias("t").merge(
+            spark_rows(8, 4).alias("s"), "t.symbol = s.symbol AND t.window_start = s.window_start"
+        ).whenNotMatchedInsertAll().execute()                                       # MERGE (inserts 9..11)
+        rs_append(_rows(12, 1), path, "app", 3)
+        verify()
+        spark.sql(f"OPTIMIZE delta.`{path}`")
+        rs_append(_rows(13, 2), path, "app", 4)
+        verify()
+        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+        rs_append(_rows(15, 1), path, "app", 5)
+        v = verify()
+        # And a checkpoint, which Delta writes only from a state that matches its checksum.
+        jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).checkpoint()
+        assert v == _spark_state(spark, path)[0]
+        assert spark.read.format("delta").load(path).count() == 16
+        import deltalake
+
+        assert deltalake.DeltaTable(path).to_pyarrow_table().num_rows == 16
+    finally:
+        for k, v in old.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)

@@ -30,7 +30,8 @@ def test_checksum_body_has_the_required_fields():
 
 def test_carry_counts_files_and_bytes_through_adds_and_removes():
     k = Known(3, P1, M1, num_files=2, size_bytes=100)
-    lines = [_line(add={"path": "a.parquet", "size": 10, "dataChange": True}),
+    lines = [_line(commitInfo={"operation": "OPTIMIZE"}),
+             _line(add={"path": "a.parquet", "size": 10, "dataChange": True}),
              _line(add={"path": "b.parquet", "size": 5, "dataChange": True}),
              _line(remove={"path": "old.parquet", "size": 40, "dataChange": True})]
     assert carry(k, 4, lines) == Known(4, P1, M1, num_files=3, size_bytes=75)
@@ -38,3 +39,22 @@ def test_carry_counts_files_and_bytes_through_adds_and_removes():
     assert carry(k, 4, [_line(remove={"path": "old.parquet"})]) == Known(4, P1, M1)
     # Unknown stays unknown (the first checksum of a process takes them from delta-rs).
     assert carry(Known(3, P1, M1), 4, lines) == Known(4, P1, M1)
+
+
+def test_an_add_that_may_replace_a_live_file_makes_the_count_unknown():
+    """An `add` of a path already live replaces it: only the live set can tell, so such commits
+    are not carried (counting it twice made a checksum Delta's verification refuses)."""
+    k = Known(3, P1, M1, num_files=2, size_bytes=100)
+    readd = [_line(commitInfo={"operation": "COMPUTE STATS"}), _line(add={"path": "a.parquet", "size": 10})]
+    assert carry(k, 4, readd) == Known(4, P1, M1)
+    twice = [_line(commitInfo={"operation": "WRITE"}), _line(add={"path": "a.parquet", "size": 10}),
+             _line(add={"path": "a.parquet", "size": 10})]
+    assert carry(k, 4, twice) == Known(4, P1, M1)
+    no_info = [_line(add={"path": "a.parquet", "size": 10})]
+    assert carry(k, 4, no_info) == Known(4, P1, M1)
+    # A deletion-vector update: remove and add of one path in one commit nets to the same count.
+    dv = [_line(commitInfo={"operation": "DELETE"}), _line(remove={"path": "a.parquet", "size": 10}),
+          _line(add={"path": "a.parquet", "size": 10})]
+    assert carry(k, 4, dv) == Known(4, P1, M1, num_files=2, size_bytes=100)
+    # Commits with no `add` (property changes, VACUUM's bookkeeping) carry whatever their operation.
+    assert carry(k, 4, [_line(commitInfo={"operation": "VACUUM END"})]) == k.__class__(4, P1, M1, 2, 100)
