@@ -537,7 +537,7 @@ def train(s: Settings, cfg: TrainConfig, echo=print) -> dict:
                     "training_end": iso(training_end_ms), "symbols": symbols, "rows": len(data),
                     "baselines": base_params}
             ref = model_io.reference_distribution(X[:, :len(summary)].astype(float), summary, seed=cfg.seed)
-            example = pd.DataFrame(X[:5], columns=cols)
+            example = pd.DataFrame(X[:5].astype(np.float64), columns=cols)   # the table's doubles: the signature
             with mlflow.start_run(run_name=f"{name} {fam}", nested=True):
                 mt = report["overall"][fam]
                 mlflow.log_metrics({f"{k}{sfx}": v[key] for k, v in mt.items()
