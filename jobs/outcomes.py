@@ -26,6 +26,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from jobs.delta_io import QuerySink
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -214,10 +215,11 @@ def _lit_ts(ms: int):
     return F.timestamp_millis(F.lit(int(ms)))
 
 
-class OutcomeWriter:
+class OutcomeWriter(QuerySink):
     """foreachBatch sink: realize what the bars made knowable, insert-only; then the rolling scores."""
 
     def __init__(self, s: Settings, driver_rows: int | None = None):
+        super().__init__()
         self.s = s
         self.driver_rows = DRIVER_ROWS if driver_rows is None else driver_rows
         self.latest: dict[str, int] | None = None   # symbol -> latest bar minute (epoch ms)
@@ -355,7 +357,9 @@ class OutcomeWriter:
                .select(_lit_ts(now_ms).alias("computed_at"), F.lit(batch_id).cast("bigint").alias("batch_id"),
                        *SCORE_COLS)
                .select(*schemas.MODEL_SCORES.names))
-        append_once(out, tables.MODEL_SCORES.path(self.s), SCORES_APP_ID, batch_id)
+        # Keyed by the query's id, not a constant: after a deleted checkpoint the batch ids start at
+        # 0 again, and a constant id made every append up to the old run's last batch a "re-run".
+        append_once(out, tables.MODEL_SCORES.path(self.s), self.app_id(SCORES_APP_ID), batch_id)
 
 
 def _scores_type():

@@ -208,11 +208,15 @@ class PredictWriter(QuerySink):
         spans = spans_of(scored["symbol"].to_pylist(), lake.to_ms(scored["window_start"]))
         plan = self._plan_rows(slots, counts, batch_id, now_ms)
         self._remember(slots)
-        if first and not planned:
+        # The plan goes first whenever the rows will take the MERGE, which leaves no transaction id
+        # for a re-run to find: a crash between the MERGE and a later plan, then a moved alias,
+        # would add a second version's rows. An append (the live case) leaves its id; its plan after.
+        plan_first = (first and not planned) or (not first and not self.insert.appends(spans, batch.sparkSession))
+        if plan_first:
             self._write_plan(plan, batch_id)
         self.insert(prediction_rows(scored, slots, batch_id, now_ms), spans, self.app_id(QUERY), batch_id,
                     spark=batch.sparkSession)
-        if not first:
+        if not first and not plan_first:
             self._write_plan(plan, batch_id)
         self._drift(scored, batch_id, slots, now_ms)
 

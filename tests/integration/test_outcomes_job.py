@@ -353,6 +353,7 @@ def test_within_one_run_a_batch_scans_only_what_can_still_be_pending(spark, lake
     for t in (tables.OUTCOMES, tables.MODEL_SCORES):     # what the job's start() creates
         ensure_table(spark, t, s)
     writer = OutcomeWriter(s)
+    writer.bind("test-query")                            # what start_sink does with the query's id
 
     def bars(lo: int):
         return (spark.read.format("delta").load(tables.BARS.path(s))
