@@ -337,6 +337,12 @@ def rolling_figure(r: pd.DataFrame, metric: str, title: str, uirevision: str,
     for b, color in (("climatology", "#ff7f0e"), ("momentum", "#9467bd")):
         data.append({"type": "scatter", "x": x, "y": arr(r[f"{b}_{metric}"]), "name": b, "mode": "lines",
                      "line": {"color": color, "width": 1, "dash": "dot"}})
+    if scores is not None and not scores.empty and len(r):
+        # Scores are stamped with the wall clock (computed_at): shown only where that falls on the
+        # outcomes' own time range (a live run), not for a replay of past days.
+        t = pd.to_datetime(scores["computed_at"], utc=True)
+        lo, hi = pd.to_datetime(r["target_time"], utc=True).min(), pd.to_datetime(r["target_time"], utc=True).max()
+        scores = scores[(t >= lo) & (t <= hi + pd.Timedelta(hours=1))]
     if scores is not None and not scores.empty:
         sc = _thin(scores.sort_values("computed_at"), 1_500)
         col = "accuracy" if metric == "hit" else "brier"

@@ -147,3 +147,14 @@ def test_freshness_from_one_minute_files_only():
     c = figures.stage_commits(files)
     f = figures.freshness({"bars": c})
     assert f["bars"].tolist() == [3.0, 7.0]                 # the later of two files counts; "d" spans 30 min
+
+
+def test_model_scores_markers_only_on_the_outcomes_time_range(month):
+    _, outcomes = predictions_on(month.iloc[:600], 1)
+    r = figures.rolling_scores(figures.counted(outcomes))
+    t_end = outcomes["target_time"].max()
+    scores = pd.DataFrame({"computed_at": [t_end - pd.Timedelta(minutes=5), t_end + pd.Timedelta(days=70)],
+                           "accuracy": [0.55, 0.6], "brier": [0.24, 0.25]})
+    fig = figures.rolling_figure(r, "hit", "t", "u", scores)
+    marks = [d for d in fig["data"] if d.get("mode") == "markers"]
+    assert len(marks) == 1 and figures.values(marks[0]["y"]).tolist() == [0.55]   # a replay's wall-clock rows left out
