@@ -417,7 +417,8 @@ def history_figure(p: pd.DataFrame, column: str, title: str, ytitle: str, uirevi
     data = []
     for q, g in p.groupby("query_name", sort=True):
         g = _thin(g[["timestamp", column]].dropna(), max_points)
-        data.append({"type": "scatter", "x": tx(g["timestamp"]), "y": arr(g[column]), "mode": "lines", "name": str(q)})
+        data.append({"type": "scatter", "x": tx(g["timestamp"]), "y": arr(g[column]), "mode": "lines+markers",
+                     "marker": {"size": 3}, "name": str(q)})
     extra = {}
     if threshold is not None:
         extra = {"shapes": [_hline(threshold, color=DOWN, dash="dash")],
