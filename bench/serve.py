@@ -4,7 +4,7 @@ In a data directory of its own (`<data_dir>/bench/serve-*`, deleted at the end):
 champion (bench/_fixtures.py), then `tickcast serve` (gunicorn, 2 workers) is loaded for `seconds`
 (20) per route from a separate process (wrk if installed, else serving.loadgen's processes):
 one-row POST /v1/predict, GET /v1/predict/<symbol>, POST /v2/models/tickcast-h1/infer; the one-row
-POST also with gthread workers (the worker class is chosen by this measurement). References in the
+POST also with sync workers (the worker class is chosen by this measurement). References in the
 same run: `mlflow models serve` of the same registered version under the same load, and the LiteRT
 call alone in a loop. Prints a table and writes `<out>/serve.json`.
 """
@@ -189,8 +189,8 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                          "load_generator": "wrk" if shutil.which("wrk") else "serving.loadgen", "routes": {}}
         tmp = root / "load"
         tmp.mkdir()
-        for wclass, env_args, routes in (("sync", "", list(bodies)),
-                                         ("gthread", "--worker-class gthread --threads 4", [list(bodies)[0]])):
+        for wclass, env_args, routes in (("gthread", "", list(bodies)),     # serving/gunicorn_conf.py
+                                         ("sync", "--worker-class sync", [list(bodies)[0]])):
             ss = launch.with_port(ls, _free_port(), workers=2)
             env = ss.child_env()
             if env_args:
@@ -269,7 +269,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                  f"worker class by this measurement: {results['chosen_worker_class']}",
                  "the load generator shares the 2 cores with the server; the model is ~1% of a request "
                  "(LiteRT alone vs req/s): Flask/werkzeug request handling, pydantic validation and the "
-                 "sync worker's one connection per request bound the numbers"]
+                 "connection handling (sync workers close every connection) bound the numbers"]
         report(results, out, "serve", rows_out, "notes:", notes)
         return results
     finally:

@@ -1,7 +1,8 @@
 """gunicorn configuration of `tickcast serve` (also the Kubernetes container's `-c`).
 
-Workers: sync, one request at a time each (MEASURED.md: 4,718 req/s sync vs fewer with threads on
-2 cores; `tickcast bench serve` measures both). The master starts the registry watcher (MLflow lives
+Workers: gthread, 4 threads each. `tickcast bench serve` measures both classes on the one-row
+POST: on a shared, loaded 2-core machine gthread (keep-alive) gave ~2x the sync workers' req/s
+(1,080-1,195 vs 487-620, docs/serving.md); the model call holds a lock per interpreter (3 µs). The master starts the registry watcher (MLflow lives
 there, not in the workers), wipes the Prometheus multiprocess folder at start and marks dead
 workers' metric files.
 """
@@ -17,7 +18,8 @@ _s = _settings.load()
 
 bind = f"{_s.serve_host}:{_s.serve_port}"
 workers = _s.serve_workers
-worker_class = "sync"
+worker_class = "gthread"
+threads = 4
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
