@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from tickcast.lock import LockHeld, hold_writer_lock
 from tickcast.settings import Settings, SettingsError, load
 
 
@@ -178,7 +179,10 @@ def job(names, available_now) -> None:
             require_reachable(s)
         except BrokerError as e:
             raise click.ClickException(str(e)) from None
-    last = run(list(names), s, available_now=available_now, on_progress=_progress_line)
+    try:
+        last = run(list(names), s, available_now=available_now, on_progress=_progress_line)
+    except LockHeld as e:
+        raise click.ClickException(str(e)) from None
     click.echo("")
     for name, p in last.items():
         click.echo(f"{name}: last batch {p.get('batchId')}, {p.get('numInputRows')} rows")
@@ -213,6 +217,10 @@ def backfill(files, more_files, symbol, rest, symbols, lookback_hours) -> None:
     if more_files and not files:
         raise click.UsageError("kline files follow --klines (tickcast backfill --klines A.csv.gz B.csv.gz)")
     files = (*files, *more_files)
+    try:  # one writer per table: not beside a running `up` or bars job on the same data directory
+        hold_writer_lock(s.data_dir, "tickcast backfill")
+    except LockHeld as e:
+        raise click.ClickException(str(e)) from None
     if bool(files) == bool(rest):
         raise click.UsageError("give --klines FILE... or --rest (one of the two)")
     if rest:

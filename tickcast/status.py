@@ -18,6 +18,7 @@ class Status:
     scores: str = ""                                         # live hit rate against the baselines
     stack: str = ""                                          # CPU and memory of the whole stack
     urls: dict[str, str] = field(default_factory=dict)       # component -> URL (or why it is not running)
+    data_loss: str = ""                                      # Kafka offsets lost to retention, never silent
     log_dir: str = ""
 
 
@@ -37,7 +38,7 @@ def plain_line(st: Status) -> str:
         parts.append(f"{n} {rate} {batch}" + (f" lag {lag}" if lag else ""))
     if st.rows:
         parts.append("rows " + " ".join(f"{k}={v}" for k, v in st.rows.items()))
-    parts += [x for x in (st.prediction, st.scores, st.stack) if x]
+    parts += [x for x in (st.prediction, st.scores, st.data_loss, st.stack) if x]
     return " | ".join(parts)
 
 
@@ -53,6 +54,8 @@ def panel(st: Status):
     for name, url in st.urls.items():
         head.add_row(name, url)
     head.add_row("stack", st.stack or "-")
+    if st.data_loss:
+        head.add_row("kafka", st.data_loss, style="bold red" if st.data_loss.startswith("LOST") else None)
     if st.log_dir:
         head.add_row("logs", st.log_dir)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from tickcast import kafka_broker
+from tickcast import data_loss, kafka_broker
+from tickcast.lock import LockHeld, hold_writer_lock
 from tickcast.settings import Settings
 
 JOBS = ["ingest", "bars", "features", "predict", "outcomes"]
@@ -294,6 +295,10 @@ def run_up(s: Settings, source: str, files: list[Path], rate: float, symbols: st
     term = Terminal(status_every, stop)
     if source == "replay" and not files:
         raise click.UsageError("--source replay needs --file")
+    try:  # one writer per data directory: a second `up` (or a job) on the same tables refuses to start
+        hold_writer_lock(s.data_dir, "tickcast up")
+    except LockHeld as e:
+        raise click.ClickException(str(e)) from None
     with QuietStderr(log_dir / "up.log", enabled=not verbose):
         _run(s, source, files, rate, symbols, jobs, log_dir, stop, term, components, verbose)
 
@@ -332,6 +337,10 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
             if time.monotonic() - last_count > 10:
                 st.rows = table_rows(s)
                 st.prediction, _, st.scores = prediction_summary(s).partition(" | ")
+                try:
+                    st.data_loss = data_loss.describe(data_loss.lost_offsets(s))
+                except Exception:  # the table being written: keep the last reading, never crash the panel
+                    pass
                 last_count = time.monotonic()
             st.elapsed_s = time.monotonic() - t0
             st.queries = dict(last)

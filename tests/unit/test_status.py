@@ -20,7 +20,7 @@ def status() -> Status:
                   prediction="pred BTCUSDT-SIMSIG 12:03 h5 P(up)=0.531 v2",
                   scores="hit h5 54.0% (clim 50.1%, mom 49.0%, n=300)", stack="cpu 0.81 cores, mem 4.90 GiB",
                   urls={"service": "http://127.0.0.1:8000/", "dashboard": "http://127.0.0.1:8050/"},
-                  log_dir="/x/.data/logs")
+                  log_dir="/x/.data/logs", data_loss="LOST 12 offsets (ticks/0: 12)")
 
 
 def render(width: int) -> list[str]:
@@ -35,7 +35,7 @@ def test_panel_fits_the_terminal_and_shows_the_urls_and_numbers():
         assert all(len(x) <= width for x in lines), width
         text = "\n".join(lines)
         for needle in ("http://127.0.0.1:8000/", "http://127.0.0.1:8050/", "ingest", "51/s", "412 ms",
-                       "123,456", "P(up)=0.531", "clim 50.1%", "0.81 cores"):
+                       "123,456", "P(up)=0.531", "clim 50.1%", "0.81 cores", "LOST 12 offsets"):
             assert needle in text, (width, needle)
     # Several lines, so a refresh redraws them in place rather than appending one long wrapped line.
     assert len(render(120)) >= 8
@@ -46,3 +46,4 @@ def test_plain_line_is_one_line_with_the_same_numbers():
     assert "\n" not in line
     assert line.startswith("125s simulate | ingest 51/s 412 ms lag 3 | bars 50/s 230 ms | ")
     assert "rows bronze.ticks=123456 silver.bars_1m=42" in line and line.endswith("mem 4.90 GiB")
+    assert "| LOST 12 offsets (ticks/0: 12) |" in line
