@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,38 @@ def test_fuzz_from_the_openapi_document(case):
     if case.method.upper() not in ("HEAD", "OPTIONS"):   # every body is strict JSON (no NaN/Infinity)
         assert resp.headers["content-type"][0].startswith("application/json"), (case.method, resp.status_code)
         json.loads(resp.text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+
+
+def test_a_version_registered_before_litert_is_converted_once_with_a_warning(served, feature_rows, tmp_path, caplog):
+    """A version whose artifacts hold only the Keras model (as registered before this change)."""
+    import mlflow
+    import pandas as pd
+
+    from serving import registry
+
+    s, champ = served
+    s2 = dataclasses.replace(s, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}", data_dir=tmp_path)
+    client = model_io.configure(s2)
+    kpath, mpath = tmp_path / "model.keras", tmp_path / "meta.json"
+    champ.model.save(kpath)
+    mpath.write_text(json.dumps(champ.meta))
+    example = pd.DataFrame(feature_rows[champ.features].to_numpy(float)[-5:], columns=champ.features)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=model_io.KerasForecaster(),
+                                       artifacts={"keras": str(kpath), "meta": str(mpath)},
+                                       input_example=example, registered_model_name=champ.name)
+    version = str(info.registered_model_version)
+    model_io.set_alias(client, champ.name, model_io.CHAMPION, version, "registered before LiteRT")
+    with caplog.at_level("WARNING"):
+        state = registry.sync(s2, tmp_path / "run")
+    assert any("no LiteRT artefact" in r.getMessage() for r in caplog.records)
+    folder = Path(state["models"][str(champ.meta["horizon"])]["folder"])
+    lite = __import__("tickcast.litert", fromlist=["LiteModel"]).LiteModel.open(folder)
+    X = feature_rows[champ.features].to_numpy(float)[-20:]
+    p, r = keras(champ, X)
+    np.testing.assert_allclose(lite.predict(X)[0], p, rtol=RTOL)
+    mtime = (folder / "model.tflite").stat().st_mtime_ns
+    caplog.clear()
+    registry.sync(s2, tmp_path / "run")                  # once: the cached artefact is reused
+    assert (folder / "model.tflite").stat().st_mtime_ns == mtime
+    assert not any("no LiteRT artefact" in r.getMessage() for r in caplog.records)
