@@ -153,7 +153,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
     from bench._fixtures import demo_lake
     from serving import launch, registry
     from tickcast import lake, model_io, tables
-    from tickcast.bench import machine, report
+    from bench.ingest import machine, report
     from tickcast.litert import LiteModel
 
     seconds = float(seconds or 20)

@@ -20,7 +20,6 @@ so the unit tests can check it without a network:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import logging
 import random

@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 

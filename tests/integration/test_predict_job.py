@@ -4,7 +4,6 @@ running stream, no champion -> wait, refused feature versions, kill -9 and resta
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 import threading

@@ -3,7 +3,6 @@ import random
 from decimal import Decimal
 
 import pyarrow as pa
-import pytest
 
 from jobs import bars
 from tests.expected import agg_trades, recording_trades

@@ -219,7 +219,7 @@ def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> d
 
 def live_bench(s: Settings, seconds: float, peak_rate: float, out: Path) -> dict:
     from tickcast import kafka_broker
-    from tickcast.bench import machine
+    from bench.ingest import machine
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

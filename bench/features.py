@@ -31,8 +31,8 @@ def features_bench(s: Settings, klines: list[Path], horizons: list[int], out: Pa
     from jobs.backfill import backfill
     from jobs.runner import run
     from tickcast import features, training
-    from tickcast.bench import machine, report
-    from tickcast.bench_bars import write_klines
+    from bench.ingest import machine, report
+    from bench.bars import write_klines
     from tickcast.spark import session
 
     out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from tickcast.bench import (_CpuMeter, _batch_summary, _high_watermarks, _jvm_pid, _lane, _pct,
+from bench.ingest import (_CpuMeter, _batch_summary, _high_watermarks, _jvm_pid, _lane, _pct,
                             _run_noop, machine, private_settings, report)
 from tickcast.settings import REPO_ROOT, Settings
 

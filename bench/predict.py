@@ -29,8 +29,8 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
     from jobs import predict, sim_history
     from jobs.runner import run
     from producers.simulate import SimConfig
-    from tickcast import features, model_io, training
-    from tickcast.bench import machine, report
+    from tickcast import model_io, training
+    from bench.ingest import machine, report
     from tickcast.spark import session
 
     out.mkdir(parents=True, exist_ok=True)

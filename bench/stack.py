@@ -21,8 +21,8 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from tickcast.bench import _pct, private_settings, report
-from tickcast.bench_bars import IDLE_WARMUP_S, _load, _say, measure_idle
+from bench.ingest import _pct, private_settings, report
+from bench.bars import IDLE_WARMUP_S, _load, _say, measure_idle
 from tickcast.settings import Settings
 
 RATE = 50.0
