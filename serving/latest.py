@@ -43,7 +43,7 @@ class LatestRows:
         from tickcast import features
 
         self.s, self.min_interval = s, min_interval
-        self.feature_cols = [name for name, _ in features.SPEC]
+        self.feature_cols = list(features.COLUMNS)  # the summary features and the history columns
         self.uri = lake.uri(tables.FEATURES, s)
         self._dt = None
         self._paths: frozenset = frozenset()

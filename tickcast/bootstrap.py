@@ -13,7 +13,7 @@ from tickcast.settings import Settings
 
 SIM_HISTORY_MINUTES = 4000            # ~2.8 days: enough for the gate to see the planted edge
 SIM_SIGNAL = dict(plant_signal=True, signal_kind="interaction", signal_strength=0.6)
-MIN_REAL_BARS = 1000               # per symbol; 24 h of REST klines (1,440) qualify
+MIN_REAL_BARS = 2500               # per symbol: training's walk-forward needs ~2,400 minutes (docs/training.md)
 BOOTSTRAP_REPS = 500
 
 

@@ -238,22 +238,22 @@ def backfill(files, more_files, symbol, rest, symbols, lookback_hours) -> None:
                f"already present {r['already_present']} in {dt:.1f}s ({r['rows_read'] / max(dt, 1e-9):,.0f} rows/s)")
 
 
-def rest_backfill(s: Settings, symbols: list[str], lookback_hours: float, spark=None) -> tuple[dict, float]:
-    """Closed 1m klines of the last `lookback_hours` from the REST API -> silver.bars_1m (insert-only)."""
-    from jobs.backfill import insert_klines, rest_klines_table
-    from producers.live import RestError, rest_klines
+def rest_backfill(s: Settings, symbols: list[str], lookback_hours: float, spark=None, echo=click.echo
+                  ) -> tuple[dict, float]:
+    """Closed 1m klines of the last `lookback_hours` from the REST API -> silver.bars_1m (insert-only,
+    resumable: each symbol starts where an earlier run stopped; progress through `echo`)."""
+    from jobs.backfill import rest_backfill as run_rest_backfill
+    from producers.live import RestError
     from tickcast.spark import session
 
     if lookback_hours <= 0:
         return {"rows_read": 0, "inserted": 0, "already_present": 0}, 0.0
     t0 = time.monotonic()
-    try:
-        rows = rest_klines(s, symbols, lookback_hours)
-    except (RestError, OSError) as e:
-        raise click.ClickException(f"klines from {s.binance_rest_url} failed: {e}") from None
     spark = spark or session(s, app="tickcast-backfill", extra={"spark.ui.enabled": "false"})
     try:
-        r = insert_klines(spark, s, rest_klines_table(rows))
+        r = run_rest_backfill(spark, s, symbols, lookback_hours, echo=echo)
+    except (RestError, OSError) as e:
+        raise click.ClickException(f"klines from {s.binance_rest_url} failed: {e}") from None
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     return r, time.monotonic() - t0

@@ -159,7 +159,7 @@ def test_models_health_ready_metrics_openapi(client, served, pipeline):
     assert h["champion"]["version"] == champ.version == h["serving"]
     rep = pipeline.report
     assert h["champion"]["gate"] == {"result": "promoted", "reason": rep["gate"]["reason"]}
-    assert h["champion"]["walk_forward"]["brier"] == pytest.approx(rep["overall"]["mlp"]["brier"]["value"], abs=1e-6)
+    assert h["champion"]["walk_forward"]["brier"] == pytest.approx(rep["overall"][rep["family"]]["brier"]["value"], abs=1e-6)
     scores = lake.read(tables.MODEL_SCORES, s).to_pandas()
     mine = scores[(scores["model_version"] == champ.version) & (scores["symbol"] == "*")]
     if len(mine):

@@ -27,6 +27,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _wait_http(url: str, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                assert r.status == 200
+                return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer within {timeout:.0f} s: {e}") from None
+            time.sleep(1)
+
+
 def test_sigterm_with_a_closed_stdout_pipe_stops_every_child(base_settings, tmp_path):
     from tickcast import kafka_broker
 
@@ -53,11 +68,14 @@ def test_sigterm_with_a_closed_stdout_pipe_stops_every_child(base_settings, tmp_
         assert any(x.startswith("service: http://127.0.0.1:") for x in lines), "".join(lines)
         assert any(x.startswith("dashboard: http://127.0.0.1:") for x in lines), "".join(lines)
         assert all(len(x) < 400 for x in lines)
+        # The service and the dashboard `up` started answer on loopback.
+        for url in (f"http://127.0.0.1:{s.serve_port}/health", f"http://127.0.0.1:{s.dashboard_port}/"):
+            _wait_http(url, 90)
         seen = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         broker = kafka_broker._read_pid(s)
         assert broker and _alive(broker)
         seen.add(broker)
-        assert len(seen) >= 3, seen           # producer, Spark's JVM, the broker (and service, dashboard)
+        assert len(seen) >= 5, seen           # producer, service, dashboard, Spark's JVM, the broker
 
         proc.stdout.close()                   # `tee` has gone: the next write meets a closed pipe
         os.kill(proc.pid, signal.SIGTERM)
