@@ -108,7 +108,9 @@ class LatestRows:
         """Live data files -> their newest window_start (epoch ms; None without statistics)."""
         import pyarrow as pa
 
-        t = pa.table(self._dt.get_add_actions(flatten=True))
+        # Through the Arrow C stream, not pa.table(): that one asks pandas whether it was given a
+        # DataFrame, which imports pandas into the worker (~50 MiB).
+        t = pa.RecordBatchReader.from_stream(self._dt.get_add_actions(flatten=True)).read_all()
         paths = t.column("path").to_pylist()
         if "max.window_start" in t.column_names:
             mx = lake.to_ms(t.column("max.window_start").fill_null(0))

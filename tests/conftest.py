@@ -35,6 +35,9 @@ def base_settings(tmp_path_factory):
         "TICKCAST_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "TICKCAST_KAFKA_CONTROLLER_PORT": str(free_port()),
         "TICKCAST_SPARK_DRIVER_MEMORY": "2g",
+        # `up` in tests starts the service and dashboard: never on a user's 8000/8050.
+        "TICKCAST_SERVE_PORT": str(free_port()),
+        "TICKCAST_DASHBOARD_PORT": str(free_port()),
     })
 
 

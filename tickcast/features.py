@@ -17,9 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas as pd
 
 WINDOW = 120          # minutes of look-back available to every feature (also the warm-up)
 GAP_RESET = 15        # more missing minutes in a row than this end a segment
@@ -98,6 +101,8 @@ class State:
 
 def _dense(minutes: np.ndarray, bars: dict[str, np.ndarray], start: int, prev_close: float | None) -> dict[str, np.ndarray]:
     """Bars at `minutes` (sorted, >= start) -> one value per minute from `start` to the last bar."""
+    import pandas as pd  # deferred: the service's workers import this module for its names only (~50 MiB)
+
     n = int(minutes[-1] - start + 1)
     pos = (minutes - start).astype(np.int64)
     out = {}
@@ -213,6 +218,8 @@ def advance(state: State, bars: pd.DataFrame, symbol: str, version: str | None =
     Returns:
         (new state, feature rows in `META + COLUMNS` order, late bars: minutes not after the state's last).
     """
+    import pandas as pd  # deferred: the service's workers import this module for its names only (~50 MiB)
+
     version = version or feature_version()
     bars = bars.sort_values("window_ms", kind="stable")
     minutes_all = (bars["window_ms"].to_numpy(np.int64) // MINUTE_MS)
@@ -250,6 +257,8 @@ def advance(state: State, bars: pd.DataFrame, symbol: str, version: str | None =
 
 
 def empty_rows() -> pd.DataFrame:
+    import pandas as pd  # deferred: the service's workers import this module for its names only (~50 MiB)
+
     cols = {c: pd.Series(dtype="float64") for c in META + COLUMNS}
     cols.update(symbol=pd.Series(dtype="object"), window_ms=pd.Series(dtype="int64"),
                 feature_version=pd.Series(dtype="object"), minutes_in_segment=pd.Series(dtype="int32"),
@@ -259,6 +268,8 @@ def empty_rows() -> pd.DataFrame:
 
 def bars_frame(bars: pd.DataFrame) -> pd.DataFrame:
     """silver.bars_1m rows (decimals, timestamps) -> the float inputs `advance` takes (plus symbol)."""
+    import pandas as pd  # deferred: the service's workers import this module for its names only (~50 MiB)
+
     ws = bars["window_start"]
     if pd.api.types.is_datetime64_any_dtype(ws):
         ms = ws.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64) if ws.dt.tz is not None \
@@ -275,5 +286,7 @@ def bars_frame(bars: pd.DataFrame) -> pd.DataFrame:
 
 def compute(bars: pd.DataFrame) -> pd.DataFrame:
     """Batch: feature rows for every bar of every symbol, from scratch (the stream's code path)."""
+    import pandas as pd  # deferred: the service's workers import this module for its names only (~50 MiB)
+
     frames = [advance(State(), g, str(sym))[1] for sym, g in bars.groupby("symbol", sort=True)]
     return pd.concat(frames, ignore_index=True) if frames else empty_rows()
