@@ -44,6 +44,10 @@ def register(cli: click.Group) -> None:
                                 serve_workers=workers or s.serve_workers)
         if s.serve_workers < 1:
             raise click.BadParameter("must be at least 1", param_hint="--workers")
+        # The MLflow store created (migrated) here, once, not by the watcher beside other first users.
+        from tickcast import model_io
+
+        model_io.configure(s)
         env = child_env(s)
         click.echo(f"serve: http://{s.serve_host}:{s.serve_port} ({s.serve_workers} gunicorn workers; "
                    f"docs at /docs, OpenAPI at /openapi.json)", err=True)

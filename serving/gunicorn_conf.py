@@ -32,6 +32,17 @@ wsgi_app = "serving.wsgi:app()"
 control_socket = str(Path(_s.data_dir) / "serve" / str(_s.serve_port) / "gunicorn.ctl")
 
 
+def _die_with_parent() -> None:
+    """The watcher gets SIGTERM if the master dies without on_exit (kill -9): prctl(PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: on_exit still stops it
+        pass
+
+
 def on_starting(server):
     from serving import registry
 
@@ -40,7 +51,8 @@ def on_starting(server):
     for stale in ("state.json", "registry.pid", "registry.error"):
         (folder / stale).unlink(missing_ok=True)
     server.registry_watcher = subprocess.Popen(
-        [sys.executable, "-m", "serving.registry", "--dir", str(folder)], env=_s.child_env())
+        [sys.executable, "-m", "serving.registry", "--dir", str(folder)], env=_s.child_env(),
+        preexec_fn=_die_with_parent)
     # Workers answer only once the champions are known: wait for the first state (bounded).
     import time
 

@@ -324,6 +324,12 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
         producer = children.start("producer", _producer_cmd(source, files, rate, symbols))
         term.say(f"producer: {source} (pid {producer.pid}, log {log_dir / 'producer.log'})")
         if components:
+            # Create (migrate) the MLflow store once, before the service's registry watcher, the
+            # dashboard and the bootstrap's training open it at the same moment: SQLite migrations
+            # racing each other leave it half-migrated ("table _alembic_tmp_... already exists").
+            from tickcast import model_io
+
+            model_io.configure(s)
             for name, (cmd, host_attr, port_attr) in COMPONENTS.items():
                 children.start(name, [sys.executable, "-m", "tickcast.cli", *cmd])
                 term.say(f"{name}: {children.url(name, host_attr, port_attr)} (log {log_dir / (name + '.log')})")

@@ -81,8 +81,20 @@ def test_sigterm_with_a_closed_stdout_pipe_stops_every_child(base_settings, tmp_
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(120) == 0
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:   # a failure above: take down everything `up` started, then `up`
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            broker = kafka_broker._read_pid(s)
+            for p in kids:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             os.killpg(proc.pid, signal.SIGKILL)
+            if broker:
+                try:
+                    os.kill(broker, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
     deadline = time.monotonic() + 30
     while any(_alive(p) for p in seen) and time.monotonic() < deadline:
         time.sleep(0.5)
