@@ -25,7 +25,8 @@ def _settings() -> Settings:
 @click.option("--ticks", type=int, default=None, help="simulated ticks [default: 3,000,000 for ingest, 1,000,000 for bars]")
 @click.option("--latency-seconds", type=float, default=60.0, show_default=True, help="ingest: the latency run")
 @click.option("--klines", "klines", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="bars: a Binance 1m kline file to backfill; repeatable [default: 6 synthetic months]")
+              help="bars: a Binance 1m kline file to backfill, repeatable [default: 6 synthetic months]; "
+                   "dashboard: a month of klines for the week data set [default: synthetic]")
 @click.option("--idle-seconds", type=float, default=300.0, show_default=True,
               help="bars: how long the local pipeline runs at ~50 ticks/s (the first 60 s are warm-up)")
 @click.option("--seconds", type=float, default=None,
@@ -37,8 +38,8 @@ def _settings() -> Settings:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
 def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate, horizons, out) -> None:
     s = _settings()
-    if klines and name not in ("bars", "features"):
-        raise click.UsageError("--klines applies to `bench bars` and `bench features` only")
+    if klines and name not in ("bars", "features", "dashboard"):
+        raise click.UsageError("--klines applies to `bench bars`, `features` and `dashboard` only")
     if name == "ingest":
         from bench.ingest import ingest_bench
 
@@ -72,7 +73,7 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
     else:
         from bench.dashboard import run
 
-        run(s, seconds, out)
+        run(s, seconds, out, klines[0] if klines else None)
 
 
 def register(cli: click.Group) -> None:

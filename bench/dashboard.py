@@ -1,8 +1,8 @@
 """`tickcast bench dashboard`: the dashboard's callbacks and pages on a week of data.
 
-The data set: a week of 1-minute bars x 3 symbols (real BTCUSDT klines from ../shared when
-present: three different weeks of January 2024 under three names, shifted to end now; synthetic
-random walks otherwise), their feature rows (`tickcast.features.compute`, the stream's own
+The data set: a week of 1-minute bars x 3 symbols (real klines from a `--klines` month file when
+given: three different weeks of it under three names, shifted to end now; synthetic random
+walks otherwise), their feature rows (`tickcast.features.compute`, the stream's own
 math), predictions of a fixed rule for horizons 1 and 5, outcomes and rolling scores realized
 by the outcomes job's own pure functions (`jobs.outcomes.realize`, `model_scores`), drift rows
 (`tickcast.drift.report`) and ops.stream_progress history. Every table is written with the
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from tickcast import schemas, tables
-from tickcast.settings import REPO_ROOT, Settings
+from tickcast.settings import Settings
 
 MIN = 60_000
 WEEK_MINUTES = 7 * 1440
@@ -46,19 +46,22 @@ CHUNK_MINUTES = 20
 LIVE_MINUTES = 60
 HORIZONS = (1, 5)
 SYMBOLS = ("BTCUSDT", "BTCUSDT-W2", "BTCUSDT-W3")
-KLINES = REPO_ROOT.parent / "shared" / "data" / "binance" / "klines_1m" / "BTCUSDT-1m-2024-01.csv.gz"
 CHROMIUM = "/usr/bin/chromium"
 REPEATS = 3
 
 
 # ---------------------------------------------------------------- the data set
 
-def week_bars(end_ms: int, minutes: int = WEEK_MINUTES) -> tuple[pd.DataFrame, str]:
-    """A week of 1-minute bars for the three symbols ending at `end_ms` (exclusive); and where from."""
+def week_bars(end_ms: int, minutes: int = WEEK_MINUTES, klines: Path | None = None) -> tuple[pd.DataFrame, str]:
+    """A week of 1-minute bars for the three symbols ending at `end_ms` (exclusive); and where from.
+
+    From a Binance 1m kline file of at least three weeks when one is given (`--klines`), else
+    synthetic random walks.
+    """
     start = end_ms - minutes * MIN
     frames = []
-    if KLINES.exists():
-        raw = pd.read_csv(KLINES, header=None, usecols=range(11), dtype=str,
+    if klines is not None:
+        raw = pd.read_csv(klines, header=None, usecols=range(11), dtype=str,
                           names=["t", "open", "high", "low", "close", "volume", "ct", "quote_volume", "trades",
                                  "taker_buy_volume", "taker_buy_quote_volume"])
         for i, sym in enumerate(SYMBOLS):
@@ -66,7 +69,7 @@ def week_bars(end_ms: int, minutes: int = WEEK_MINUTES) -> tuple[pd.DataFrame, s
             part.insert(0, "symbol", sym)
             part["t"] = start + np.arange(len(part)) * MIN
             frames.append(part)
-        origin = f"real klines {KLINES.name}: weeks 1-3 of January 2024, shifted to end now"
+        origin = f"real klines {Path(klines).name}: its weeks 1-3, shifted to end now"
     else:
         rng = np.random.default_rng(0)
         for sym in SYMBOLS:
@@ -80,7 +83,7 @@ def week_bars(end_ms: int, minutes: int = WEEK_MINUTES) -> tuple[pd.DataFrame, s
                 "close": f(close), "volume": f(vol), "quote_volume": f(vol * close),
                 "trades": rng.integers(10, 500, minutes).astype(str), "taker_buy_volume": f(vol / 2),
                 "taker_buy_quote_volume": f(vol * close / 2)}))
-        origin = "synthetic random walks (../shared klines absent)"
+        origin = "synthetic random walks (no --klines file given)"
     df = pd.concat(frames, ignore_index=True)
     return df, origin
 
@@ -271,11 +274,12 @@ class Writer:
         self._append(tables.DRIFT, _arrow(pd.DataFrame(rows), schemas.DRIFT, ("computed_at", "window_start")))
 
 
-def build(s: Settings, echo=print, minutes: int = WEEK_MINUTES) -> tuple[Writer, int, str]:
+def build(s: Settings, echo=print, minutes: int = WEEK_MINUTES, klines: Path | None = None
+          ) -> tuple[Writer, int, str]:
     """Write the data set; returns the writer (for further minutes), the next minute and the origin."""
     now = int(time.time() * 1000) // MIN * MIN
     end = now - 5 * MIN                    # 5 minutes kept back: the appends measured later
-    k, origin = week_bars(end + 5 * MIN, minutes)
+    k, origin = week_bars(end + 5 * MIN, minutes, klines)
     bars = bar_table(k)
     t0 = time.monotonic()
     data = derived(bars, end + 5 * MIN - minutes * MIN)
@@ -496,7 +500,7 @@ def _wait_http(url: str, proc, timeout: float = 60.0) -> None:
 
 # ---------------------------------------------------------------- entry
 
-def run(settings: Settings, seconds: float | None, out: Path) -> dict:
+def run(settings: Settings, seconds: float | None, out: Path, klines: Path | None = None) -> dict:
     """`tickcast bench dashboard`: build the week, time the callbacks and the pages; print and write JSON.
 
     `seconds` is not used (the run is a fixed set of measurements, a few minutes in all).
@@ -507,7 +511,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
         s = dataclasses.replace(settings, lake_uri=str(Path(tmp) / "delta"),
                                 checkpoint_uri=str(Path(tmp) / "checkpoints"),
                                 mlflow_uri=f"sqlite:///{Path(tmp) / 'mlflow' / 'mlflow.db'}", horizons=HORIZONS)
-        writer, nxt, origin = build(s)
+        writer, nxt, origin = build(s, klines=klines)
         files = {t.name: _files(t, s) for t in (tables.BARS, tables.FEATURES, tables.PREDICTIONS, tables.OUTCOMES,
                                                  tables.STREAM_PROGRESS)}
         print(f"bench dashboard: files per table: {files}")
