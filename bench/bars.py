@@ -435,8 +435,8 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
     lasts IDLE_WARMUP_S, and with `ready(lane_settings) -> bool` until that also holds (e.g. the
     first prediction); then `seconds - IDLE_WARMUP_S` are measured.
     """
+    from stack.readings import table_rows
     from tickcast import tables
-    from tickcast.up import table_rows
 
     if seconds <= IDLE_WARMUP_S:
         raise ValueError(f"idle seconds must be > the {IDLE_WARMUP_S:.0f} s warm-up, got {seconds}")

@@ -6,18 +6,9 @@ from pathlib import Path
 
 import click
 
-from tickcast.settings import Settings, SettingsError, load
+from tickcast import cli_common
 
 BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard"]
-
-
-def _settings() -> Settings:
-    try:
-        s = load()
-    except SettingsError as e:
-        raise click.ClickException(f"bad setting: {e}") from None
-    s.quiet_tensorflow()
-    return s
 
 
 @click.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
@@ -37,7 +28,7 @@ def _settings() -> Settings:
 @click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True)
 def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate, horizons, out) -> None:
-    s = _settings()
+    s = cli_common.settings(quiet_tensorflow=True)
     if klines and name not in ("bars", "features", "dashboard"):
         raise click.UsageError("--klines applies to `bench bars`, `features` and `dashboard` only")
     if name == "ingest":

@@ -121,7 +121,7 @@ def reference(s: Settings, rate: float, seconds: float) -> dict:
 class _Standin:
     def __init__(self, port: int, rate: float):
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "producers.standin_exchange", "--port", str(port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "testkit.standin_exchange", "--port", str(port),
                                       "--paused", "--synthetic-symbols", str(SYMBOLS), "--rate", str(rate)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60

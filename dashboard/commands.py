@@ -5,6 +5,8 @@ import dataclasses
 
 import click
 
+from tickcast import cli_common
+
 # One worker process: the Delta caches are per process (a second worker would hold and refresh a
 # second copy); threads serve the pages' concurrent callbacks, which release the GIL in Arrow.
 WORKERS = 1
@@ -38,12 +40,7 @@ def register(cli: click.Group) -> None:
     @click.option("--port", type=click.IntRange(1, 65535), default=None,
                   help="port [default: TICKCAST_DASHBOARD_PORT, 8050]")
     def dashboard(host, port) -> None:
-        from tickcast.settings import SettingsError, load
-
-        try:
-            s = load()
-        except SettingsError as e:
-            raise click.ClickException(f"bad setting: {e}") from None
+        s = cli_common.settings()
         s = dataclasses.replace(s, dashboard_host=host or s.dashboard_host, dashboard_port=port or s.dashboard_port)
         click.echo(f"dashboard: http://{s.dashboard_host}:{s.dashboard_port}/ (gunicorn, {WORKERS} worker x "
                    f"{THREADS} threads) over {s.lake_uri}", err=True)

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import click
 
-from tickcast.settings import Settings, SettingsError, load
-
-
-def _settings() -> Settings:
-    try:
-        return load()
-    except SettingsError as e:
-        raise click.ClickException(f"bad setting: {e}") from None
+from tickcast import cli_common
+from tickcast.settings import Settings
 
 
 def _speed(value: str) -> float | None:
@@ -56,7 +50,7 @@ def produce(source, files, symbol, loops, speed, symbols, stream_kind, rate, see
     from producers.sources import replay_records, simulate_records
     from tickcast.kafka_broker import BrokerError
 
-    s = _settings()
+    s = cli_common.settings()
     pace = _speed(speed or "1")
     if source == "live":
         _produce_live(s, symbols, stream_kind)

@@ -1,38 +1,13 @@
-"""The ML commands of the CLI: `tickcast train`, `tickcast models [promote|rollback]`, `tickcast simulate-history`."""
+"""The ML commands of the CLI: `tickcast train`, `tickcast models [promote|rollback]` (`simulate-history`
+writes bars with the jobs' code: jobs/commands.py)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
-from tickcast.settings import Settings, SettingsError, load
-
-
-def _settings() -> Settings:
-    try:
-        s = load()
-    except SettingsError as e:
-        raise click.ClickException(f"bad setting: {e}") from None
-    s.quiet_tensorflow()
-    return s
-
-
-def _symbols(value: str | None) -> tuple[str, ...] | None:
-    return tuple(x.strip() for x in value.split(",") if x.strip()) if value else None
-
-
-def _time_ms(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"expected an ISO time such as 2024-06-30T23:59Z, got {value!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp() * 1000)
+from tickcast import cli_common
 
 
 @click.command(help="Train candidate models per horizon from silver.features: walk-forward against the naive "
@@ -54,14 +29,15 @@ def _time_ms(value: str | None) -> int | None:
               help="also write the evaluation report (JSON) here")
 def train(horizons, symbols, end, folds, epochs, conv_epochs, candidates, bootstrap_reps, seed, shuffle_labels,
           report_path) -> None:
-    from tickcast import modeling, training
+    from tickcast import modeling, training  # deferred: heavy (pandas, TensorFlow when training)
 
-    s = _settings()
+    s = cli_common.settings(quiet_tensorflow=True)
     reports = []
     for h in horizons:
-        cfg = training.TrainConfig(horizon=h, symbols=_symbols(symbols), end_ms=_time_ms(end), folds=folds,
+        cfg = training.TrainConfig(horizon=h, symbols=cli_common.symbols(symbols), end_ms=cli_common.time_ms(end),
+                                   folds=folds,
                                    bootstrap_reps=bootstrap_reps, seed=seed, shuffle_labels=shuffle_labels,
-                                   families=_symbols(candidates) or training.CANDIDATES,
+                                   families=cli_common.symbols(candidates) or training.CANDIDATES,
                                    mlp=modeling.MlpConfig(epochs=epochs, seed=seed),
                                    conv=modeling.ConvConfig(epochs=conv_epochs, seed=seed))
         unknown = set(cfg.families) - set(training.CANDIDATES)
@@ -87,9 +63,9 @@ def train(horizons, symbols, end, folds, epochs, conv_epochs, candidates, bootst
 def models(ctx, horizon) -> None:
     if ctx.invoked_subcommand:
         return
-    from tickcast import model_io
+    from tickcast import model_io  # deferred: heavy (mlflow)
 
-    client = model_io.configure(_settings())
+    client = model_io.configure(cli_common.settings(quiet_tensorflow=True))
     names = [model_io.model_name(horizon)] if horizon else model_io.registered_names(client)
     if not names:
         click.echo("no registered models yet: run `tickcast train`")
@@ -106,9 +82,9 @@ def models(ctx, horizon) -> None:
 @click.option("--horizon", type=int, required=True)
 @click.option("--reason", required=True, help="why, kept as a tag on the version")
 def promote(version, horizon, reason) -> None:
-    from tickcast import model_io
+    from tickcast import model_io  # deferred: heavy (mlflow)
 
-    client = model_io.configure(_settings())
+    client = model_io.configure(cli_common.settings(quiet_tensorflow=True))
     name = model_io.model_name(horizon)
     if model_io.resolve(client, name, version) is None:
         raise click.ClickException(f"{name} has no version {version}")
@@ -120,9 +96,9 @@ def promote(version, horizon, reason) -> None:
 @click.option("--horizon", type=int, required=True)
 @click.option("--reason", required=True)
 def rollback(horizon, reason) -> None:
-    from tickcast import model_io
+    from tickcast import model_io  # deferred: heavy (mlflow)
 
-    client = model_io.configure(_settings())
+    client = model_io.configure(cli_common.settings(quiet_tensorflow=True))
     try:
         cur, prev = model_io.rollback(client, model_io.model_name(horizon), reason)
     except ValueError as e:
@@ -130,38 +106,6 @@ def rollback(horizon, reason) -> None:
     click.echo(f"{model_io.model_name(horizon)}: champion v{cur} -> v{prev}")
 
 
-@click.command("simulate-history", help="Write N minutes of simulated bars (ending now) into silver.bars_1m, "
-                                        "built from simulated trades by the bars job's own code.")
-@click.option("--minutes", type=click.IntRange(1, 10_000_000), default=12_000, show_default=True)
-@click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True)
-@click.option("--rate", type=float, default=3.0, show_default=True, help="mean trades/s, all symbols")
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--plant-signal", is_flag=True, help="plant the documented predictable component (-SIMSIG)")
-@click.option("--signal-kind", type=click.Choice(["linear", "interaction"]), default="linear", show_default=True)
-@click.option("--signal-strength", type=float, default=0.15, show_default=True)
-@click.option("--end", "end", default=None, help="the history's end (ISO UTC) [default: now]")
-def simulate_history(minutes, symbols, rate, seed, plant_signal, signal_kind, signal_strength, end) -> None:
-    import time
-
-    from jobs import sim_history
-    from producers.simulate import SimConfig
-    from tickcast.spark import session
-
-    s = _settings()
-    end_ms = _time_ms(end) or int(time.time() * 1000)
-    end_ms -= end_ms % 60_000
-    try:
-        cfg = SimConfig(symbols=_symbols(symbols), rate=rate, seed=seed, start_ms=end_ms - minutes * 60_000,
-                        plant_signal=plant_signal, signal_kind=signal_kind, signal_strength=signal_strength)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-    spark = session(s, app="tickcast-simulate-history")
-    t0 = time.monotonic()
-    n = sim_history.run(spark, s, cfg, minutes)
-    click.echo(f"simulate-history: {n} bars inserted ({minutes} minutes, {len(cfg.symbols)} symbols) "
-               f"in {time.monotonic() - t0:.1f}s")
-
-
 def register(cli: click.Group) -> None:
-    for cmd in (train, models, simulate_history):
+    for cmd in (train, models):
         cli.add_command(cmd)

@@ -32,12 +32,12 @@ KLINES = "klines_1m/BTCUSDT-1m-2024-08-08.csv.gz"
 
 
 class Standin:
-    """`python -m producers.standin_exchange` in a process of its own, on a free port."""
+    """`python -m testkit.standin_exchange` in a process of its own, on a free port."""
 
     def __init__(self, *args: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "producers.standin_exchange", "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "testkit.standin_exchange", "--port", str(self.port),
                                       *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while True:
@@ -419,7 +419,7 @@ def test_rest_reachability_decides_auto(base_settings, standin_factory):
 @pytest.mark.spark
 def test_rest_klines_backfill_into_bars_insert_only(spark, lane, shared_data, standin_factory):
     from tickcast import tables
-    from tickcast.cli import rest_backfill
+    from jobs.commands import rest_backfill
 
     # The stand-in's clock is the recording's (2024-08-08 23:54:15 UTC): 24 h back covers that day.
     ex = standin_factory("--paused", "--recordings", shared_data / REC.format(HFT[0]),

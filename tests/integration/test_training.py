@@ -26,7 +26,7 @@ def _history(spark, s, minutes=12_000, **sim):
     from jobs import sim_history
     from jobs.runner import run
     from producers.simulate import SimConfig
-    from tickcast.cli_ml import _time_ms
+    from tickcast.cli_common import time_ms as _time_ms
 
     cfg = SimConfig(symbols=("BTCUSDT", "ETHUSDT"), rate=1.0, seed=7,
                     start_ms=_time_ms(END) - minutes * 60_000, **sim)

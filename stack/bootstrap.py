@@ -7,8 +7,16 @@ the local simulator then keeps producing, so predictions have something real to 
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+from jobs import sim_history
+from jobs.runner import run
+from tickcast import lake, tables
 from tickcast.settings import Settings
 
 SIM_HISTORY_MINUTES = 4000            # ~2.8 days: enough for the gate to see the planted edge
@@ -18,7 +26,7 @@ BOOTSTRAP_REPS = 500
 
 
 def missing_models(s: Settings) -> list[int]:
-    from tickcast import model_io
+    from tickcast import model_io  # deferred: heavy (mlflow)
 
     client = model_io.configure(s)
     return [h for h in s.horizons if model_io.resolve(client, model_io.model_name(h), s.model_ref) is None]
@@ -26,8 +34,6 @@ def missing_models(s: Settings) -> list[int]:
 
 def real_bar_symbols(s: Settings) -> dict[str, int]:
     """Bars per real (not simulated) symbol in silver.bars_1m."""
-    from tickcast import lake, tables
-
     if not lake.exists(tables.BARS, s):
         return {}
     t = lake.read(tables.BARS, s, columns=["symbol"]).column("symbol").to_pylist()
@@ -41,9 +47,7 @@ def real_bar_symbols(s: Settings) -> dict[str, int]:
 def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow_simulated: bool = True
                   ) -> dict[int, str]:
     """Train a model for every horizon that has none at the configured ref; returns horizon -> alias given."""
-    from jobs import sim_history
-    from jobs.runner import run
-    from producers.simulate import SimConfig, sim_symbol
+    from producers.simulate import SimConfig, sim_symbol  # deferred: heavy (pandas)
 
     missing = missing_models(s)
     if not missing:
@@ -84,12 +88,6 @@ def train_in_subprocess(s: Settings, horizons: list[int], symbols: tuple[str, ..
     A child, so TensorFlow and the training data leave memory when it ends: trained in `up`'s own
     process they stayed resident (~0.9 GiB) for as long as the pipeline ran.
     """
-    import json
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
     log_dir = s.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """A stand-in for Binance spot on 127.0.0.1: WebSocket streams and REST from real recordings.
 
-    python -m producers.standin_exchange --port 18080 --recordings F [F ...] [--klines F ...]
-                                         [--synthetic-symbols 400 --rate 20000] [--lifetime 60] ...
+    python -m testkit.standin_exchange --port 18080 --recordings F [F ...] [--klines F ...]
+                                       [--synthetic-symbols 400 --rate 20000] [--lifetime 60] ...
 
 It speaks the exchange's protocol (`/ws/<stream>`, `/stream?streams=a/b`, SUBSCRIBE,
 `/api/v3/{ping,time,exchangeInfo,aggTrades,trades,historicalTrades,klines}`) and behaves like it
@@ -36,6 +36,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
+
+from jobs.backfill import symbol_of
+from producers.replay import open_bytes, read_file
 
 ID = {"trade": "t", "aggTrade": "a"}
 IN_FLIGHT_GRACE = 0.25   # s after a 429 during which a request was already on its way
@@ -86,8 +89,6 @@ class Conn:
 
 
 def _load_recordings(paths: list[Path]) -> dict[tuple[str, str], list[dict]]:
-    from producers.replay import read_file
-
     series: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
     for p in paths:
         for rec in read_file(Path(p)):
@@ -103,9 +104,6 @@ def _load_recordings(paths: list[Path]) -> dict[tuple[str, str], list[dict]]:
 
 
 def _load_klines(paths: list[Path]) -> dict[str, list[list]]:
-    from jobs.backfill import symbol_of
-    from producers.replay import open_bytes
-
     out: dict[str, dict[int, list]] = defaultdict(dict)
     for p in paths:
         sym = symbol_of(Path(p))
@@ -592,7 +590,7 @@ class Exchange:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Config]:
-    p = argparse.ArgumentParser(prog="python -m producers.standin_exchange", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m testkit.standin_exchange", description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--recordings", nargs="*", type=Path, default=[], help="WS recordings / trade CSVs to serve")
