@@ -5,18 +5,18 @@ Nothing lives at module level: `create_app()` builds the app, its model cache an
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
-from flask import Response, g, jsonify, request
+from flask import request
 from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from serving import api_models, metrics, registry
-from serving.latest import LatestRows
+from serving.predict import error, validation_error
+from serving.feed import Feed, max_age, wanted
 from serving.models import ModelCache
 from tickcast.settings import Settings
 
@@ -24,6 +24,9 @@ log = logging.getLogger("tickcast.serving")
 
 # Every request costs at most this much body per row (22 numbers with long names), plus slack.
 BYTES_PER_ROW, BODY_SLACK = 4096, 64 * 1024
+STAT_EVERY = 0.05
+# Methods named in the latency metric; anything else a client sends is "other" (bounded label values).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class StrictJSON(DefaultJSONProvider):
@@ -34,40 +37,24 @@ class StrictJSON(DefaultJSONProvider):
         return super().dumps(obj, **kwargs)
 
 
-def error(status: int, message: str, **extra) -> Response:
-    r = jsonify({"error": message, **extra})
-    r.status_code = status
-    return r
-
-
-def _where(loc) -> str:
-    """('rows', 0, 'ret_1') -> 'rows[0].ret_1'."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def validation_error(e: ValidationError) -> Response:
-    """422 naming each bad field and why, without its value (a NaN echoed back is invalid JSON)."""
-    errs = e.errors(include_input=False, include_url=False, include_context=False)
-    fields = [_where(x["loc"]) for x in errs]
-    msgs = [f"{f}: {x['msg']}" for f, x in zip(fields, errs)]
-    if len(msgs) > 10:
-        msgs = msgs[:10] + [f"... {len(msgs) - 10} more"]
-    return error(422, "; ".join(msgs), fields=list(dict.fromkeys(fields))[:50])
-
-
 class Service:
-    """Per-app state: settings, the champions and the newest feature rows."""
+    """Per-app state: settings, the champions and the newest feature rows (the feed)."""
 
     def __init__(self, s: Settings, folder: Path, in_process_registry: bool):
         self.settings = s
         self.folder = folder
         self.in_process = in_process_registry
         sync = (lambda: registry.sync(s, folder)) if in_process_registry else None
-        self.models = ModelCache(folder, s.serve_reload_seconds, sync=sync)
-        self.latest = LatestRows(s)
+        # Under gunicorn a worker looks at the watcher's files at most every STAT_EVERY seconds.
+        stat_every = 0.0 if in_process_registry else STAT_EVERY
+        self.models = ModelCache(folder, s.serve_reload_seconds, sync=sync, stat_every=stat_every)
+        before_read = None
+        if in_process_registry:       # no watcher: this process reads Delta and publishes the feed itself
+            from serving.latest import FeedWriter
+
+            writer = FeedWriter(s, folder)
+            before_read = lambda: writer.maybe_publish(wanted(self.models.get().state))  # noqa: E731
+        self.feed = Feed(folder, max_age(s.serve_feed_seconds), before_read=before_read, stat_every=stat_every)
 
     def request_sync(self, timeout: float = 30.0) -> str | None:
         """Re-read the aliases now: in this process, or by waking the watcher and waiting for it."""
@@ -123,24 +110,31 @@ def create_app(settings: Settings | None = None, *, run_folder: Path | None = No
     ops.register_plain_routes(app)
     svc = app.extensions["tickcast"]
     svc.models.refresh()        # load the champions and the newest feature rows before the first request
-    svc.latest.refresh()
+    svc.feed.snapshot()
+
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    observers: dict = {}          # (route, method, status) -> the histogram's child: no label lookup per request
 
     @app.before_request
     def _start():
-        g.t0 = time.perf_counter()
-        n = request.content_length
-        if n is not None and n > app.config["MAX_CONTENT_LENGTH"]:
-            return error(413, f"body of {n} bytes is over the limit of {app.config['MAX_CONTENT_LENGTH']} "
-                              f"({s.serve_max_rows} rows)")
+        req = request._get_current_object()       # one proxy lookup, not one per attribute
+        req.environ["tickcast.t0"] = time.perf_counter()
+        n = req.content_length
+        if n is not None and n > limit:
+            return error(413, f"body of {n} bytes is over the limit of {limit} ({s.serve_max_rows} rows)")
         return None
 
     @app.after_request
     def _observe(resp):
-        t0 = g.get("t0")
+        req = request._get_current_object()
+        t0 = req.environ.get("tickcast.t0")
         if t0 is not None:
-            rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            metrics.REQUEST_SECONDS.labels(rule, request.method, str(resp.status_code)).observe(
-                time.perf_counter() - t0)
+            key = (req.url_rule.rule if req.url_rule is not None else "<unmatched>",
+                   req.method if req.method in METHODS else "other", resp.status_code)
+            child = observers.get(key)
+            if child is None:
+                child = observers[key] = metrics.REQUEST_SECONDS.labels(key[0], key[1], str(key[2]))
+            child.observe(time.perf_counter() - t0)
         return resp
 
     @app.errorhandler(HTTPException)
@@ -163,6 +157,3 @@ def create_app(settings: Settings | None = None, *, run_folder: Path | None = No
 
     return app
 
-
-def finite(x: float) -> bool:
-    return math.isfinite(x)

@@ -48,7 +48,7 @@ def on_starting(server):
 
     folder = registry.run_dir(_s)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("state.json", "registry.pid", "registry.error"):
+    for stale in ("state.json", "feed.json", "registry.pid", "registry.error"):
         (folder / stale).unlink(missing_ok=True)
     server.registry_watcher = subprocess.Popen(
         [sys.executable, "-m", "serving.registry", "--dir", str(folder)], env=_s.child_env(),

@@ -1,5 +1,8 @@
 """The newest `silver.features` row of every symbol, kept current from the Delta log (delta-rs).
 
+It runs in the registry watcher (`FeedWriter`, below), never in a worker: pyarrow, delta-rs
+and pandas would cost each worker ~200 MiB.
+
 The first read takes only the files whose newest bar is within `FIRST_READ_SPAN_MS` of the table's
 newest (file statistics); after that `DeltaTable.update_incremental()` and only the files new since
 the last version are read (MEASURED.md: 1.4 ms with nothing new, ~4 ms after an append; a full
@@ -8,15 +11,18 @@ At most one refresh per `min_interval` seconds: a bar closes once a minute.
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import threading
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 
+from serving.feed import FEED, Row
 from tickcast import lake, tables
 from tickcast.settings import Settings
 
@@ -24,18 +30,6 @@ log = logging.getLogger("tickcast.serving.latest")
 
 FIRST_READ_SPAN_MS = 24 * 3600 * 1000
 KEY_COLS = ["symbol", "feature_version", "window_start"]
-
-
-@dataclass(frozen=True)
-class Row:
-    symbol: str
-    feature_version: str
-    window_start_ms: int
-    values: dict[str, float]        # every feature column (None where null)
-
-    def vector(self, names: list[str]) -> np.ndarray:
-        return np.array([[np.nan if self.values.get(n) is None else self.values[n] for n in names]],
-                        dtype=np.float32)
 
 
 class LatestRows:
@@ -57,6 +51,10 @@ class LatestRows:
     def get(self, symbol: str, feature_version: str) -> Row | None:
         self.maybe_refresh()
         return self._rows.get((symbol, feature_version))
+
+    def items(self):
+        """((symbol, feature_version), Row) of every key held."""
+        return list(self._rows.items())
 
     def symbols(self) -> list[str]:
         return sorted({k[0] for k in self._rows})
@@ -163,3 +161,67 @@ class LatestRows:
         cols = {c: pc.cast(sub.column(c), "double").to_pylist() for c in self.feature_cols}
         for j, i in enumerate(take):
             self._rows[(sym[i], fv[i])] = Row(sym[i], fv[i], int(ms[i]), {c: cols[c][j] for c in self.feature_cols})
+
+
+class FeedWriter:
+    """The watcher's side: `LatestRows` kept current, the lost offsets, published to feed.json."""
+
+    def __init__(self, s, folder: Path, lost_every: float | None = None):
+        self.s, self.path = s, Path(folder) / FEED
+        self.latest = LatestRows(s, min_interval=0.0)
+        self.wanted: dict[str, list[str]] = {}
+        self.lost_every = s.serve_reload_seconds if lost_every is None else lost_every
+        self._lost: list = []
+        self._lost_error: str | None = None
+        self._lost_at = -1e18
+        self._published_at = -1e18
+        self._lock = threading.Lock()
+        self.seq = 0
+
+    def maybe_publish(self, wanted: dict[str, list[str]] | None = None) -> None:
+        """Publish if `serve_feed_seconds` passed, or at once when the champions need other columns."""
+        if (wanted is not None and wanted != self.wanted) or \
+                time.monotonic() - self._published_at >= self.s.serve_feed_seconds:
+            self.publish(wanted)
+
+    def publish(self, wanted: dict[str, list[str]] | None = None) -> dict:
+        with self._lock:
+            if wanted is not None:
+                self.wanted = wanted
+            self._published_at = time.monotonic()
+            self.latest.refresh()
+            self._read_lost()
+            versions = {}
+            for fv, cols in self.wanted.items():
+                rows = {}
+                for (sym, rfv), r in self.latest.items():
+                    if rfv == fv:
+                        rows[sym] = [r.window_start_ms] + [_finite(r.values.get(c)) for c in cols]
+                versions[fv] = {"columns": cols, "rows": rows}
+            self.seq += 1
+            doc = {"seq": self.seq, "published_at": time.time(), "pid": os.getpid(), "error": self.latest.error,
+                   "table_version": self.latest.version, "symbols": self.latest.symbols(), "versions": versions,
+                   "lost_offsets": self._lost, "lost_offsets_error": self._lost_error}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{FEED}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(json.dumps(doc, allow_nan=False))
+            os.replace(tmp, self.path)
+            return doc
+
+    def _read_lost(self) -> None:
+        if time.monotonic() - self._lost_at < self.lost_every:
+            return
+        self._lost_at = time.monotonic()
+        from tickcast import data_loss
+
+        try:
+            lost = data_loss.lost_offsets(self.s)
+        except Exception as e:     # a table being written: keep the last counts, say why
+            self._lost_error = f"ops.lost_offsets: {type(e).__name__}: {e}"
+            return
+        self._lost = [[t, int(p), int(n)] for (t, p), n in sorted(lost.items())]
+        self._lost_error = None
+
+
+def _finite(v):
+    return v if v is not None and math.isfinite(v) else None

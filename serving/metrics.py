@@ -27,6 +27,18 @@ FEATURE_STALENESS = Gauge("tickcast_feature_staleness_seconds",
                           "Seconds since the bar of the newest feature row served closed, by symbol",
                           ["symbol"], multiprocess_mode="livemax")
 
+# ops.lost_offsets as the registry watcher published it (serving.feed); every worker sets the same
+# counts, so the newest live worker's value is the answer ("livemax": dead workers' files drop out).
+LOST_OFFSETS = Gauge("tickcast_lost_offsets",
+                     "Kafka offsets deleted by retention before ingest read them (ops.lost_offsets), "
+                     "by topic and partition", ["topic", "partition"], multiprocess_mode="livemax")
+
+
+def set_lost_offsets(lost) -> None:
+    """(topic, partition, lost) triples -> the gauge (set just before an exposition)."""
+    for topic, partition, n in lost:
+        LOST_OFFSETS.labels(topic, str(partition)).set(n)
+
 
 def exposition() -> tuple[bytes, str]:
     """The metrics text, summed over every worker in multiprocess mode."""

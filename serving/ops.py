@@ -25,9 +25,9 @@ def readiness() -> list[str]:
             served = snap.served.get(int(h))
             if champ and (served is None or served.version != champ["version"]):
                 problems.append(snap.errors.get(int(h)) or f"{m['name']} v{champ['version']} not loaded yet")
-    svc.latest.maybe_refresh()
-    if svc.latest.error:
-        problems.append(svc.latest.error)
+    feed = svc.feed.problem()        # the watcher says whether silver.features is readable
+    if feed:
+        problems.append(feed)
     return problems
 
 
@@ -50,6 +50,7 @@ def register_plain_routes(app) -> None:
 
     @app.get("/metrics", doc_ui=False)
     def prometheus():
+        metrics.set_lost_offsets(service().feed.snapshot().lost_offsets)
         body, ctype = metrics.exposition()
         return Response(body, content_type=ctype)
 

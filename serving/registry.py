@@ -4,8 +4,10 @@
 challengers, with their walk-forward scores and the gate's words), puts each champion's LiteRT
 artefact + meta.json in a local cache (`model_io.materialize`) and writes everything to
 `state.json` atomically. Under gunicorn one watcher process (`python -m serving.registry`, started
-by the gunicorn config) does this every `serve_reload_seconds` and at once on SIGUSR1; workers only
-stat that file (MLflow alone would add ~100 MiB and 1.2 s to every worker). Without gunicorn
+by the gunicorn config) does this every `serve_reload_seconds` and at once on SIGUSR1, and
+publishes the newest feature rows to `feed.json` every `serve_feed_seconds` (`serving.feed`);
+workers only stat those files (MLflow alone would add ~100 MiB and 1.2 s to every worker, Delta
+reads ~200 MiB). Without gunicorn
 (the Flask test client) the app calls `sync()` in its own process.
 """
 from __future__ import annotations
@@ -78,8 +80,11 @@ def _version_info(client, name: str, v: dict, live: dict) -> dict:
             "live": live.get((name, v["version"]), [])}
 
 
-def sync(s: Settings, folder: Path) -> dict:
-    """Resolve every registered model's aliases, cache the champions' artefacts, write state.json."""
+def sync(s: Settings, folder: Path, before_write=None) -> dict:
+    """Resolve every registered model's aliases, cache the champions' artefacts, write state.json.
+
+    `before_write(state)` runs before state.json is replaced: the feed publishes the columns a new
+    champion needs before any worker can load it."""
     from tickcast import model_io
 
     client = model_io.configure(s)
@@ -107,12 +112,16 @@ def sync(s: Settings, folder: Path) -> dict:
             try:
                 entry["folder"] = str(model_io.materialize(client, name, champ["version"], cache_dir(s),
                                                            warn=log.warning))
+                meta = json.loads((Path(entry["folder"]) / "meta.json").read_text())
+                entry["features"], entry["feature_version"] = list(meta["features"]), meta["feature_version"]
             except Exception as e:
                 entry["error"] = f"{name} v{champ['version']} cannot be served: {type(e).__name__}: {e}"
                 log.error("%s", entry["error"])
         models[str(horizon)] = entry
     state = {"synced_at": time.time(), "pid": os.getpid(), "models": models, "live_scores_error": live_error}
     folder.mkdir(parents=True, exist_ok=True)
+    if before_write is not None:
+        before_write(state)
     tmp = folder / f".{STATE}.{os.getpid()}"
     tmp.write_text(json.dumps(state))
     os.replace(tmp, folder / STATE)
@@ -130,7 +139,12 @@ def read_state(folder: Path) -> tuple[dict | None, int]:
 
 
 def watch(s: Settings, folder: Path, stop: threading.Event | None = None) -> None:
-    """Sync every `serve_reload_seconds`, and at once on SIGUSR1, until SIGTERM/SIGINT (or `stop`)."""
+    """Sync every `serve_reload_seconds`, and at once on SIGUSR1, until SIGTERM/SIGINT (or `stop`);
+    publish the feature feed every `serve_feed_seconds` from a thread of its own (a slow MLflow
+    read or a one-off conversion must not hold the newest rows back)."""
+    from serving.feed import wanted
+    from serving.latest import FeedWriter
+
     stop = stop or threading.Event()
     wake = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -138,17 +152,36 @@ def watch(s: Settings, folder: Path, stop: threading.Event | None = None) -> Non
         signal.signal(signal.SIGTERM, lambda *_: (stop.set(), wake.set()))
         signal.signal(signal.SIGINT, lambda *_: (stop.set(), wake.set()))
     (folder / "registry.pid").write_text(str(os.getpid()))
+    feed = FeedWriter(s, folder)
+    first = threading.Event()
+
+    def publish_loop():
+        while not first.wait(0.2):      # the first publish carries the first state's columns (sync's hook)
+            if stop.is_set():
+                return
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                feed.publish()
+            except Exception as e:     # e.g. the disk: say so, retry; workers see the feed age
+                log.error("feature feed not published: %s: %s", type(e).__name__, e)
+            stop.wait(max(0.05, s.serve_feed_seconds - (time.monotonic() - t0)))
+
+    publisher = threading.Thread(target=publish_loop, name="feature-feed", daemon=True)
+    publisher.start()
     while not stop.is_set():
         t0 = time.monotonic()
         try:
-            sync(s, folder)
+            sync(s, folder, before_write=lambda state: feed.publish(wanted(state)))
         except Exception as e:     # MLflow unreachable: keep serving what is loaded, say so, retry
             log.error("registry sync failed: %s: %s", type(e).__name__, e)
             (folder / "registry.error").write_text(f"{type(e).__name__}: {e}")
         else:
             (folder / "registry.error").unlink(missing_ok=True)
+        first.set()
         wake.wait(max(0.1, s.serve_reload_seconds - (time.monotonic() - t0)))
         wake.clear()
+    publisher.join(5)
 
 
 def main() -> None:

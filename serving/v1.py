@@ -12,7 +12,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from serving import metrics
 from serving.api_models import (ErrorBody, HorizonQuery, Latest, Models, PredictBody, Predictions, Reloaded,
                                 SymbolPath)
-from serving.predict import Refused, champion, check_api_key, score, service, with_version
+from serving.predict import Refused, answer, champion, check_api_key, score, service, validated
 
 api = APIBlueprint("v1", __name__, url_prefix="/v1", abp_tags=[Tag(name="v1", description="tickcast JSON")])
 
@@ -32,27 +32,30 @@ def _fields(m, i: int, row: dict) -> None:
 
 
 @api.post("/predict", summary="Predict from feature rows", responses={200: Predictions, **ERRORS})
+@validated
 def predict(body: PredictBody):
     """Every feature of the horizon's champion, by name, per row; answers in row order."""
+    svc = service()
     try:
-        check_api_key()
-        limit = service().settings.serve_max_rows
-        if len(body.rows) > limit:
-            raise Refused(413, f"{len(body.rows)} rows is over the limit of {limit} (TICKCAST_SERVE_MAX_ROWS)",
+        check_api_key(svc)
+        rows = body.rows
+        limit = svc.settings.serve_max_rows
+        if len(rows) > limit:
+            raise Refused(413, f"{len(rows)} rows is over the limit of {limit} (TICKCAST_SERVE_MAX_ROWS)",
                           fields=["rows"])
-        m = champion(body.horizon)
-        feats = m.features
-        for i, row in enumerate(body.rows):
-            if len(row) != len(feats) or any(f not in row for f in feats):
+        m = champion(body.horizon, svc)
+        names = m.feature_set
+        for i, row in enumerate(rows):
+            if row.keys() != names:
                 _fields(m, i, row)
-        X = np.array([[row[f] for f in feats] for row in body.rows], dtype=np.float32)
-        p, r = score(m, X, [f"rows[{i}]" for i in range(len(X))])
+        X = np.array([m.row_values(row) for row in rows], dtype=np.float32)
+        p, r = score(m, X, "rows[{}]")
     except Refused as e:
         return e.response()
-    fv = m.feature_version
-    out = [{"prob_up": float(a), "pred_return": float(b), "horizon": m.horizon, "model_name": m.name,
-            "model_version": m.version, "feature_version": fv} for a, b in zip(p, r)]
-    return with_version(jsonify({"predictions": out}), m)
+    h, name, version, fv = m.horizon, m.name, m.version, m.feature_version
+    out = [{"prob_up": a, "pred_return": b, "horizon": h, "model_name": name, "model_version": version,
+            "feature_version": fv} for a, b in zip(p.tolist(), r.tolist())]
+    return answer({"predictions": out}, m)
 
 
 @api.get("/predict/<symbol>", summary="Predict from a symbol's newest feature row",
@@ -62,12 +65,12 @@ def latest(path: SymbolPath, query: HorizonQuery):
     try:
         check_api_key()
         m = champion(query.horizon)
-        cache = service().latest
-        row = cache.get(path.symbol, m.feature_version)
+        feed = service().feed.snapshot()
+        row = feed.get(path.symbol, m.feature_version)
         if row is None:
-            if cache.error and not cache.symbols():
-                raise Refused(503, f"feature table not readable: {cache.error}")
-            known = cache.symbols()
+            if feed.error and not feed.symbols():
+                raise Refused(503, f"feature table not readable: {feed.error}")
+            known = feed.symbols()
             raise Refused(404, f"unknown symbol {path.symbol!r}: no feature row of version {m.feature_version} "
                                f"(symbols with features: {', '.join(known[:20]) or 'none'})", fields=["symbol"])
         X = row.vector(m.features)
@@ -75,15 +78,15 @@ def latest(path: SymbolPath, query: HorizonQuery):
             gaps = [f for f, v in zip(m.features, X[0]) if not np.isfinite(v)]
             raise Refused(503, f"the newest feature row of {row.symbol} lacks {', '.join(gaps[:5])}",
                           window_start=_iso(row.window_start_ms))
-        p, r = score(m, X, ["row"])
+        p, r = score(m, X, "row")
     except Refused as e:
         return e.response()
     staleness = time.time() - (row.window_start_ms + BAR_MS) / 1000
     metrics.FEATURE_STALENESS.labels(row.symbol).set(staleness)
-    return with_version(jsonify({
+    return answer({
         "symbol": row.symbol, "window_start": _iso(row.window_start_ms), "staleness_seconds": round(staleness, 3),
         "prob_up": float(p[0]), "pred_return": float(r[0]), "horizon": m.horizon, "model_name": m.name,
-        "model_version": m.version, "feature_version": m.feature_version}), m)
+        "model_version": m.version, "feature_version": m.feature_version}, m)
 
 
 def _iso(ms: int) -> str:

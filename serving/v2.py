@@ -6,7 +6,7 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from serving.api_models import ErrorBody, ModelPath, V2Health, V2Infer, V2InferResponse, V2Metadata
-from serving.predict import Refused, champion, check_api_key, score, service, with_version
+from serving.predict import Refused, answer, champion, check_api_key, score, service, validated
 
 api = APIBlueprint("v2", __name__, url_prefix="/v2", abp_tags=[Tag(name="v2", description="KServe V2")])
 
@@ -40,16 +40,17 @@ def metadata(path: ModelPath):
     except Refused as e:
         return e.response()
     F = len(m.features)
-    return with_version(jsonify({
+    return answer({
         "name": m.name, "versions": [m.version], "platform": "tflite",
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, F]}],
         "outputs": [{"name": "prob_up", "datatype": "FP32", "shape": [-1]},
                     {"name": "pred_return", "datatype": "FP32", "shape": [-1]}],
         "parameters": {"feature_names": m.features, "feature_version": m.feature_version,
-                       "horizon": m.horizon}}), m)
+                       "horizon": m.horizon}}, m)
 
 
 @api.post("/models/<model_name>/infer", summary="Inference (V2)", responses={200: V2InferResponse, **ERRORS})
+@validated
 def infer(path: ModelPath, body: V2Infer):
     """One input named `features`, datatype FP32, shape [n, F] in `parameters.feature_names` order."""
     try:
@@ -74,7 +75,7 @@ def infer(path: ModelPath, body: V2Infer):
             raise Refused(422, f"inputs[0].data: {len(flat)} values do not fill shape {t.shape}",
                           fields=["inputs[0].data"])
         X = np.asarray(flat, dtype=np.float32).reshape(t.shape[0], F)
-        p, r = score(m, X, [f"inputs[0].data[{i}]" for i in range(len(X))])
+        p, r = score(m, X, "inputs[0].data[{}]")
     except Refused as e:
         return e.response()
     n = len(p)
@@ -83,7 +84,7 @@ def infer(path: ModelPath, body: V2Infer):
                        {"name": "pred_return", "datatype": "FP32", "shape": [n], "data": r.tolist()}]}
     if body.id is not None:
         out["id"] = body.id
-    return with_version(jsonify(out), m)
+    return answer(out, m)
 
 
 @api.get("/health/live", summary="Liveness (V2)", responses={200: V2Health})

@@ -69,6 +69,7 @@ class Settings:
     serve_api_keys: tuple[str, ...]         # keys accepted on the predict routes (X-API-Key); empty = open
     serve_reload_seconds: float             # each worker re-reads the model aliases this often
     serve_max_rows: int                     # rows per POST /v1/predict (and V2 infer) at most; more is a 413
+    serve_feed_seconds: float               # the registry watcher publishes the newest feature rows this often
     # Dashboard (issue 23).
     dashboard_host: str                     # bind address of `tickcast dashboard`; loopback unless set
     dashboard_port: int
@@ -293,6 +294,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         serve_api_keys=api_keys,
         serve_reload_seconds=_float("SERVE_RELOAD_SECONDS", get("SERVE_RELOAD_SECONDS", "5")),
         serve_max_rows=_int("SERVE_MAX_ROWS", get("SERVE_MAX_ROWS", "1000"), minimum=1),
+        serve_feed_seconds=_float("SERVE_FEED_SECONDS", get("SERVE_FEED_SECONDS", "1")),
         dashboard_host=dashboard_host,
         dashboard_port=_port("DASHBOARD_PORT", get("DASHBOARD_PORT", "8050")),
         dashboard_refresh_seconds=_float("DASHBOARD_REFRESH_SECONDS", get("DASHBOARD_REFRESH_SECONDS", "5")),
@@ -354,6 +356,8 @@ HELP: dict[str, str] = {
     "serve_api_keys": "comma-separated keys accepted on the predict routes (header X-API-Key); empty = open",
     "serve_reload_seconds": "each service worker re-reads the model aliases this often",
     "serve_max_rows": "rows per POST /v1/predict (and V2 infer) at most; more is a 413",
+    "serve_feed_seconds": "the service's registry watcher publishes each symbol's newest feature row "
+                          "(and the lost Kafka offsets) to the workers this often",
     "dashboard_host": "bind address of the dashboard (loopback unless set)",
     "dashboard_port": "port of the dashboard",
     "dashboard_refresh_seconds": "the dashboard's pages re-read the tables this often",

@@ -262,6 +262,30 @@ def test_api_keys_and_no_champion(served, pipeline, feature_rows, tmp_path):
     assert m["challengers"][0]["version"] == v and m["champion"] is None and "no champion" in m["error"]
 
 
+def test_lost_offsets_are_a_metric(served, spark, tmp_path):
+    """ops.lost_offsets rows written the way ingest writes them (its table, its writer) show on /metrics
+    as tickcast_lost_offsets per topic and partition, summed over batches like `up`'s status line."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jobs.delta_io import append_once, arrow_rows, ensure_table, utc
+    from serving import create_app
+    from tickcast import data_loss, schemas
+
+    s, _ = served
+    s3 = dataclasses.replace(s, data_dir=tmp_path, lake_uri=str(tmp_path / "delta"))
+    path = ensure_table(spark, tables.LOST_OFFSETS, s3)
+    now = utc(1_767_000_000_000)
+    for batch, recs in ((3, [("ticks", 0, 1000, 3000, 500), ("ticks", 1, 10, 20, 3)]),
+                        (7, [("ticks", 0, 5000, 5100, 0)])):
+        rows = [("ingest", t, p, batch, a, b, r, b - a - r, now) for t, p, a, b, r in recs]
+        append_once(arrow_rows(rows, schemas.LOST_OFFSETS.spark_type()), path, "ingest-lost", batch)
+    want = {("ticks", 0): 1600, ("ticks", 1): 7}
+    assert data_loss.lost_offsets(s3) == want
+    text = create_app(s3).test_client().get("/metrics").get_data(as_text=True)
+    (fam,) = [f for f in text_string_to_metric_families(text) if f.name == "tickcast_lost_offsets"]
+    assert {(x.labels["topic"], int(x.labels["partition"])): x.value for x in fam.samples} == want
+
+
 # --- schemathesis: fuzz every operation from the service's own OpenAPI document -------------------
 
 import schemathesis  # noqa: E402

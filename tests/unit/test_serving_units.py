@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -136,6 +137,69 @@ def test_latest_rows_read_only_new_files_and_survive_a_compaction(tmp_path):
     cache.refresh()
     assert cache.get("AAA", "fv1").window_start_ms == int((t0 + timedelta(minutes=5)).timestamp() * 1000)
     assert cache.get("CCC", "fv1") is None and cache.get("AAA", "other") is None
+
+
+def test_the_feed_hands_the_newest_rows_to_a_reader_and_says_when_it_is_old(tmp_path):
+    """The watcher's FeedWriter (delta-rs) -> feed.json -> a worker's Feed (json + numpy): the same rows,
+    only the champions' columns, re-read after the next publish; an old feed is a problem."""
+    from deltalake import write_deltalake
+
+    from serving.feed import Feed, wanted
+    from serving.latest import FeedWriter
+    from tickcast.settings import load
+
+    s = load({"TICKCAST_DATA_DIR": str(tmp_path)})
+    uri = tables.FEATURES.path(s)
+    t0 = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    run = tmp_path / "run"
+    writer, feed = FeedWriter(s, run), Feed(run, max_age=30)
+    assert "not published" in feed.problem()
+    writer.publish()
+    assert "no Delta table" in feed.problem() and feed.snapshot().get("AAA", "fv1") is None
+    for m in range(3):
+        write_deltalake(uri, _feature_rows(["AAA", "BBB"], t0 + timedelta(minutes=m), 1), mode="append")
+    cols = ["ret_1", "ret_5", "rv_15"]
+    state = {"models": {"1": {"champion": {"version": "3"}, "folder": "f", "features": cols, "feature_version": "fv1"},
+                        "5": {"champion": None, "folder": None}}}
+    assert wanted(state) == {"fv1": sorted(cols)}
+    writer.publish(wanted(state))
+    snap = feed.snapshot()
+    assert feed.problem() is None and snap.symbols() == ["AAA", "BBB"]
+    held = writer.latest.get("BBB", "fv1")
+    got = snap.get("BBB", "fv1")
+    assert got.window_start_ms == held.window_start_ms == int((t0 + timedelta(minutes=2)).timestamp() * 1000)
+    assert got.values == {c: held.values[c] for c in cols}
+    np.testing.assert_array_equal(got.vector(cols), np.array([[held.values[c] for c in cols]], dtype=np.float32))
+    assert np.isnan(got.vector(["rv_60"])).all()            # not published: NaN, the route answers 503
+    write_deltalake(uri, _feature_rows(["AAA"], t0 + timedelta(minutes=3), 1), mode="append")
+    writer.publish()
+    assert feed.snapshot().get("AAA", "fv1").window_start_ms == int((t0 + timedelta(minutes=3)).timestamp() * 1000)
+    assert feed.snapshot() is feed.snapshot()                 # unchanged file: not parsed again
+    old = Feed(run, max_age=0.0)
+    time.sleep(0.01)
+    assert "last published" in old.problem()
+
+
+def test_a_worker_app_imports_no_delta_reader(tmp_path):
+    """What a gunicorn worker runs (create_app without the in-process registry) in a fresh interpreter:
+    no pyarrow, deltalake, pandas, TensorFlow or MLflow."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from tickcast.settings import load; "
+            "from serving.app import create_app; "
+            f"s = load({{'TICKCAST_DATA_DIR': {str(tmp_path)!r}}}); "
+            f"a = create_app(s, run_folder=Path({str(tmp_path / 'run')!r}), in_process_registry=False); "
+            "a.test_client().get('/ready'); a.test_client().get('/metrics'); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'pyarrow', 'deltalake', 'pandas', 'tensorflow', 'keras', 'mlflow'}))")
+    from tickcast.settings import load
+
+    env = load({"TICKCAST_DATA_DIR": str(tmp_path)}).child_env()
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_app_without_models_answers_json_errors(tmp_path):
