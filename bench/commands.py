@@ -8,7 +8,7 @@ import click
 
 from tickcast import cli_common
 
-BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard"]
+BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard", "progress"]
 
 
 @click.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
@@ -22,7 +22,8 @@ BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "d
               help="bars: how long the local pipeline runs at ~50 ticks/s (the first 60 s are warm-up)")
 @click.option("--seconds", type=float, default=None,
               help="live: the measured window at peak [default: 30]; stack: the measured span after the first "
-                   "prediction [default: 300]; serve: seconds of load per route")
+                   "prediction [default: 300]; serve: seconds of load per route; progress: seconds per way "
+                   "and round [default: 40]")
 @click.option("--peak-rate", type=float, default=20_000.0, show_default=True,
               help="live: assumed peak trade events/s of every Binance spot USDT pair together")
 @click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
@@ -57,6 +58,10 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
         from bench.stack import stack_bench
 
         stack_bench(s, 300.0 if seconds is None else seconds, out)
+    elif name == "progress":
+        from bench.progress import progress_bench
+
+        progress_bench(s, 40.0 if seconds is None else seconds, 3, 200, out)
     elif name == "serve":
         from bench.serve import run
 
