@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from dashboard import ids
-from dashboard.data import Lake, Models, newest_source
+from dashboard.data import MINUTE_MS, NEWEST, Lake, Models, newest_source
 from tickcast.settings import Settings, load
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -54,11 +54,14 @@ class Context:
         return value
 
     def freshness(self):
-        """Bar end -> commit of the bar, the feature row and the prediction, per minute (memoized)."""
+        """Bar end -> commit of the bar, the feature row and the prediction, per minute (memoized).
+
+        It reads the tables' file metadata (commit times and time statistics), not their rows.
+        """
         from dashboard import figures
 
         names = ("bars", "features", "predictions")
-        token = self.lake.refresh(*names)
+        token = self.lake.refresh(*names, span_ms=NEWEST)
         return self.memo("freshness", token, lambda: figures.freshness(
             {n: figures.stage_commits(self.lake[n].files) for n in names}))
 
@@ -122,7 +125,7 @@ def header_state(context: Context, now: pd.Timestamp) -> dict:
     from dashboard import figures, health
 
     lake, s = context.lake, context.settings
-    lake.refresh("bars", "progress")
+    lake.refresh("bars", "progress", span_ms=RECENT_MINUTES * MINUTE_MS)
     bars = lake["bars"]
     newest = bars.max("window_start")
     files = bars.files

@@ -30,7 +30,7 @@ def candle_minutes(span_minutes: int, max_candles: int = MAX_CANDLES) -> int:
 
 def _ms(ts: pd.Series) -> np.ndarray:
     """A UTC datetime column as int64 epoch ms."""
-    return (pd.to_datetime(ts, utc=True).astype("datetime64[ms, UTC]").astype("int64")).to_numpy()
+    return (pd.to_datetime(ts, utc=True, cache=False).astype("datetime64[ms, UTC]").astype("int64")).to_numpy()
 
 
 def resample(bars: pd.DataFrame, minutes: int) -> pd.DataFrame:
@@ -56,7 +56,7 @@ def resample(bars: pd.DataFrame, minutes: int) -> pd.DataFrame:
     ends = np.r_[starts[1:], len(ms)] - 1
     col = {c: bars[c].to_numpy(dtype="float64")[order] for c in cols[1:]}
     out = pd.DataFrame({
-        "window_start": pd.to_datetime(bucket[starts] * width, unit="ms", utc=True),
+        "window_start": pd.to_datetime(bucket[starts] * width, unit="ms", utc=True, cache=False),
         "open": col["open"][starts],
         "high": np.maximum.reduceat(col["high"], starts),
         "low": np.minimum.reduceat(col["low"], starts),
@@ -110,7 +110,7 @@ def prediction_points(preds: pd.DataFrame, outcomes: pd.DataFrame, minutes: int)
                .groupby("b", sort=True).agg(prob_up=("prob_up", "mean"), known=("known", "sum"),
                                             right=("right", "sum"), n=("prob_up", "size")))
         share = np.where(agg["known"] > 0, agg["right"] / agg["known"].where(agg["known"] > 0, 1), np.nan)
-        out[int(h)] = pd.DataFrame({"window_start": pd.to_datetime(agg.index.to_numpy(), unit="ms", utc=True),
+        out[int(h)] = pd.DataFrame({"window_start": pd.to_datetime(agg.index.to_numpy(), unit="ms", utc=True, cache=False),
                                     "prob_up": agg["prob_up"].to_numpy(), "right": share,
                                     "n": agg["n"].to_numpy()})
     return out
@@ -131,7 +131,7 @@ def tx(ts) -> dict | list:
     """Times as epoch milliseconds (float64: exact for ms) for a `date` axis."""
     if len(ts) == 0:
         return []
-    return arr(pd.to_datetime(pd.Series(ts), utc=True).astype("datetime64[ms, UTC]").astype("int64").to_numpy())
+    return arr(pd.to_datetime(pd.Series(ts), utc=True, cache=False).astype("datetime64[ms, UTC]").astype("int64").to_numpy())
 
 
 def values(spec) -> np.ndarray:
@@ -340,8 +340,8 @@ def rolling_figure(r: pd.DataFrame, metric: str, title: str, uirevision: str,
     if scores is not None and not scores.empty and len(r):
         # Scores are stamped with the wall clock (computed_at): shown only where that falls on the
         # outcomes' own time range (a live run), not for a replay of past days.
-        t = pd.to_datetime(scores["computed_at"], utc=True)
-        lo, hi = pd.to_datetime(r["target_time"], utc=True).min(), pd.to_datetime(r["target_time"], utc=True).max()
+        t = pd.to_datetime(scores["computed_at"], utc=True, cache=False)
+        lo, hi = pd.to_datetime(r["target_time"], utc=True, cache=False).min(), pd.to_datetime(r["target_time"], utc=True, cache=False).max()
         scores = scores[(t >= lo) & (t <= hi + pd.Timedelta(hours=1))]
     if scores is not None and not scores.empty:
         sc = _thin(scores.sort_values("computed_at"), 1_500)
@@ -438,7 +438,7 @@ def stage_commits(files: pd.DataFrame, time_col: str = "window_start") -> pd.Dat
         return pd.DataFrame(columns=["minute", "committed"])
     one = files[files[lo].notna() & (files[lo] == files[hi])]
     g = one.groupby(hi)["modification_time"].max()
-    return pd.DataFrame({"minute": pd.to_datetime(g.index, utc=True), "committed": g.to_numpy()})
+    return pd.DataFrame({"minute": pd.to_datetime(g.index, utc=True, cache=False), "committed": g.to_numpy()})
 
 
 def freshness(stages: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -451,8 +451,8 @@ def freshness(stages: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """
     out = None
     for name, c in stages.items():
-        f = pd.DataFrame({"minute": pd.to_datetime(c["minute"], utc=True),
-                          name: (pd.to_datetime(c["committed"], utc=True) - pd.to_datetime(c["minute"], utc=True)
+        f = pd.DataFrame({"minute": pd.to_datetime(c["minute"], utc=True, cache=False),
+                          name: (pd.to_datetime(c["committed"], utc=True, cache=False) - pd.to_datetime(c["minute"], utc=True, cache=False)
                                  - pd.Timedelta(minutes=1)).dt.total_seconds()})
         out = f if out is None else out.merge(f, on="minute", how="outer")
     if out is None:

@@ -8,8 +8,10 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, ids
 from dashboard.components import contained, empty_figure, message, skip_if_unchanged
+from dashboard.data import DAY_MS, MINUTE_MS
 
 RANGE_LABELS = {"1h": "1 hour", "6h": "6 hours", "1d": "1 day", "1w": "1 week"}
+SYMBOLS_SPAN_MS = DAY_MS     # the picker lists the symbols with a bar in the newest day
 
 
 def layout(**_query):
@@ -38,7 +40,7 @@ def register_callbacks(app, context) -> None:
     @app.callback(Output(ids.SYMBOL, "options"), Output(ids.SYMBOL, "value"),
                   Input(ids.TICK, "n_intervals"), State(ids.SYMBOL, "value"), State(ids.SYMBOL, "options"))
     def symbols(_n, current, options):
-        lake.refresh("bars")
+        lake.refresh("bars", span_ms=SYMBOLS_SPAN_MS)
         syms = lake["bars"].unique("symbol")
         opts = [{"label": x, "value": x} for x in syms]
         value = current if current in syms else (syms[0] if syms else None)
@@ -52,7 +54,9 @@ def register_callbacks(app, context) -> None:
                   State(ids.MARKET_SEEN, "data"))
     @contained(3, 1)
     def market(_n, symbol, rng, seen):
-        versions = lake.refresh("bars", "predictions", "outcomes")
+        # Outcomes are timed by target_time (window start + horizon): an hour more covers every horizon.
+        versions = lake.refresh("bars", "predictions", "outcomes",
+                                span_ms=(figures.RANGES[rng or "6h"] + 60) * MINUTE_MS)
         token = [list(versions), symbol, rng]
         skip_if_unchanged(token, seen)
         return (*draw(lake, symbol, rng or "6h"), token)
@@ -76,9 +80,10 @@ def draw(lake, symbol: str | None, rng: str):
     b = bars.rows(sel, ["window_start", "open", "high", "low", "close", "volume"])
     if b.empty:
         last = bars.max("window_start", pc.field("symbol") == symbol)
+        newest = f"{last:%Y-%m-%d %H:%M} UTC" if last is not None else f"older than {lo:%Y-%m-%d %H:%M} UTC"
         return empty_figure(f"no bars for {symbol} in this range", f"{symbol}|{rng}"), message(
             f"No bars for {symbol} in the {RANGE_LABELS[rng]} up to {end:%Y-%m-%d %H:%M} UTC (the newest bar of "
-            f"any symbol); {symbol}'s newest bar is {last:%Y-%m-%d %H:%M} UTC.", "warn")
+            f"any symbol); {symbol}'s newest bar is {newest}.", "warn")
     width = figures.candle_minutes(minutes)
     candles = figures.resample(b, width)
     pcols = ["window_start", "horizon", "model_version", "prob_up", "prediction_time"]

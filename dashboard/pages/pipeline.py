@@ -8,6 +8,7 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import figures, ids
 from dashboard.components import contained, empty_figure, message, skip_if_unchanged
+from dashboard.data import DAY_MS, MINUTE_MS, NEWEST
 
 SPANS = {"1h": "1 hour", "6h": "6 hours", "1d": "1 day", "1w": "1 week"}
 EXAMPLES = 3          # rejected raw records shown per quarantine reason
@@ -46,7 +47,8 @@ def register_callbacks(app, context) -> None:
                   Input(ids.TICK, "n_intervals"), Input(ids.SPAN, "value"), State(ids.PIPELINE_SEEN, "data"))
     @contained(7, 5)
     def history(_n, span, seen):
-        versions = lake.refresh("progress", "bars", "features", "predictions")
+        versions = (*lake.refresh("progress", span_ms=figures.RANGES[span or "1h"] * MINUTE_MS),
+                    *lake.refresh("bars", "features", "predictions", span_ms=NEWEST))   # freshness: file metadata
         token = [list(versions), span]
         skip_if_unchanged(token, seen)
         return (*draw_history(context, span or "1h"), token)
@@ -56,7 +58,8 @@ def register_callbacks(app, context) -> None:
                   Input(ids.TICK, "n_intervals"), State(ids.QUALITY_SEEN, "data"))
     @contained(3, 1)
     def quality(_n, seen):
-        versions = lake.refresh("quarantine", "late_bars", "gapfill", "bars")
+        versions = (*lake.refresh("quarantine", "late_bars"),
+                    *lake.refresh("gapfill", "bars", "progress", span_ms=DAY_MS))
         token = [list(versions)]
         skip_if_unchanged(token, seen)
         return (quarantine_panel(lake), quality_panel(lake), token)
@@ -122,21 +125,29 @@ def _raw(v) -> str:
     return text + (f"… ({len(b):,} bytes)" if len(b) > RAW_CHARS else "")
 
 
+def _last_day(cache, col: str):
+    """Rows of the newest 24 hours of a cache (it may hold more, read for another page)."""
+    end = cache.max(col)
+    return pc.field(col) >= end - pd.Timedelta(milliseconds=DAY_MS)
+
+
 def quality_panel(lake):
+    """Gap fills, incomplete bars and late trades over the newest 24 hours; late bars ever."""
     items = []
     g = lake["gapfill"]
     if g.version is None:
         items.append(html.Li("Gap-filled trades: bronze.ticks does not exist yet."))
     else:
-        gf = g.frame()
+        gf = g.rows(_last_day(g, "trade_time")) if g.data is not None and g.data.num_rows else g.frame()
         per = ", ".join(f"{k} {v:,}" for k, v in gf.groupby("symbol").size().items()) if len(gf) else "none"
-        items.append(html.Li(f"Gap-filled trades (fetched over REST after a reconnect or a missed id): {per}."))
+        items.append(html.Li(f"Gap-filled trades in the newest 24 hours (fetched over REST after a reconnect or "
+                             f"a missed id): {per}."))
     b = lake["bars"]
     if b.data is not None and b.data.num_rows:
-        inc = b.rows(pc.invert(pc.field("is_complete")), ["symbol", "window_start"])
+        inc = b.rows(pc.invert(pc.field("is_complete")) & _last_day(b, "window_start"), ["symbol", "window_start"])
         per = ", ".join(f"{k} {v:,}" for k, v in inc.groupby("symbol").size().items()) if len(inc) else "none"
-        items.append(html.Li(f"Incomplete bars (a gap in trade ids: a reconnect, lost trades, or a stream's "
-                             f"first minute): {per}."))
+        items.append(html.Li(f"Incomplete bars in the newest 24 hours (a gap in trade ids: a reconnect, lost "
+                             f"trades, or a stream's first minute): {per}."))
     lb = lake["late_bars"]
     if lb.version is None:
         items.append(html.Li("Late bars: ops.late_bars does not exist yet."))
@@ -147,10 +158,10 @@ def quality_panel(lake):
         items.append(html.Li(f"Late bars (older than their symbol's feature state, ops.late_bars): {per}."))
     p = lake["progress"]
     if p.data is not None and p.data.num_rows:
-        dropped = p.data.group_by("query_name").aggregate([("rows_dropped_by_watermark", "sum")]).to_pylist()
+        dropped = p.data.filter(_last_day(p, "timestamp")).group_by("query_name").aggregate([("rows_dropped_by_watermark", "sum")]).to_pylist()
         per = ", ".join(f"{d['query_name']} {int(d['rows_dropped_by_watermark_sum']):,}" for d in
                         sorted(dropped, key=lambda d: d["query_name"]) if d["rows_dropped_by_watermark_sum"]) or "none"
-        items.append(html.Li(f"Late trades left out by the watermark (ops.stream_progress, last 8 days): {per}."))
+        items.append(html.Li(f"Late trades left out by the watermark (ops.stream_progress, newest 24 hours): {per}."))
     items.append(html.Li("Reconnects are not a table: they show here as gap-filled trades and incomplete bars.",
                          style={"color": "#777"}))
     return html.Ul(items, style={"fontSize": "14px"})

@@ -133,8 +133,7 @@ def test_a_kept_span_prunes_files_and_equals_a_full_read_with_that_bound(setting
 
 
 def test_a_row_filter_holds_only_matching_rows(settings):
-    spec = dataclasses.replace(data.SPECS["bars"], where=lambda: __import__("pyarrow.dataset").dataset.field(
-        "symbol") == "ETHUSDT")
+    spec = dataclasses.replace(data.SPECS["bars"], where=("symbol", "ETHUSDT"))
     write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0, 5))
     c = data.TableCache(spec, settings)
     c.refresh()
@@ -142,3 +141,27 @@ def test_a_row_filter_holds_only_matching_rows(settings):
     write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0 + 5 * MIN, 2))
     c.refresh()
     assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 7
+
+
+def test_a_span_reads_only_its_rows_then_widens_to_a_full_read(settings):
+    spec = data.SPECS["bars"]
+    for k in range(10):
+        write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0 + k * MIN, 1))
+    c = data.TableCache(spec, settings)
+    c.refresh(span_ms=2 * MIN)                       # a first page that shows the last 2 minutes
+    newest = c.max("window_start")
+    assert c.lower == newest - data.pd.Timedelta(minutes=2)
+    assert len(c.last_read) == 3 and c.data.num_rows == 6
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, c.lower)))
+    write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0 + 10 * MIN, 1))
+    write(settings, bar_rows(["SOLUSDT"], T0, 1))    # a late row older than the span: not held
+    c.refresh(span_ms=2 * MIN)
+    assert c.data.num_rows == 8 and c.full_loads == 1
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, c.lower)))
+    c.refresh(span_ms=5 * MIN)                       # a wider range: only the older rows are read
+    assert c.full_loads == 1 and c.data.num_rows == 12
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, c.lower)))
+    c.refresh()                                      # every row, the late one included
+    assert c.lower is None and c.full_loads == 1
+    full = data.full_read(spec, settings)
+    assert sorted_rows(c.data).equals(sorted_rows(full)) and full.num_rows == 23
