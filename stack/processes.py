@@ -16,7 +16,7 @@ def _die_with_parent() -> None:
     """Children get SIGTERM if `up` itself dies without cleaning up (kill -9): Linux prctl(PR_SET_PDEATHSIG)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the finally block below still stops them
+    except (OSError, AttributeError):  # not Linux: run_up's finally block still stops them
         pass
 
 
