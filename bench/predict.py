@@ -28,6 +28,7 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
 
     from jobs import predict, sim_history
     from jobs.runner import run
+    from jobs.scoring import Scorer
     from producers.simulate import SimConfig
     from tickcast import model_io, training
     from bench.ingest import machine, report
@@ -54,8 +55,8 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
         df = spark.range(rows).select(*[F.randn(seed=i).alias(n) for i, n in enumerate(names)]).cache()
         df.count()
 
-        writer = predict.PredictWriter(ls, spark)
-        scored = df.select(writer.udf(slot)(F.array(*names)).alias("p"))
+        scorer = Scorer(ls, spark)
+        scored = df.select(scorer.udf(slot)(F.array(*names)).alias("p"))
         passes = []
         for _ in range(2):
             t = time.monotonic()
@@ -63,7 +64,7 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
             passes.append(time.monotonic() - t)
         prod = rows / passes[-1]
         print(f"(a) predict_batch_udf: {prod:,.0f} rows/s (first pass {passes[0]:.1f}s incl. loads, "
-              f"{sum(writer.loads.value.values())} load(s))", flush=True)
+              f"{sum(scorer.loads.value.values())} load(s))", flush=True)
 
         model_ref = (rep["model"], rep["version"])
 
@@ -93,11 +94,11 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
         print(f"(c) direct, one process: {direct:,.0f} rows/s", flush=True)
         r = {"rows": rows, "row_udf_rows": row_udf_rows, "features": len(names), "model": f"{rep['model']} v{rep['version']}",
              "production_rows_per_s": round(prod, 1), "first_pass_s": round(passes[0], 2),
-             "model_loads": sum(writer.loads.value.values()), "row_udf_rows_per_s": round(row_rate, 1),
+             "model_loads": sum(scorer.loads.value.values()), "row_udf_rows_per_s": round(row_rate, 1),
              "direct_rows_per_s": round(direct, 1), "speedup_vs_row_udf": round(prod / row_rate, 1),
              "share_of_direct": round(prod / direct, 3), "target_speedup": 100, "machine": machine(spark)}
         rows_out = [("(a) production (predict_batch_udf)", f"{prod:,.0f} rows/s",
-                     f"{rows:,} rows x {len(names)} features, {sum(writer.loads.value.values())} model load(s)"),
+                     f"{rows:,} rows x {len(names)} features, {sum(scorer.loads.value.values())} model load(s)"),
                     ("(b) row-at-a-time Python UDF", f"{row_rate:,.0f} rows/s", f"{row_udf_rows:,} rows"),
                     ("(c) direct, one process", f"{direct:,.0f} rows/s", "tf.function on the whole matrix"),
                     ("(a)/(b)", f"{prod / row_rate:,.0f}x", "target >= 100x"),

@@ -70,12 +70,17 @@ def trained(spark, base_settings, tmp_path_factory):
     return s, rep
 
 
-def _run_in_thread(s, spark):
+def _run_in_thread(s, spark, writer=None):
+    import functools
+
+    from jobs import predict
     from jobs.runner import run
 
     stop = threading.Event()
     box = {}
-    th = threading.Thread(target=lambda: box.update(last=run(["predict"], s, spark=spark, stop_event=stop)),
+    starters = {"predict": functools.partial(predict.start, writer=writer)}
+    th = threading.Thread(target=lambda: box.update(last=run(["predict"], s, spark=spark, stop_event=stop,
+                                                             starters=starters)),
                           daemon=True)
     th.start()
     return stop, th, box
@@ -98,7 +103,8 @@ def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark,
     client = model_io.configure(s)
     if rep["alias"] == "champion":          # start from "no champion yet"
         client.delete_registered_model_alias("tickcast-h1", "champion")
-    stop, th, _ = _run_in_thread(s, spark)
+    writer = predict.PredictWriter(s, spark)                 # its scorer counts the model loads
+    stop, th, _ = _run_in_thread(s, spark, writer)
     try:
         time.sleep(20)
         assert _predictions(s).empty, "scored without a champion"
@@ -118,7 +124,7 @@ def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark,
         assert (got["target_time"] - got["window_start"] == pd.Timedelta(minutes=1)).all()
         plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
         batches = len(plan)                                      # one feature file per batch
-        loads = predict.last_writer.loads.value                  # {(worker pid, version): loads}
+        loads = writer.scorer.loads.value                        # {(worker pid, version): loads}
         workers = spark.sparkContext.defaultParallelism          # Python workers that can run the UDF at once
         assert batches > workers, (batches, workers)             # more batches than workers ...
         # ... yet each worker that scored loaded the model exactly once (a load per batch or per call
@@ -242,7 +248,7 @@ def test_rerun_after_predictions_committed_but_not_the_plan_keeps_their_version(
     w = predict.PredictWriter(s, spark)
     w.bind("query-under-test")
     w(first, 0)                                          # a run's first batch: plan, then predictions
-    w._write_plan = crash
+    w.plans.write = crash
     with pytest.raises(Crash):
         w(second, 1)                                     # predictions appended, then the crash
     assert set(_predictions(s)["model_version"]) == {v1}
