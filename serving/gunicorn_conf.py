@@ -1,10 +1,11 @@
 """gunicorn configuration of `tickcast serve` (also the Kubernetes container's `-c`).
 
-Workers: gthread, 4 threads each. `tickcast bench serve` measures both classes on the one-row
-POST: on a shared, loaded 2-core machine gthread (keep-alive) gave ~2x the sync workers' req/s
-(1,080-1,195 vs 487-620, docs/serving.md); the model call holds a lock per interpreter (3 µs). The master starts the registry watcher (MLflow lives
-there, not in the workers), wipes the Prometheus multiprocess folder at start and marks dead
-workers' metric files.
+Workers: gthread, 4 threads each, chosen by `tickcast bench serve` (which measures sync, gthread x1
+and gthread x4 on the one-row POST): on this loaded 2-core machine gthread x4 gave 0.95-5x the sync
+workers' req/s and less CPU per request in every run, because it keeps connections alive where sync
+closes each one (docs/serving.md); the model call holds a lock per interpreter (4 µs). The master
+starts the registry watcher (MLflow and the Delta reads live there, not in the workers), wipes the
+Prometheus multiprocess folder at start and marks dead workers' metric files.
 """
 from __future__ import annotations
 

@@ -27,11 +27,12 @@ FEATURE_STALENESS = Gauge("tickcast_feature_staleness_seconds",
                           "Seconds since the bar of the newest feature row served closed, by symbol",
                           ["symbol"], multiprocess_mode="livemax")
 
-# ops.lost_offsets as the registry watcher published it (serving.feed); every worker sets the same
-# counts, so the newest live worker's value is the answer ("livemax": dead workers' files drop out).
+# ops.lost_offsets as the registry watcher published it (serving.feed), set by the worker answering
+# /metrics just before it answers: the value set last wins ("livemostrecent"; a worker that has not
+# answered a scrape for a while holds an older count, which must not win as "max" or add up as "sum").
 LOST_OFFSETS = Gauge("tickcast_lost_offsets",
                      "Kafka offsets deleted by retention before ingest read them (ops.lost_offsets), "
-                     "by topic and partition", ["topic", "partition"], multiprocess_mode="livemax")
+                     "by topic and partition", ["topic", "partition"], multiprocess_mode="livemostrecent")
 
 
 def set_lost_offsets(lost) -> None:
