@@ -369,6 +369,48 @@ def appendable_ids(bounds: dict, max_id: dict) -> bool:
     return all(lo > max_id.get(g, -1) and n == distinct for g, (lo, _, n, distinct) in bounds.items())
 
 
+class LostOffsets:
+    """Kafka offsets an ingest batch planned but could not read (deleted by retention before ingest
+    saw them): appended to ops.lost_offsets once per batch and logged loudly.
+
+    `app_id(name)`: the query's idempotent-append id (`delta_io.QuerySink.app_id`).
+    """
+
+    def __init__(self, s: Settings, app_id):
+        self.s, self.app_id = s, app_id
+        self.planned: dict = {}                  # this batch's planned offset range per (topic, partition)
+        self.read: dict | None = None            # records it read per (topic, partition), when short
+
+    def expect(self, batch_id: int) -> None:
+        """Take the batch's planned ranges from the checkpoint (before it is read)."""
+        planned = data_loss.planned_ranges(tables.checkpoint(self.s, QUERY), batch_id)
+        self.planned = {g: r for g, r in (planned or {}).items() if g[0] == self.s.topic}
+        self.read = None
+
+    def short(self, rows: int) -> bool:
+        """Whether the batch read fewer records than it planned (then count what it read per partition)."""
+        return bool(self.planned) and rows != sum(hi - lo for lo, hi in self.planned.values())
+
+    def record(self, batch_id: int) -> int:
+        """Append the batch's losses once; returns how many offsets were lost."""
+        from jobs.delta_io import arrow_rows, utc
+
+        if not self.planned or self.read is None:
+            return 0
+        lost = data_loss.losses(self.planned, self.read)
+        if not lost:
+            return 0
+        now = utc(int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000))
+        recs = [(QUERY, t, p, batch_id, *self.planned[(t, p)], self.read.get((t, p), 0), n, now)
+                for (t, p), n in sorted(lost.items())]
+        append_once(arrow_rows(recs, schemas.LOST_OFFSETS.spark_type()), tables.LOST_OFFSETS.path(self.s),
+                    self.app_id(f"{QUERY}-lost"), batch_id)
+        total = sum(lost.values())
+        log.error("ingest batch %d: %d Kafka offsets were gone before ingest read them (retention): %s",
+                  batch_id, total, data_loss.describe(lost))
+        return total
+
+
 class TickWriter(QuerySink):
     """foreachBatch sink: quarantine (idempotent append) and ticks (append or insert-only merge).
 
@@ -394,71 +436,49 @@ class TickWriter(QuerySink):
         self.appends = self.merges = 0
         self.last_rows: int | None = None      # rows of this run's previous batch
         self._columns: tuple | None = None
-        self._planned: dict = {}                 # this batch's planned offset range per (topic, partition)
-        self._read: dict | None = None           # records it read per (topic, partition), when short
+        self.losses = LostOffsets(s, self.app_id)
 
     def _load_max_offsets(self, spark) -> dict[tuple[str, int], int]:
         from pyspark.sql import functions as F
 
         df = spark.read.format("delta").load(tables.QUARANTINE.path(self.s))
-        return {(r[0], r[1]): r[2] for r in
-                df.groupBy("kafka_topic", "kafka_partition").agg(F.max("kafka_offset")).collect()}
+        return {(r["kafka_topic"], r["kafka_partition"]): r["hi"] for r in
+                df.groupBy("kafka_topic", "kafka_partition").agg(F.max("kafka_offset").alias("hi")).collect()}
 
     def _load_max_ids(self, spark) -> dict[tuple[str, str], int]:
         from pyspark.sql import functions as F
 
         df = spark.read.format("delta").load(tables.TICKS.path(self.s))
-        return {(r[0], r[1]): r[2] for r in df.groupBy("symbol", "event_kind").agg(F.max("id")).collect()}
+        return {(r["symbol"], r["event_kind"]): r["hi"] for r in
+                df.groupBy("symbol", "event_kind").agg(F.max("id").alias("hi")).collect()}
 
     def __call__(self, batch, batch_id: int) -> dict:
-        spark = batch.sparkSession
         if self.max_id is None:        # the first batch of this run
-            # This query's own session (Spark clones it per stream, the same for all its batches).
-            # Adaptive execution splits every shuffle into a job of its own; with 2 shuffle
-            # partitions it only adds jobs (measured on 60-row batches: 4 -> 2 Spark jobs, batch
-            # median 2.10 -> 1.82 s).
-            spark.conf.set("spark.sql.adaptive.enabled", "false")
-            # The batch is cached only to be read twice (stats, then the write): compressing the
-            # cache cost more than it saved (measured on 1M ticks: parse+cache+stats 8.6 -> 6.7 s).
-            spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
-            for k, v in WRITE_CONF.items():
-                spark.conf.set(k, v)
-            self.max_id = self._load_max_ids(spark)
-            self.q_max = self._load_max_offsets(spark)
-        if self._columns is None:
-            self._columns = parse_columns(self.s)
+            self._begin_run(batch.sparkSession)
         parsed = parse(batch, self.s, dt.datetime.now(dt.timezone.utc), self._columns)
-        out = None
-        planned = data_loss.planned_ranges(tables.checkpoint(self.s, QUERY), batch_id)
-        self._planned = {g: r for g, r in (planned or {}).items() if g[0] == self.s.topic}
-        self._read = None
-        if self.last_rows is not None and self.last_rows <= RS_MAX_ROWS:
-            out = self._small(parsed.toArrow(), batch_id)
-        if out is None:
-            out = self._large(parsed, spark, batch_id)
+        self.losses.expect(batch_id)
+        live = self.last_rows is not None and self.last_rows <= RS_MAX_ROWS
+        out = (self._small(parsed.toArrow(), batch_id) if live else None) or \
+            self._large(parsed, batch.sparkSession, batch_id)
         self.last_rows = out["ticks"] + out["quarantined"]
-        out["lost"] = self._record_losses(batch_id)
+        out["lost"] = self.losses.record(batch_id)
         return out
 
-    def _record_losses(self, batch_id: int) -> int:
-        """Offsets the batch planned but could not read (deleted by retention): appended to
-        ops.lost_offsets once per batch, logged loudly; returns how many."""
-        from jobs.delta_io import append_once, arrow_rows, utc
-
-        if not self._planned or self._read is None:
-            return 0
-        lost = data_loss.losses(self._planned, self._read)
-        if not lost:
-            return 0
-        now = utc(int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000))
-        recs = [(QUERY, t, p, batch_id, self._planned[(t, p)][0], self._planned[(t, p)][1],
-                 self._read.get((t, p), 0), n, now) for (t, p), n in sorted(lost.items())]
-        append_once(arrow_rows(recs, schemas.LOST_OFFSETS.spark_type()), tables.LOST_OFFSETS.path(self.s),
-                    self.app_id(f"{QUERY}-lost"), batch_id)
-        total = sum(lost.values())
-        log.error("ingest batch %d: %d Kafka offsets were gone before ingest read them (retention): %s",
-                  batch_id, total, data_loss.describe(lost))
-        return total
+    def _begin_run(self, spark) -> None:
+        """The run's session settings, and the tables' highest ids and offsets."""
+        # This query's own session (Spark clones it per stream, the same for all its batches).
+        # Adaptive execution splits every shuffle into a job of its own; with 2 shuffle
+        # partitions it only adds jobs (measured on 60-row batches: 4 -> 2 Spark jobs, batch
+        # median 2.10 -> 1.82 s).
+        spark.conf.set("spark.sql.adaptive.enabled", "false")
+        # The batch is cached only to be read twice (stats, then the write): compressing the
+        # cache cost more than it saved (measured on 1M ticks: parse+cache+stats 8.6 -> 6.7 s).
+        spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
+        for k, v in WRITE_CONF.items():
+            spark.conf.set(k, v)
+        self.max_id = self._load_max_ids(spark)
+        self.q_max = self._load_max_offsets(spark)
+        self._columns = parse_columns(self.s)
 
     def _small(self, parsed, batch_id: int) -> dict | None:
         """The live path over the batch's parsed rows as Arrow; None (nothing written) when the batch
@@ -467,9 +487,10 @@ class TickWriter(QuerySink):
 
         if parsed.num_rows and pc.any(parsed["retry"]).as_py():
             return None
-        if self._planned and parsed.num_rows != sum(hi - lo for lo, hi in self._planned.values()):
+        if self.losses.short(parsed.num_rows):
             vc = parsed.group_by(["kafka_topic", "kafka_partition"]).aggregate([("kafka_offset", "count")])
-            self._read = {(r["kafka_topic"], r["kafka_partition"]): r["kafka_offset_count"] for r in vc.to_pylist()}
+            self.losses.read = {(r["kafka_topic"], r["kafka_partition"]): r["kafka_offset_count"]
+                                for r in vc.to_pylist()}
         bad = pc.is_valid(parsed["reason"])
         ticks = parsed.filter(pc.invert(bad)).select(list(schemas.TICKS.names))
         bounds = id_bounds(ticks)
@@ -496,21 +517,21 @@ class TickWriter(QuerySink):
         try:
             parsed = cached[0]
             stats = self._stats(parsed)
-            if self._planned and sum(r[5] for r in stats) != sum(hi - lo for lo, hi in self._planned.values()):
-                self._read = {(r[0], r[1]): r[2] for r in
-                              parsed.groupBy("kafka_topic", "kafka_partition").count().collect()}
-            if any(r[9] for r in stats):        # rows the typed pass left to the text pass
+            if self.losses.short(sum(r["n"] for r in stats)):
+                self.losses.read = {(r["kafka_topic"], r["kafka_partition"]): r["count"] for r in
+                                    parsed.groupBy("kafka_topic", "kafka_partition").count().collect()}
+            if any(r["retry"] for r in stats):        # rows the typed pass left to the text pass
                 parsed = settle(parsed, self.s, self._columns).persist()
                 cached.append(parsed)
                 stats = self._stats(parsed)
-            n_bad = sum(r[5] for r in stats if not r[0])
-            good_stats = [r for r in stats if r[0]]
-            n_good = sum(r[5] for r in good_stats)
+            n_bad = sum(r["n"] for r in stats if not r["ok"])
+            good_stats = [r for r in stats if r["ok"]]
+            n_good = sum(r["n"] for r in good_stats)
             if n_bad:
                 self._quarantine(spark, quarantined(parsed), batch_id, n_bad)
             if n_good:
                 ticks = good(parsed)
-                bounds = {(r[1], r[2]): (r[3], r[4], r[5], r[6]) for r in good_stats}
+                bounds = {(r["symbol"], r["event_kind"]): (r["lo"], r["hi"], r["n"], r["ids"]) for r in good_stats}
                 if appendable_ids(bounds, self.max_id):
                     # A plain append, no txnAppId (Spark's idempotent-write check reads the table's
                     # state: 3 Spark jobs per batch, measured batch median 3.3 -> 2.1 s). Not needed:
@@ -521,8 +542,8 @@ class TickWriter(QuerySink):
                     self.appends += 1
                 else:
                     kill_point("mid-merge", 0.2)
-                    dates = sorted({r[7] + dt.timedelta(days=i) for r in good_stats
-                                    for i in range((r[8] - r[7]).days + 1)})
+                    dates = sorted({r["d0"] + dt.timedelta(days=i) for r in good_stats
+                                    for i in range((r["d1"] - r["d0"]).days + 1)})
                     (DeltaTable.forPath(spark, tables.TICKS.path(self.s)).alias("t")
                      .merge(ticks.dropDuplicates(list(schemas.TICKS_KEY)).alias("s"),
                             merge_condition([(*g, lo, hi) for g, (lo, hi, _, _) in bounds.items()], dates))
@@ -543,8 +564,9 @@ class TickWriter(QuerySink):
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
-        b = {(r[0], r[1]): (r[2], r[3]) for r in rows.groupBy("kafka_topic", "kafka_partition")
-             .agg(F.min("kafka_offset"), F.max("kafka_offset")).collect()}
+        b = {(r["kafka_topic"], r["kafka_partition"]): (r["lo"], r["hi"]) for r in
+             rows.groupBy("kafka_topic", "kafka_partition")
+             .agg(F.min("kafka_offset").alias("lo"), F.max("kafka_offset").alias("hi")).collect()}
         path = tables.QUARANTINE.path(self.s)
         if appendable_offsets(b, self.q_max):
             append_once(rows, path, self.app_id(f"{QUERY}-quarantine"), batch_id, rows=n)
@@ -568,7 +590,8 @@ class TickWriter(QuerySink):
 
     @staticmethod
     def _stats(parsed) -> list:
-        """(ok, symbol, event kind, min id, max id, rows, distinct ids, min date, max date, retry) per group.
+        """Rows (ok, symbol, event_kind, lo, hi, n, ids, d0, d1, retry) per group: min and max id, rows,
+        distinct ids, min and max date.
 
         One aggregate fills the cache and yields the counts and per-group id bounds. Distinct ids
         per group as size(array_distinct(collect_list)): no shuffle of every id, unlike
