@@ -1,11 +1,12 @@
 """gunicorn configuration of `tickcast serve` (also the Kubernetes container's `-c`).
 
 Workers: gthread, 4 threads each, chosen by `tickcast bench serve` (which measures sync, gthread x1
-and gthread x4 on the one-row POST): on this loaded 2-core machine gthread x4 gave 0.95-5x the sync
-workers' req/s and less CPU per request in every run, because it keeps connections alive where sync
-closes each one (docs/serving.md); the model call holds a lock per interpreter (4 µs). The master
-starts the registry watcher (MLflow and the Delta reads live there, not in the workers), wipes the
-Prometheus multiprocess folder at start and marks dead workers' metric files.
+and gthread x4 on the one-row POST): on this loaded 2-core machine gthread x4 gave 0.84-5x the sync
+workers' req/s (more in five runs of seven) at 0.76-1.02x their CPU per request, and it keeps
+connections alive where sync closes each one (docs/serving.md); the model call holds a lock per
+interpreter (4 µs). The master starts the registry watcher (MLflow and the Delta reads live there,
+not in the workers), wipes the Prometheus multiprocess folder at start and marks dead workers'
+metric files.
 """
 from __future__ import annotations
 
