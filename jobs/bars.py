@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from jobs import progress
 from jobs.delta_io import InsertOnce, QuerySink, spans_of
 from tickcast import schemas, tables
 from tickcast.settings import Settings
@@ -246,8 +247,8 @@ class BarWriter(QuerySink):
         from pyspark.sql import functions as F
 
         df = (spark.read.format("delta").load(tables.BARS.path(self.s)).where(F.col("source") == "ticks")
-              .groupBy("symbol").agg(F.max(F.unix_millis("window_end"))))
-        return {r[0]: int(r[1]) for r in df.collect()}
+              .groupBy("symbol").agg(F.max(F.unix_millis("window_end")).alias("ms")))
+        return {r["symbol"]: int(r["ms"]) for r in df.collect()}
 
     def _load_prev(self, spark, before_ms: int) -> dict[str, Prev]:
         # Strictly before this batch: after a crash the batch being re-run may already be there.
@@ -266,20 +267,26 @@ class BarWriter(QuerySink):
         return None if not ends or None in ends else min(ends)
 
     def __call__(self, batch, batch_id: int) -> None:
-        from jobs import progress
-
         spark = batch.sparkSession
         if not self.loaded:
-            self.closed, self.loaded = self._load_closed(spark), True
-            self.floor = min(self.closed.values(), default=None)
+            self._begin_run(spark)
         # The batch's few columns to the driver as Arrow in one job (no shuffle): its groups and id
         # runs are computed there (a Spark aggregate was ~50 ms more of every bars batch, 600 a
         # minute's worth of ingest commits in ten minutes).
         ticks = tick_frame(batch.toArrow())
         groups = batch_groups(ticks, self.closed, self.floor)
         progress.note(QUERY, batch_id, rows_dropped_by_watermark=sum(g["late"] for g in groups))
-        if not groups:
-            return
+        rows = self._final_minutes(spark, ticks, groups) if groups else []
+        if rows:
+            self._insert(spark, rows, batch_id)
+
+    def _begin_run(self, spark) -> None:
+        """Each symbol's minute boundary closed through, from the table (once per run)."""
+        self.closed, self.loaded = self._load_closed(spark), True
+        self.floor = min(self.closed.values(), default=None)
+
+    def _final_minutes(self, spark, ticks, groups: list[dict]) -> list[dict]:
+        """The aggregates of the minutes the batch made final (`batch_groups` of its `tick_frame`)."""
         cut = max(g["cut"] for g in groups)
         if not self.runs:
             self._seed(spark, cut)
@@ -293,8 +300,7 @@ class BarWriter(QuerySink):
         rows = self._close(spark, {sym: hi for sym in self.closed}, cut)
         more = self._close(spark, {sym: e for sym in self.closed if (e := self._early(sym)) is not None}, cut)
         self.floor = hi if self.floor is None else max(self.floor, hi)
-        if rows or more:
-            self._insert(spark, rows + more, batch_id)
+        return rows + more
 
     def _close(self, spark, to: dict[str, int], cut: int) -> list[dict]:
         """Aggregate each symbol's minutes from its boundary closed through up to `to[symbol]`, from

@@ -192,8 +192,8 @@ class InsertOnce:
             self.newest = None
         if self.newest is None:
             g = self.group_col
-            self.newest = {r[0]: int(r[1]) for r in spark.read.format("delta").load(path).groupBy(g)
-                           .agg(F.max(F.unix_millis(self.time_col))).collect() if r[1] is not None}
+            self.newest = {r[g]: int(r["ms"]) for r in spark.read.format("delta").load(path).groupBy(g)
+                           .agg(F.max(F.unix_millis(self.time_col)).alias("ms")).collect() if r["ms"] is not None}
         return appendable(spans, self.newest)
 
     def __call__(self, df, spans: dict, app_id: str | None, batch_id: int | None, spark=None) -> str:
