@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
-from dashboard import ids
+from dashboard import figures, health, ids
 from dashboard.data import MINUTE_MS, NEWEST, Lake, Models, newest_source
 from tickcast.settings import Settings, load
 
@@ -58,8 +58,6 @@ class Context:
 
         It reads the tables' file metadata (commit times and time statistics), not their rows.
         """
-        from dashboard import figures
-
         names = ("bars", "features", "predictions")
         token = self.lake.refresh(*names, span_ms=NEWEST)
         return self.memo("freshness", token, lambda: figures.freshness(
@@ -122,8 +120,6 @@ def header():
 
 def header_state(context: Context, now: pd.Timestamp) -> dict:
     """What the header shows, from the caches (no figure work)."""
-    from dashboard import figures, health
-
     lake, s = context.lake, context.settings
     lake.refresh("bars", "progress", span_ms=RECENT_MINUTES * MINUTE_MS)
     bars = lake["bars"]
@@ -147,7 +143,7 @@ def header_state(context: Context, now: pd.Timestamp) -> dict:
 def register_header(app, context: Context) -> None:
     from dash import Input, Output
 
-    from dashboard.components import contained
+    from dashboard.components import contained  # deferred: heavy (imports dash, plotly)
 
     @app.callback(Output(ids.HEADER_SOURCE, "children"), Output(ids.HEADER_BAR_AGE, "children"),
                   Output(ids.HEADER_CHAMPIONS, "children"), Output(ids.HEADER_STATUS, "children"),

@@ -25,7 +25,7 @@ def serve(settings, host: str, port: int) -> None:
                 self.cfg.set(k, v)
 
         def load(self):
-            from dashboard.app import create_app
+            from dashboard.app import create_app  # deferred: heavy (imports pandas, pyarrow, deltalake)
 
             return create_app(settings).server
 

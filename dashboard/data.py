@@ -468,7 +468,7 @@ class Models:
             self._at = time.monotonic()
 
     def _read(self) -> dict[int, ModelInfo]:
-        from tickcast import model_io
+        from tickcast import model_io  # deferred: heavy (imports mlflow)
 
         client = model_io.configure(self.s)
         out = {}
