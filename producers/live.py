@@ -29,6 +29,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from producers.publisher import Publisher
 from tickcast import events
 from tickcast.settings import Settings
 
@@ -966,8 +967,6 @@ class LiveProducer:
     def run(self, stop: threading.Event | None = None, serve_metrics: bool = True,
             on_recovered: Callable[[dict], None] | None = None):
         """Recover, connect, publish until `stop` is set; returns the publisher's counts after a flush."""
-        from producers.publisher import Publisher
-
         if stop is not None:
             self.stop = stop
         if self._pub is None:

@@ -22,7 +22,7 @@ def simulate_records(symbols: list[str], rate: float, seed: int = 0, count: int 
                      start_ms: int | None = None, backdate: bool = False, signal_kind: str = "linear",
                      signal_strength: float = 0.15) -> Iterator[events.Record]:
     """Simulated trades; `backdate` ends the stream near now so max-speed runs never look future-dated."""
-    from producers.simulate import SimConfig, encode_events, simulate_batches
+    from producers.simulate import SimConfig, encode_events, simulate_batches  # deferred: heavy (imports numpy, pandas)
 
     if start_ms is None:
         start_ms = int(time.time() * 1000)
