@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tickcast.litert import ExportError, LiteModel  # noqa: F401  (re-exported)
+from tickcast.modeling import batch_predictor
 from tickcast.settings import Settings
 
 EXPERIMENT = "tickcast"
@@ -62,8 +63,6 @@ class KerasForecaster(_PythonModel):
     def predict(self, context, model_input, params=None):
         import pandas as pd
 
-        from tickcast.modeling import batch_predictor
-
         X = model_input[self.meta["features"]].to_numpy("float32")
         p, r = batch_predictor(self.model)(X)
         return pd.DataFrame({"prob_up": p, "pred_return": r})
@@ -82,8 +81,6 @@ def export_litert(model, path: Path, reference_rows: np.ndarray, convert=None) -
     """
     import contextlib
     import io
-
-    from tickcast.modeling import batch_predictor
 
     path = Path(path)
     with contextlib.redirect_stdout(io.StringIO()):    # keras prints "Saved artifact at ..."
@@ -111,8 +108,6 @@ def log_model(model, meta: dict, reference: dict, input_example, reference_rows=
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
-
-    from tickcast.modeling import batch_predictor
 
     name = model_name(meta["horizon"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,8 +150,6 @@ class Loaded:
         return int(self.meta["training_end_ms"])
 
     def predictor(self):
-        from tickcast.modeling import batch_predictor
-
         return batch_predictor(self.model)
 
 

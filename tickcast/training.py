@@ -464,7 +464,7 @@ def train(s: Settings, cfg: TrainConfig, echo=print) -> dict:
     """
     import mlflow
 
-    from tickcast import model_io
+    from tickcast import model_io  # deferred: heavy (imports mlflow)
 
     t_start = time.monotonic()
     version = features.feature_version()
