@@ -36,7 +36,15 @@ from pathlib import Path
 
 from bench.ingest import (_CpuMeter, _batch_summary, _high_watermarks, _jvm_pid, _lane, _pct,
                             _run_noop, machine, private_settings, report)
+from jobs.backfill import backfill
+from jobs.delta_io import ensure_table
+from jobs.runner import run
+from producers.publisher import Publisher
+from producers.sources import simulate_records
+from stack.readings import table_rows
+from tickcast import kafka_broker, tables
 from tickcast.settings import REPO_ROOT, Settings
+from tickcast.spark import session
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
 SIM_RATE = 50.0            # trade-time rate of the simulator; at max speed it only spreads the timestamps
@@ -73,10 +81,6 @@ def _load() -> list[float]:
 
 # ---- (a) ingest + bars --------------------------------------------------------------------------
 def _publish(ls: Settings, ticks: int, seed: int = 0) -> dict:
-    from producers.publisher import Publisher
-    from producers.sources import simulate_records
-    from tickcast import kafka_broker
-
     kafka_broker.ensure_topic(ls)
     pub = Publisher(ls, "simulate")
     t0 = time.monotonic()
@@ -90,17 +94,12 @@ def _publish(ls: Settings, ticks: int, seed: int = 0) -> dict:
 
 
 def _ensure_tables(spark, ls: Settings) -> None:
-    from jobs.delta_io import ensure_table
-    from tickcast import tables
-
     for t in (tables.TICKS, tables.QUARANTINE, tables.BARS, tables.STREAM_PROGRESS):
         ensure_table(spark, t, ls)
 
 
 def _run_jobs(spark, ls: Settings, names: list[str]) -> float:
     """jobs.runner.run(available_now) as `tickcast job --available-now` runs it; returns wall seconds."""
-    from jobs.runner import run
-
     # The runner installs SIGINT/SIGTERM handlers that only set its stop event: put ours back
     # afterwards, and turn a Ctrl-C that stopped the jobs early into an interrupt of the bench.
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -119,8 +118,6 @@ def _run_jobs(spark, ls: Settings, names: list[str]) -> float:
 
 def _progress_rows(spark, ls: Settings) -> dict[str, list[dict]]:
     """ops.stream_progress of this lane: the queries' progress events, per query name."""
-    from tickcast import tables
-
     out: dict[str, list[dict]] = {}
     for r in (spark.read.format("delta").load(tables.STREAM_PROGRESS.path(ls))
               .select("query_name", "progress_json").orderBy("timestamp").collect()):
@@ -150,8 +147,6 @@ def expected_bars(spark, ls: Settings) -> int:
     """(symbol, minute)s of bronze.ticks whose end the final watermark has passed: what bars must hold."""
     from pyspark.sql import functions as F
 
-    from tickcast import tables
-
     t = spark.read.format("delta").load(tables.TICKS.path(ls))
     # In epoch ms: collected timestamps are naive local times.
     latest = t.agg(F.max(F.unix_millis("trade_time"))).first()[0]
@@ -165,8 +160,6 @@ def expected_bars(spark, ls: Settings) -> int:
 def measure_pipeline(spark, bs: Settings, ticks: int, broker_pid: int | None) -> dict:
     """(a): publish, then ingest and bars with available-now through the runner; verify the tables."""
     from pyspark.sql import functions as F
-
-    from tickcast import tables
 
     r: dict = {"expected": ticks, "publish": _publish(bs, ticks)}
     _ensure_tables(spark, bs)
@@ -246,9 +239,6 @@ def write_klines(folder: Path, symbol: str = KLINE_SYMBOL, months=KLINE_MONTHS, 
 
 def measure_backfill(spark, bs: Settings, root: Path, files: list[Path] | None) -> dict:
     """(b): backfill the files into an empty table, then again (everything already there)."""
-    from jobs.backfill import backfill
-    from tickcast import tables
-
     r: dict = {}
     if not files:
         t0 = time.monotonic()
@@ -435,9 +425,6 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
     lasts IDLE_WARMUP_S, and with `ready(lane_settings) -> bool` until that also holds (e.g. the
     first prediction); then `seconds - IDLE_WARMUP_S` are measured.
     """
-    from stack.readings import table_rows
-    from tickcast import tables
-
     if seconds <= IDLE_WARMUP_S:
         raise ValueError(f"idle seconds must be > the {IDLE_WARMUP_S:.0f} s warm-up, got {seconds}")
     ls = _lane(bs, root, name, IDLE_TOPIC + "-" + name)
@@ -588,8 +575,6 @@ def _rows(r: dict) -> list[tuple[str, str, str]]:
 
 def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float, out: Path) -> dict:
     """Run the bars benchmark on a private broker and data dir; print and return the numbers."""
-    from tickcast import kafka_broker
-
     if ticks <= 0:
         raise ValueError("ticks must be > 0")
     if idle_seconds <= IDLE_WARMUP_S:
@@ -615,8 +600,6 @@ def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float,
         r["idle"] = measure_idle(bs, root, idle_seconds, broker_pid, say=say)
 
         say("Spark session")
-        from tickcast.spark import session
-
         t0 = time.monotonic()
         spark = session(bs, app="tickcast-bench-bars", extra={"spark.ui.enabled": "false"})
         spark.range(1).count()

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from bench.features import features_bench
+from bench.predict import predict_bench
+from bench.progress import progress_bench
 from tickcast import cli_common
 
 BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard", "progress"]
@@ -33,41 +36,35 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
     if klines and name not in ("bars", "features", "dashboard"):
         raise click.UsageError("--klines applies to `bench bars`, `features` and `dashboard` only")
     if name == "ingest":
-        from bench.ingest import ingest_bench
+        from bench.ingest import ingest_bench  # deferred: heavy (imports numpy)
 
         ingest_bench(s, 3_000_000 if ticks is None else ticks, latency_seconds, out)
     elif name == "bars":
-        from bench.bars import IDLE_WARMUP_S, bars_bench
+        from bench.bars import IDLE_WARMUP_S, bars_bench  # deferred: heavy (imports numpy)
 
         if idle_seconds <= IDLE_WARMUP_S:
             raise click.BadParameter(f"must be > {IDLE_WARMUP_S:.0f} (the warm-up)", param_hint="--idle-seconds")
         bars_bench(s, 1_000_000 if ticks is None else ticks, list(klines), idle_seconds, out)
     elif name == "live":
-        from bench.live import live_bench
+        from bench.live import live_bench  # deferred: asyncio, +30 ms per CLI start
 
         live_bench(s, 30.0 if seconds is None else seconds, peak_rate, out)
     elif name == "features":
-        from bench.features import features_bench
-
         features_bench(s, list(klines), [int(h) for h in horizons.split(",") if h.strip()], out)
     elif name == "predict":
-        from bench.predict import predict_bench
-
         predict_bench(s, 200_000 if ticks is None else ticks, 3_000, out)
     elif name == "stack":
-        from bench.stack import stack_bench
+        from bench.stack import stack_bench  # deferred: heavy (imports numpy)
 
         stack_bench(s, 300.0 if seconds is None else seconds, out)
     elif name == "progress":
-        from bench.progress import progress_bench
-
         progress_bench(s, 40.0 if seconds is None else seconds, 3, 200, out)
     elif name == "serve":
-        from bench.serve import run
+        from bench.serve import run  # deferred: its gunicorn_conf loads the settings at import
 
         run(s, seconds, out)
     else:
-        from bench.dashboard import run
+        from bench.dashboard import run  # deferred: heavy (imports pandas, pyarrow, numpy)
 
         run(s, seconds, out, klines[0] if klines else None)
 

@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tickcast import schemas, tables
+from jobs.outcomes import model_scores, realize_frames
+from tickcast import features as F, schemas, tables
 from tickcast.settings import Settings
 
 MIN = 60_000
@@ -121,8 +122,7 @@ def bar_table(k: pd.DataFrame):
 
 def derived(bars, origin_start_ms: int) -> dict[str, pd.DataFrame]:
     """Feature rows, predictions and outcomes for the bars (the pipeline's pure functions)."""
-    from jobs.outcomes import realize_frames
-    from tickcast import features, model_io
+    from tickcast import features, model_io  # deferred: heavy (imports mlflow)
 
     bdf = bars.to_pandas()
     feats = features.compute(features.bars_frame(bdf))
@@ -226,8 +226,6 @@ class Writer:
 
     def span(self, lo: int, hi: int, extras: bool = True) -> None:
         """Append every table's rows of minutes [lo, hi) (outcomes by target time)."""
-        from tickcast import features as F
-
         sel = (self.bars_ms >= lo) & (self.bars_ms < hi)
         self._append(tables.BARS, self.bars.filter(sel))
         f = self.data["features"][(self._f_ms >= lo) & (self._f_ms < hi)]
@@ -245,8 +243,6 @@ class Writer:
             self.drift(hi, F)
 
     def scores(self, hi: int, _o) -> None:
-        from jobs.outcomes import model_scores
-
         allo = self.data["outcomes"]
         recent = allo[(self._o_ms > hi - 86_400_000) & (self._o_ms < hi)]
         sc = model_scores(recent, hi - MIN)
@@ -257,7 +253,7 @@ class Writer:
         self._append(tables.MODEL_SCORES, _arrow(sc, schemas.MODEL_SCORES, ("computed_at",)))
 
     def drift(self, hi: int, F) -> None:
-        from tickcast import drift, model_io
+        from tickcast import drift, model_io  # deferred: heavy (imports mlflow)
 
         f = self.data["features"]
         live = f[(self._f_ms > hi - 86_400_000) & (self._f_ms < hi) & ~f["warmup"]]
@@ -359,7 +355,7 @@ def _seen(resp: dict | None, store: str | None):
 
 
 def server_times(s: Settings, writer: Writer, next_minute: int, echo=print) -> tuple[dict, int]:
-    from dashboard.app import create_app
+    from dashboard.app import create_app  # deferred: heavy (imports deltalake)
 
     out: dict[str, dict] = {}
     minute = next_minute

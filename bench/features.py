@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from jobs.runner import run
 from tickcast.settings import Settings
+from tickcast.spark import session
 
 
 def _lane(s: Settings, root: Path) -> Settings:
@@ -28,12 +30,10 @@ def _lane(s: Settings, root: Path) -> Settings:
 def features_bench(s: Settings, klines: list[Path], horizons: list[int], out: Path, reps: int = 1000) -> dict:
     import numpy as np
 
-    from jobs.backfill import backfill
-    from jobs.runner import run
-    from tickcast import features, training
-    from bench.ingest import machine, report
-    from bench.bars import write_klines
-    from tickcast.spark import session
+    from jobs.backfill import backfill  # deferred: heavy (imports numpy)
+    from tickcast import features, training  # deferred: heavy (imports pandas, pyarrow, numpy)
+    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
+    from bench.bars import write_klines  # deferred: heavy (imports numpy)
 
     out.mkdir(parents=True, exist_ok=True)
     (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,14 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from jobs import ingest
+from jobs.delta_io import ensure_table
 from jobs.progress import last_progress, recent_progress
+from producers.publisher import Publisher
+from producers.sources import simulate_records
+from tickcast import kafka_broker, schemas, tables
 from tickcast.settings import Settings
+from tickcast.spark import session
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 SIM_RATE = 50.0            # simulated trades/s of trade time; at max speed it only sets the timestamps
@@ -91,8 +97,6 @@ def _lane(bs: Settings, root: Path, name: str, topic: str) -> Settings:
 
 
 def _records(count: int | None, seed: int = 0, **kw):
-    from producers.sources import simulate_records
-
     return simulate_records(SYMBOLS, kw.pop("rate", SIM_RATE), seed=seed, count=count, **kw)
 
 
@@ -210,8 +214,6 @@ def measure_generate(ticks: int) -> dict:
 
 def measure_produce(bs: Settings, ticks: int, broker_pid: int | None) -> dict:
     """(a): simulate -> Publisher at max speed, first send -> close() (all acknowledged)."""
-    from producers.publisher import Publisher
-
     pub = Publisher(bs, "simulate")
     box: dict = {}
     with _CpuMeter(broker_pid) as cpu:
@@ -229,9 +231,6 @@ def measure_produce(bs: Settings, ticks: int, broker_pid: int | None) -> dict:
 
 def measure_publisher_only(bs: Settings, n: int, broker_pid: int | None) -> dict:
     """Publisher over records encoded beforehand (own topic): what Kafka + the client alone can take."""
-    from producers.publisher import Publisher
-    from tickcast import kafka_broker
-
     ps = dataclasses.replace(bs, topic=PUBLISHER_TOPIC)
     kafka_broker.ensure_topic(ps)
     recs = list(_records(n, seed=1, backdate=True))
@@ -249,10 +248,6 @@ def measure_publisher_only(bs: Settings, n: int, broker_pid: int | None) -> dict
 
 # ---- (b) ingest, (c) ceilings -------------------------------------------------------------------
 def _run_ingest(spark, ls: Settings, meter: _CpuMeter | None = None) -> dict:
-    from jobs import ingest
-    from jobs.delta_io import ensure_table
-    from tickcast import tables
-
     # The tables exist before the run, as in production (created once); their creation is not timed.
     for t in (tables.TICKS, tables.QUARANTINE):
         ensure_table(spark, t, ls)
@@ -269,8 +264,6 @@ def _run_ingest(spark, ls: Settings, meter: _CpuMeter | None = None) -> dict:
 
 def _run_noop(spark, ls: Settings, name: str, transform=None) -> dict:
     """availableNow over the lane's topic with the production reader options into a noop sink."""
-    from jobs import ingest
-
     df = ingest.read_topic(spark, ls)
     df = transform(df) if transform else df.select("value")
     t0 = time.monotonic()
@@ -288,8 +281,6 @@ def _parse_only(ls: Settings):
     def transform(raw):
         import datetime as dt
 
-        from jobs import ingest
-
         # All parsed rows (good and bad), as the job caches them: filtering an uncached parse lets
         # Spark push the filter below the projection and evaluate from_json once per reference.
         return ingest.parse(raw, ls, dt.datetime.now(dt.timezone.utc))
@@ -300,8 +291,6 @@ def _json_only(raw):
     """The JSON parse alone (ingest's typed schema), nothing validated or written."""
     from pyspark.sql import functions as F
 
-    from tickcast import schemas
-
     return raw.select(F.from_json(F.col("value").cast("string"), schemas.TYPED_EVENT.spark_type()).alias("j")
                       ).select("j.*")
 
@@ -311,8 +300,6 @@ RAW_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
 
 def _run_raw_delta(spark, ls: Settings, name: str) -> dict:
     """availableNow over the lane's topic, the Kafka columns unparsed -> a Delta table of its own."""
-    from jobs import ingest
-
     t0 = time.monotonic()
     q = (ingest.read_topic(spark, ls).select(*RAW_COLUMNS).writeStream.queryName(name).format("delta")
          .option("checkpointLocation", f"{ls.checkpoint_uri}/{name}")
@@ -326,9 +313,6 @@ def _run_raw_delta(spark, ls: Settings, name: str) -> dict:
 
 def warm_up(spark, bs: Settings, root: Path) -> dict:
     """A small unmeasured pass over every code path so that (b) and (c) both run on a warm JVM."""
-    from producers.publisher import Publisher
-    from tickcast import kafka_broker
-
     ws = _lane(bs, root, "warmup", WARMUP_TOPIC)
     kafka_broker.ensure_topic(ws)
     t0 = time.monotonic()
@@ -345,8 +329,6 @@ def warm_up(spark, bs: Settings, root: Path) -> dict:
 
 def measure_ingest(spark, bs: Settings, ticks: int, broker_pid: int | None) -> dict:
     """(b): the production ingest over the whole topic, then check bronze holds every tick once."""
-    from tickcast import tables
-
     meter = _CpuMeter(broker_pid, _jvm_pid(spark))
     r = _run_ingest(spark, bs, meter)
     wall = r["wall"]
@@ -415,10 +397,7 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
     latency(row) = commit time of its version - its kafka_timestamp (CreateTime, set by the producer
     when the record was handed to librdkafka, so linger and the broker round trip are included).
     """
-    from jobs import ingest
-    from producers.publisher import Publisher
     from pyspark.sql import functions as F
-    from tickcast import kafka_broker, tables
 
     ls = _lane(bs, root, "live", LIVE_TOPIC)
     kafka_broker.ensure_topic(ls)
@@ -586,8 +565,6 @@ def _rows(r: dict) -> list[tuple[str, str, str]]:
 
 def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> dict:
     """Run the whole ingest benchmark on a private broker and data dir; print and return the numbers."""
-    from tickcast import kafka_broker
-
     if ticks <= 0:
         raise ValueError("ticks must be > 0")
     out = Path(out)
@@ -618,8 +595,6 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
         r["publisher_only"] = measure_publisher_only(bs, n_po, broker_pid)
 
         say("Spark session")
-        from tickcast.spark import session
-
         t0 = time.monotonic()
         spark = session(bs, app="tickcast-bench", extra={"spark.ui.enabled": "false"})
         spark.range(1).count()  # the first action's own start-up belongs to start-up, not to (b)

@@ -31,6 +31,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from producers.live import LiveOptions, LiveProducer
+from producers.publisher import Publisher
+from tickcast import kafka_broker
 from tickcast.settings import Settings
 
 SYMBOLS = 400
@@ -78,8 +81,6 @@ def _records(n: int, symbols: int) -> list[tuple[bytes, bytes]]:
 
 
 def reference(s: Settings, rate: float, seconds: float) -> dict:
-    from producers.publisher import Publisher
-
     recs = _records(REFERENCE_RECORDS, SYMBOLS)
     pub = Publisher(s, "simulate")
     t0 = time.monotonic()
@@ -160,8 +161,6 @@ def _cpu(pid: int) -> float:
 
 def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> dict:
     """The stand-in at `rate` events/s for `seconds` (after a warm-up), the producer in this process."""
-    from producers.live import LiveOptions, LiveProducer
-
     port = _free_port()
     ex = _Standin(port, rate)
     ls = dataclasses.replace(s, binance_ws_url=f"ws://127.0.0.1:{port}", binance_rest_url=ex.url,
@@ -218,8 +217,7 @@ def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> d
 
 
 def live_bench(s: Settings, seconds: float, peak_rate: float, out: Path) -> dict:
-    from tickcast import kafka_broker
-    from bench.ingest import machine
+    from bench.ingest import machine  # deferred: heavy (imports numpy)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

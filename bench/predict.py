@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from jobs.runner import run
 from tickcast.settings import Settings
+from tickcast.spark import session
 
 
 def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
@@ -26,13 +28,11 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType
 
-    from jobs import predict, sim_history
-    from jobs.runner import run
-    from jobs.scoring import Scorer
-    from producers.simulate import SimConfig
-    from tickcast import model_io, training
-    from bench.ingest import machine, report
-    from tickcast.spark import session
+    from jobs import predict, sim_history  # deferred: heavy (imports pyspark, numpy)
+    from jobs.scoring import Scorer  # deferred: heavy (imports pyspark, numpy)
+    from producers.simulate import SimConfig  # deferred: heavy (imports pandas, pyarrow, numpy)
+    from tickcast import model_io, training  # deferred: heavy (imports mlflow)
+    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
 
     out.mkdir(parents=True, exist_ok=True)
     (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)

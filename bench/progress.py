@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from tickcast.settings import Settings
+from tickcast.spark import session
 
 WAYS = ("none", "json-poll", "public-poll", "listener")
 POLL_S = 0.5
@@ -70,7 +71,7 @@ def _listener_class():
 
 
 def _run_way(spark, way: str, seconds: float, root: Path, jvm: int) -> dict:
-    from jobs.progress import last_progress
+    from jobs.progress import last_progress  # deferred: heavy (imports numpy)
 
     batches = []
     stream = (spark.readStream.format("rate").option("rowsPerSecond", 5).load()
@@ -110,7 +111,7 @@ def _run_way(spark, way: str, seconds: float, root: Path, jvm: int) -> dict:
 
 def _per_read(spark, root: Path, reads: int, jvm: int) -> dict:
     """Each poll read alone, `reads` times on a query that has progress: seconds per call."""
-    from jobs.progress import last_progress
+    from jobs.progress import last_progress  # deferred: heavy (imports numpy)
 
     q = (spark.readStream.format("rate").option("rowsPerSecond", 5).load()
          .writeStream.foreachBatch(lambda df, bid: None)
@@ -133,8 +134,7 @@ def _per_read(spark, root: Path, reads: int, jvm: int) -> dict:
 
 
 def progress_bench(s: Settings, seconds: float, rounds: int, reads: int, out: Path) -> dict:
-    from bench.ingest import machine, report
-    from tickcast.spark import session
+    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
 
     out.mkdir(parents=True, exist_ok=True)
     (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)

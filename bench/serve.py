@@ -22,6 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench._fixtures import demo_lake
+from serving import gunicorn_conf, launch, registry
 from tickcast.settings import Settings
 
 CONNECTIONS = 8          # as MEASURED.md's serving table
@@ -154,11 +156,9 @@ def litert_loop(model, x, seconds: float = 3.0) -> dict:
 def run(settings: Settings, seconds: float | None, out: Path) -> dict:
     import numpy as np
 
-    from bench._fixtures import demo_lake
-    from serving import launch, registry
-    from tickcast import lake, model_io, tables
-    from bench.ingest import machine, report
-    from tickcast.litert import LiteModel
+    from tickcast import lake, model_io, tables  # deferred: heavy (imports mlflow)
+    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
+    from tickcast.litert import LiteModel  # deferred: heavy (imports numpy)
 
     seconds = float(seconds or 20)
     s = settings
@@ -193,8 +193,6 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                          "load_generator": "wrk" if shutil.which("wrk") else "serving.loadgen", "routes": {}}
         tmp = root / "load"
         tmp.mkdir()
-        from serving import gunicorn_conf
-
         default = gunicorn_conf.worker_class + (f" x{gunicorn_conf.threads}" if gunicorn_conf.worker_class == "gthread"
                                                 else "")
         post_name = list(bodies)[0]

@@ -23,6 +23,7 @@ import numpy as np
 
 from bench.ingest import _pct, private_settings, report
 from bench.bars import IDLE_WARMUP_S, _load, _say, measure_idle
+from tickcast import kafka_broker, lake, tables
 from tickcast.settings import Settings
 
 RATE = 50.0
@@ -81,8 +82,6 @@ def _epoch(x) -> float:
 
 def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0) -> dict:
     """Window end -> commit of bar, features and predictions, for bars ending in [since, until - settle_s)."""
-    from tickcast import tables
-
     bars = commit_times(tables.BARS.path(ls), ["symbol", "window_start"])
     feats = commit_times(tables.FEATURES.path(ls), ["symbol", "window_start"])
     preds = commit_times(tables.PREDICTIONS.path(ls), ["symbol", "window_start"])   # first horizon's commit
@@ -120,8 +119,6 @@ def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0) 
 
 def ready_after_first_prediction(settle_s: float):
     """A `ready` check for measure_idle: true `settle_s` after the first prediction row was seen."""
-    from tickcast import lake, tables
-
     seen: list[float] = []
 
     def ready(ls: Settings) -> bool:
@@ -188,8 +185,6 @@ def stack_bench(s: Settings, seconds: float, out: Path, keep: bool = False) -> d
     """Run the stack bench on a private broker and data dir; print and return the numbers."""
     import datetime as dt
     import shutil
-
-    from tickcast import kafka_broker
 
     if seconds <= 60:
         raise ValueError("seconds must be > 60 (freshness needs whole minutes)")
