@@ -10,6 +10,8 @@ crash adds nothing twice.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from jobs.delta_io import InsertOnce, QuerySink, append_once, spans_of
 from tickcast import features, lake, schemas, tables
 from tickcast.settings import Settings
@@ -82,6 +84,19 @@ def to_rows(out):
                      for c in schemas.FEATURES.names})
 
 
+def late_rows(out, batch_id: int, now):
+    """Stateful output rows (Arrow) -> ops.late_bars rows of the late bars among them (pure transform)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    late = out.filter(pc.equal(out["kind"], "late"))
+    n = late.num_rows
+    return pa.table({"query_name": pa.array([QUERY] * n, pa.string()), "symbol": late["symbol"],
+                     "window_start": late["window_ms"].cast(pa.timestamp("ms", tz="UTC")),
+                     "batch_id": pa.array([batch_id] * n, pa.int64()),
+                     "noticed_at": pa.array([now] * n, pa.timestamp("us", tz="UTC"))})
+
+
 class FeatureWriter(QuerySink):
     """foreachBatch sink: the feature rows inserted once; late bars appended idempotently."""
 
@@ -91,29 +106,16 @@ class FeatureWriter(QuerySink):
         self.insert = InsertOnce(tables.FEATURES, s, schemas.FEATURES_KEY)
 
     def __call__(self, batch, batch_id: int) -> None:
-        import pyarrow.compute as pc
-        from pyspark.sql import functions as F
-
         # One action, so the stateful step runs once for the batch; its few rows come to the
         # driver as Arrow and go to the table from there (a persist, an aggregate over it and the
         # insert's read were three Spark jobs, ~0.3 s of a live batch).
         out = batch.toArrow()
-        if not out.num_rows:
-            return
-        spark = batch.sparkSession
-        feat = to_rows(out)
+        feat, late = to_rows(out), late_rows(out, batch_id, dt.datetime.now(dt.timezone.utc))
         if feat.num_rows:
             spans = spans_of(feat["symbol"].to_pylist(), lake.to_ms(feat["window_start"]))
-            self.insert(feat, spans, self.app_id(QUERY), batch_id, spark=spark)
-        late = out.filter(pc.equal(out["kind"], "late"))
+            self.insert(feat, spans, self.app_id(QUERY), batch_id, spark=batch.sparkSession)
         if late.num_rows:
-            rows = (spark.createDataFrame(late, batch.schema)
-                    .select(F.lit(QUERY).alias("query_name"), "symbol",
-                            F.timestamp_millis("window_ms").alias("window_start"),
-                            F.lit(batch_id).cast("bigint").alias("batch_id"),
-                            F.current_timestamp().alias("noticed_at")))
-            append_once(rows, tables.LATE_BARS.path(self.s), self.app_id(QUERY + "-late"), batch_id,
-                        rows=late.num_rows)
+            append_once(late, tables.LATE_BARS.path(self.s), self.app_id(QUERY + "-late"), batch_id)
 
 
 def start(spark, s: Settings, available_now: bool = False):
