@@ -237,31 +237,50 @@ class OutcomeWriter(QuerySink):
     def __call__(self, batch, batch_id: int) -> None:
         import time
 
-        from delta.tables import DeltaTable
+        # One literal time for the whole batch (not current_timestamp() re-evaluated per action).
+        spark, now_ms = batch.sparkSession, int(time.time() * 1000)
+        self._advance_latest(spark, batch)
+        if not self.latest or not self._predictions_exist(spark):
+            return
+        inserted = self.realize_pending(spark, now_ms)
+        self.write_scores(spark, batch_id, now_ms)
+        log.info("outcomes batch %d: %d realized", batch_id, inserted)
+
+    def _advance_latest(self, spark, batch) -> None:
+        """The latest bar minute per symbol, advanced by the batch's bars."""
         from pyspark.sql import functions as F
 
-        spark = batch.sparkSession
-        # One literal time for the whole batch (not current_timestamp() re-evaluated per action).
-        now_ms = int(time.time() * 1000)
         new = {r["symbol"]: int(r["ms"]) for r in
                batch.groupBy("symbol").agg(F.max(F.unix_millis("window_start")).alias("ms")).collect()}
         if self.latest is None:
             self.latest = self._load_latest(spark)
         for sym, ms in new.items():
             self.latest[sym] = max(self.latest.get(sym, ms), ms)
-        if not self.latest:
-            return
+
+    def _predictions_exist(self, spark) -> bool:
+        from delta.tables import DeltaTable
+
         if not self.predictions_exist:
             if not DeltaTable.isDeltaTable(spark, tables.PREDICTIONS.path(self.s)):
                 log.info("outcomes: %s does not exist yet (the predict job creates it)", tables.PREDICTIONS.name)
-                return
+                return False
             self.predictions_exist = True
-        inserted = self.realize_pending(spark, now_ms)
-        self.write_scores(spark, batch_id, now_ms)
-        log.info("outcomes batch %d: %d realized", batch_id, inserted)
+        return True
 
     def realize_pending(self, spark, now_ms: int) -> int:
         """Insert the outcomes of every pending prediction whose target bar is known; returns the count."""
+        pending = self._pending(spark).persist()
+        try:
+            n, rows, window_span = self._realized(spark, pending, now_ms)
+            if n:
+                self._merge(rows, window_span)
+            self.done_upto = (dict(self.latest), now_ms)      # only once the MERGE has committed
+            return n
+        finally:
+            pending.unpersist()
+
+    def _pending(self, spark):
+        """Predictions whose target bar is known and that are not in gold.outcomes yet."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
@@ -270,7 +289,7 @@ class OutcomeWriter(QuerySink):
         hi = max(self.latest.values())
         pred_path = tables.PREDICTIONS.path(self.s)
         # One snapshot of the predictions for the whole batch (the predict job appends meanwhile).
-        version = DeltaTable.forPath(spark, pred_path).history(1).select("version").first()[0]
+        version = DeltaTable.forPath(spark, pred_path).history(1).select("version").first()["version"]
         latest = local_frame(spark, sorted(self.latest.items()), "symbol string, latest_ms bigint")
         due = (spark.read.format("delta").option("versionAsOf", version).load(pred_path)
                .where(F.col("target_time") <= _lit_ts(hi))             # literal: file skipping
@@ -284,50 +303,58 @@ class OutcomeWriter(QuerySink):
             due, done = due.where(recent), done.where(recent)
         done = done.select(*KEY)
         # dropDuplicates: the predictions' key is unique by contract; this keeps outcomes unique even if not.
-        pending = due.join(done, list(KEY), "left_anti").dropDuplicates(list(KEY)).persist()
+        return due.join(done, list(KEY), "left_anti").dropDuplicates(list(KEY))
+
+    def _realized(self, spark, pending, now_ms: int):
+        """(count, gold.outcomes rows, (min, max) window start in epoch ms) of the pending predictions;
+        (0, None, None) when there are none."""
+        from pyspark.sql import functions as F
+
+        inputs = pending.select(*[F.unix_millis(c).alias(c) if c in MS_COLS else c for c in INPUT_COLS])
+        # The usual batch (a minute's predictions) fits the driver: one collect gives the rows and
+        # their bounds, and pandas realizes them with no Python-worker round trip.
+        small = inputs.limit(self.driver_rows + 1).toPandas()
+        if len(small) <= self.driver_rows:
+            n = len(small)
+            if not n:
+                return 0, None, None
+            ws_lo, ws_hi = int(small["window_start"].min()), int(small["window_start"].max())
+            t_hi = int(small["target_time"].max())
+        else:
+            small = None
+            b = pending.agg(F.count(F.lit(1)).alias("n"), F.min(F.unix_millis("window_start")).alias("ws_lo"),
+                            F.max(F.unix_millis("window_start")).alias("ws_hi"),
+                            F.max(F.unix_millis("target_time")).alias("t_hi")).first()
+            n, ws_lo, ws_hi, t_hi = b["n"], b["ws_lo"], b["ws_hi"], b["t_hi"]
+        bars = (spark.read.format("delta").load(tables.BARS.path(self.s))
+                .where((F.col("window_start") > _lit_ts(ws_lo)) & (F.col("window_start") <= _lit_ts(t_hi)))
+                .select("symbol", F.unix_millis("window_start").alias("window_ms"),
+                        F.col("close").cast("double").alias("close")))
+        if small is not None:
+            realized = spark.createDataFrame(realize_frames(small, bars.toPandas()), _realized_ddl())
+        else:
+            # A backlog (first run after a long backfill, a replay): per symbol in the Python workers.
+            realized = (inputs.groupBy("symbol").cogroup(bars.groupBy("symbol"))
+                        .applyInPandas(_realize_group, _realized_ddl()))
+        realized = realized.withColumn("window_start", F.timestamp_millis("window_start"))
+        rows = (pending.join(realized, list(KEY))
+                .select(*schemas.PREDICTIONS.names, *DERIVED, _lit_ts(now_ms).alias("outcome_time"))
+                .select(*schemas.OUTCOMES.names))
+        return int(n), rows, (ws_lo, ws_hi)
+
+    def _merge(self, rows, window_span: tuple[int, int]) -> None:
+        """Insert-only MERGE of the outcome rows on the key, bounded by their window starts."""
+        from delta.tables import DeltaTable
+
+        ws_lo, ws_hi = window_span
+        rows = rows.persist()   # the MERGE must see exactly what was computed once
         try:
-            inputs = pending.select(*[F.unix_millis(c).alias(c) if c in MS_COLS else c for c in INPUT_COLS])
-            # The usual batch (a minute's predictions) fits the driver: one collect gives the rows and
-            # their bounds, and pandas realizes them with no Python-worker round trip.
-            small = inputs.limit(self.driver_rows + 1).toPandas()
-            if len(small) <= self.driver_rows:
-                n = len(small)
-                if not n:
-                    self.done_upto = (dict(self.latest), now_ms)
-                    return 0
-                ws_lo, ws_hi = int(small["window_start"].min()), int(small["window_start"].max())
-                t_hi = int(small["target_time"].max())
-            else:
-                small = None
-                n, ws_lo, ws_hi, t_hi = pending.agg(
-                    F.count(F.lit(1)), F.min(F.unix_millis("window_start")), F.max(F.unix_millis("window_start")),
-                    F.max(F.unix_millis("target_time"))).first()
-            bars = (spark.read.format("delta").load(tables.BARS.path(self.s))
-                    .where((F.col("window_start") > _lit_ts(ws_lo)) & (F.col("window_start") <= _lit_ts(t_hi)))
-                    .select("symbol", F.unix_millis("window_start").alias("window_ms"),
-                            F.col("close").cast("double").alias("close")))
-            if small is not None:
-                realized = spark.createDataFrame(realize_frames(small, bars.toPandas()), _realized_ddl())
-            else:
-                # A backlog (first run after a long backfill, a replay): per symbol in the Python workers.
-                realized = (inputs.groupBy("symbol").cogroup(bars.groupBy("symbol"))
-                            .applyInPandas(_realize_group, _realized_ddl()))
-            realized = realized.withColumn("window_start", F.timestamp_millis("window_start"))
-            rows = (pending.join(realized, list(KEY))
-                    .select(*schemas.PREDICTIONS.names, *DERIVED, _lit_ts(now_ms).alias("outcome_time"))
-                    .select(*schemas.OUTCOMES.names))
-            rows = rows.persist()   # the MERGE must see exactly what was computed once
-            try:
-                cond = (" AND ".join(f"t.{k} = s.{k}" for k in KEY)
-                        + f" AND t.window_start BETWEEN timestamp_millis({ws_lo}) AND timestamp_millis({ws_hi})")
-                (DeltaTable.forPath(spark, tables.OUTCOMES.path(self.s)).alias("t")
-                 .merge(rows.alias("s"), cond).whenNotMatchedInsertAll().execute())
-            finally:
-                rows.unpersist()
-            self.done_upto = (dict(self.latest), now_ms)      # only once the MERGE has committed
-            return int(n)
+            cond = (" AND ".join(f"t.{k} = s.{k}" for k in KEY)
+                    + f" AND t.window_start BETWEEN timestamp_millis({ws_lo}) AND timestamp_millis({ws_hi})")
+            (DeltaTable.forPath(rows.sparkSession, tables.OUTCOMES.path(self.s)).alias("t")
+             .merge(rows.alias("s"), cond).whenNotMatchedInsertAll().execute())
         finally:
-            pending.unpersist()
+            rows.unpersist()
 
     def write_scores(self, spark, batch_id: int, now_ms: int) -> None:
         """Append this batch's rolling scores once (a re-run batch finds its txnVersion committed)."""
