@@ -12,6 +12,11 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data" / "binance"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--chaos-seed", type=int, default=24,
+                     help="seed of tests/integration/test_chaos.py's data and fault schedule (printed by the test)")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
