@@ -29,7 +29,7 @@ def _bars(s):
     return df
 
 
-def test_backfill_while_bars_runs_is_refused_and_writes_nothing(base_settings, shared_data, tmp_path):
+def test_backfill_while_bars_runs_is_refused_and_writes_nothing(spark, base_settings, shared_data, tmp_path):
     d = tmp_path / "data"
     # A data directory of its own: the test process may hold the shared one's lock (and a job it
     # starts is then let in as its child), which is not the case under test.
@@ -41,8 +41,9 @@ def test_backfill_while_bars_runs_is_refused_and_writes_nothing(base_settings, s
         return subprocess.run([TICKCAST, "backfill", "--klines", *paths], env=env, capture_output=True, text=True,
                               timeout=300, cwd=REPO)
 
-    r = backfill(files[0])
-    assert r.returncode == 0 and "inserted 1440" in r.stdout, r.stdout + r.stderr[-2000:]
+    from jobs.backfill import backfill as load_klines
+
+    assert load_klines(spark, s, [files[0]])["inserted"] == 1440      # the first day, in this process
     before = _bars(s)
     assert len(before) == 1440
 
