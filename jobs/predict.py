@@ -91,7 +91,8 @@ def waiting_for(s: Settings):
 def start(spark, s: Settings, available_now: bool = False, writer: PredictWriter | None = None):
     """Start the predict query on the silver.features stream; returns the StreamingQuery.
 
-    `writer`: the sink to use (a caller that reads its `scorer.loads`); a new one by default.
+    `writer`: a new sink for this start, made by a caller that reads its `scorer.loads` (a sink
+    serves one query: it knows the query's id and whether a batch is the run's first).
     """
     from jobs.delta_io import ensure_table, read_stream, start_sink
 

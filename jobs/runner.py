@@ -71,8 +71,8 @@ class Job:
 
     @property
     def running(self) -> bool:
-        """Still to do: not started yet, or active."""
-        return self.query is None or self.query.isActive
+        """Still to do: not started yet, active, or failed and not `check`ed yet."""
+        return self.query is None or self.query.isActive or self.query.exception() is not None
 
 
 def jobs_of(names, s: Settings, starters: dict[str, Callable] | None = None) -> list[Job]:
@@ -123,11 +123,13 @@ def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
         j.try_start(spark, s, available_now)
     last_flush = time.monotonic()
     try:
-        while not stop.is_set() and any(j.running for j in jobs):
+        while not stop.is_set():
             for j in jobs:
-                j.check()
+                j.check()          # first: a gated query that failed is waiting again, not done
                 if j.query is None:
                     j.try_start(spark, s, available_now)
+            if not any(j.running for j in jobs):
+                break
             time.sleep(0.5)
             recorder.collect(started())
             if on_progress:

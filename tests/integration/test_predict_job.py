@@ -275,3 +275,39 @@ def test_rerun_after_predictions_committed_but_not_the_plan_keeps_their_version(
     got = _predictions(s)
     assert len(got) == n + 30 and set(got.loc[got["batch_id"] == 1, "model_version"]) == {v1, v2}
     model_io.set_alias(client, "tickcast-h1", "champion", v1, "back")
+
+
+def test_alias_removed_mid_run_waits_without_losing_a_batch_then_scores_it_once(spark, trained, tmp_path):
+    """The champion alias disappears while the stream runs: the next batch commits nothing (the query
+    stops, the runner waits for a model), and once the alias is back that batch is scored, once."""
+    import shutil
+
+    s0, rep = trained
+    s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
+    shutil.copytree(tables.FEATURES.path(s0), tables.FEATURES.path(s))
+    client = model_io.configure(s)
+    version = rep["version"]
+    model_io.set_alias(client, "tickcast-h1", "champion", version, "test")
+    n_hist = len(_direct(s, version))
+    stop, th, _ = _run_in_thread(s, spark)
+    try:
+        _wait(lambda: len(_predictions(s)) >= n_hist, 300, "predictions of the history")
+        client.delete_registered_model_alias("tickcast-h1", "champion")
+        t = lake.read(tables.FEATURES, s).to_pandas()
+        t = t[~t["warmup"] & (t["feature_version"] == features.feature_version())].head(12)
+        t = t.assign(window_start=t["window_start"] + pd.Timedelta(days=500))
+        spark.createDataFrame(t, tables.FEATURES.schema.spark_type()).write.format("delta").mode("append") \
+            .save(tables.FEATURES.path(s))
+        time.sleep(20)
+        assert len(_predictions(s)) == n_hist and th.is_alive()        # not scored, not lost, still running
+        model_io.set_alias(client, "tickcast-h1", "champion", version, "back")
+        _wait(lambda: len(_predictions(s)) >= n_hist + 12, 300, "the held batch scored")
+    finally:
+        stop.set()
+        th.join(120)
+        if model_io.resolve(client, "tickcast-h1", "champion") is None:
+            model_io.set_alias(client, "tickcast-h1", "champion", version, "test")
+    got = _predictions(s)
+    assert len(got) == n_hist + 12 and not got.duplicated(["symbol", "window_ms", "horizon"]).any()
+    plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
+    assert not plan.duplicated(["batch_id", "horizon"]).any() and set(plan["model_version"]) == {version}
