@@ -48,7 +48,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.spark]
 MIN = 60_000
 START_MS = 1_790_000_000_000 // MIN * MIN + 7 * MIN  # after the shared champion's training end
 MINUTES = 150                 # > features.WINDOW (120): the last half hour is scored
-RATE = 18.0                   # trades/s over 2 symbols: ~220,000 trades in 150 min (the simulator's profile)
+RATE = 18.0                   # trades/s over 2 symbols, scaled per seed to TRADES in all
+TRADES = 210_000
 BAD_EVERY = 800               # about one bad record per 800 trades (~250 in all)
 SPEED = 60                    # first replay: 150 minutes of trade time in ~150 s
 SPEED_AGAIN = 240             # the restarted producer: the whole file again in ~40 s
@@ -72,7 +73,13 @@ def _source(tmp_path: Path, seed: int) -> Source:
     from producers.simulate import SimConfig, encode_events, simulate_batches
     from tickcast import events
 
-    stream = simulate_batches(SimConfig(symbols=("BTCUSDT", "ETHUSDT"), rate=RATE, seed=seed, start_ms=START_MS))
+    def config(rate: float) -> SimConfig:
+        return SimConfig(symbols=("BTCUSDT", "ETHUSDT"), rate=rate, seed=seed, start_ms=START_MS)
+
+    # The simulator's activity varies with the seed: scale the rate so that every seed gives ~TRADES.
+    probe = simulate_batches(config(RATE))
+    n = sum(len(next(probe)) for _ in range(MINUTES))
+    stream = simulate_batches(config(RATE * TRADES / n))
     rng = random.Random(seed)
     # One line each; the producer forwards every one (re-compacting those that parse as trade events).
     sendable = [(events.from_recording_line(v).value, why) for v, why in BAD if v.strip() and b"\n" not in v]
