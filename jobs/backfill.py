@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tickcast import schemas, tables
+from jobs.delta_io import ensure_table
+from producers.live import KlinesClient
+from producers.replay import open_bytes
+from tickcast import lake, schemas, tables
 from tickcast.settings import Settings
 
 KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
@@ -34,8 +37,6 @@ def read_klines(path: Path, symbol: str | None = None):
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
-
-    from producers.replay import open_bytes
 
     sym = symbol or symbol_of(path)
     if not sym:
@@ -119,8 +120,6 @@ def insert_klines(spark, s: Settings, raw) -> dict:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    from jobs.delta_io import ensure_table
-
     ensure_table(spark, tables.BARS, s)
     if raw.num_rows == 0:
         return {"rows_read": 0, "inserted": 0, "already_present": 0}
@@ -147,8 +146,6 @@ def insert_klines(spark, s: Settings, raw) -> dict:
 def klines_frontier(s: Settings, symbol: str, start_ms: int, end_ms: int) -> int:
     """Where a REST backfill of [start_ms, end_ms) resumes: the minute after the newest kline bar
     of `symbol` in that range (pages are inserted oldest first), else `start_ms`."""
-    from tickcast import lake
-
     if not lake.exists(tables.BARS, s):
         return start_ms
     t = lake.read(tables.BARS, s, columns=["window_start"],
@@ -169,8 +166,6 @@ def rest_backfill(spark, s: Settings, symbols: list[str], lookback_hours: float,
     per 1,000 minutes) and honour Retry-After. `echo` gets one progress line per chunk.
     """
     import time
-
-    from producers.live import KlinesClient
 
     total = {"rows_read": 0, "inserted": 0, "already_present": 0, "requests": 0}
     if lookback_hours <= 0:

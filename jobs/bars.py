@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobs import progress
-from jobs.delta_io import InsertOnce, QuerySink, spans_of
+from jobs.delta_io import InsertOnce, QuerySink, arrow_rows, ensure_table, rs_query, spans_of, start_sink, utc
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -344,8 +344,6 @@ class BarWriter(QuerySink):
         where a Spark read of bronze costs ~0.6 s even for one minute)."""
         import datetime as dt
 
-        from jobs.delta_io import rs_query
-
         day = dt.datetime.fromtimestamp(min(lo for lo, _ in targets.values()) / 1000, dt.timezone.utc).date()
         # Symbols passed ingest's pattern (letters, digits, '_' and '-'): safe inside quotes.
         ranges = " OR ".join(f"(symbol = '{sym}' AND trade_time >= to_timestamp_millis({lo})"
@@ -420,8 +418,6 @@ class BarWriter(QuerySink):
 
     def _insert(self, spark, rows: list[dict], batch_id: int | None) -> None:
         import datetime as dt
-
-        from jobs.delta_io import arrow_rows, utc
 
         if self.prev is None:
             self.prev = self._load_prev(spark, min(r["window_ms"] for r in rows))
@@ -545,8 +541,6 @@ def _collect(agg) -> list[dict]:
 
 def start(spark, s: Settings, available_now: bool = False):
     """Start the bars query on the bronze.ticks stream; returns the StreamingQuery."""
-    from jobs.delta_io import ensure_table, start_sink
-
     ensure_table(spark, tables.TICKS, s)
     ensure_table(spark, tables.BARS, s)
     ticks = (spark.readStream.format("delta").load(tables.TICKS.path(s))

@@ -1,7 +1,8 @@
 """Delta table helpers shared by the jobs: create by declared schema, idempotent appends."""
 from __future__ import annotations
 
-from tickcast import tables
+from jobs import delta_checksum, trigger_phase
+from tickcast import lake, tables
 from tickcast.settings import Settings
 from tickcast.tables import Table
 
@@ -110,8 +111,6 @@ def rs_append(data, path: str, app_id: str | None = None, version: int | None = 
     """
     import pyarrow as pa
     from deltalake import CommitProperties, Transaction, write_deltalake
-
-    from jobs import delta_checksum
 
     dt = rs_table(path)
     if app_id is not None:
@@ -247,8 +246,6 @@ def rs_table(path: str):
     """The Delta table at `path` as a delta-rs DeltaTable: one per process, brought up to date."""
     from deltalake import DeltaTable
 
-    from tickcast import lake
-
     uri = lake.rs_uri(path)
     dt = _rs_tables.get(uri)
     if dt is None:
@@ -301,8 +298,6 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
         q = writer.trigger(processingTime=f"{secs:g} seconds").start()
         if phase_seconds > 0:
             import threading
-
-            from jobs import trigger_phase
 
             # The executor appears once the query's thread has planned its sources; other
             # queries need not wait for that.

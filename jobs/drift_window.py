@@ -11,8 +11,9 @@ from typing import Callable
 
 import numpy as np
 
+from jobs.delta_io import append_once, arrow_rows, utc
 from jobs.predict_models import Slot
-from tickcast import features, schemas, tables
+from tickcast import drift, features, lake, schemas, tables
 from tickcast.settings import Settings
 
 APP = "predict-drift"         # the app id (with the query's id) of gold.drift's idempotent appends
@@ -22,9 +23,6 @@ def drift_rows(window: deque, slots: list[Slot], reference: Callable[[Slot], dic
                batch_id: int, now_ms: int) -> list[dict]:
     """gold.drift rows of the window (`(window_ms, feature row)` pairs, oldest first) against each
     slot's model of this feature version, one model version once (pure but for `reference`)."""
-    from jobs.delta_io import utc
-    from tickcast import drift
-
     if not window:
         return []
     names = list(features.FEATURES)
@@ -51,8 +49,6 @@ def _finite(x: float) -> float | None:
 
 def _feature_rows(t) -> list[tuple[int, np.ndarray]]:
     """Arrow rows with window_start and the feature columns -> (window_ms, row) sorted by time (pure)."""
-    from tickcast import lake
-
     names = list(features.FEATURES)
     if not t.num_rows:
         return []
@@ -77,8 +73,6 @@ class DriftWindow:
         """Advance the window by the batch's rows (`scored`, Arrow) and append its drift rows once."""
         import pyarrow.compute as pc
 
-        from jobs.delta_io import append_once, arrow_rows
-
         if self.live is None:
             self.live = deque(self._from_table(now_ms))
         fv = features.feature_version()
@@ -95,8 +89,6 @@ class DriftWindow:
     def _from_table(self, now_ms: int) -> list[tuple[int, np.ndarray]]:
         """After a (re)start: the window so far, from silver.features."""
         import pyarrow as pa
-
-        from tickcast import lake
 
         if not lake.exists(tables.FEATURES, self.s):
             return []

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from jobs.delta_io import InsertOnce, QuerySink, append_once, spans_of
+from jobs.delta_io import InsertOnce, QuerySink, append_once, ensure_table, read_stream, spans_of, start_sink
 from tickcast import features, lake, schemas, tables
+from tickcast.pyworker import cheap_import_invalidation
 from tickcast.settings import Settings
 
 QUERY = "features"
@@ -45,8 +46,6 @@ def step(key, frames, state):
     """The per-symbol stateful step (runs in a Python worker)."""
     import numpy as np
     import pandas as pd
-
-    from tickcast.pyworker import cheap_import_invalidation
 
     cheap_import_invalidation()
     (symbol,) = key
@@ -121,8 +120,6 @@ class FeatureWriter(QuerySink):
 def start(spark, s: Settings, available_now: bool = False):
     """Start the features query on the silver.bars_1m stream; returns the StreamingQuery."""
     from pyspark.sql.streaming.state import GroupStateTimeout
-
-    from jobs.delta_io import ensure_table, read_stream, start_sink
 
     for t in (tables.BARS, tables.FEATURES, tables.LATE_BARS):
         ensure_table(spark, t, s)

@@ -12,7 +12,8 @@ import datetime as dt
 import logging
 from typing import NamedTuple
 
-from jobs.delta_io import RS_MAX_ROWS, QuerySink, append_once, kill_point, rs_append
+from jobs.delta_io import (RS_MAX_ROWS, QuerySink, append_once, arrow_rows, ensure_table, kill_point, local_frame,
+                           rs_append, start_sink, utc)
 from tickcast import data_loss, events, schemas, tables
 from tickcast.settings import Settings
 
@@ -211,8 +212,6 @@ def parse(raw, s: Settings, now: dt.datetime, columns: ParseColumns | None = Non
     """
     from pyspark.sql import functions as F
 
-    from jobs.delta_io import local_frame
-
     columns = columns or parse_columns(s)
     clock = local_frame(raw.sparkSession, [(now,)], "batch_time timestamp")
     return _project(raw.crossJoin(F.broadcast(clock)), columns.typed)
@@ -393,8 +392,6 @@ class LostOffsets:
 
     def record(self, batch_id: int) -> int:
         """Append the batch's losses once; returns how many offsets were lost."""
-        from jobs.delta_io import arrow_rows, utc
-
         if not self.planned or self.read is None:
             return 0
         lost = data_loss.losses(self.planned, self.read)
@@ -611,8 +608,6 @@ class TickWriter(QuerySink):
 
 def start(spark, s: Settings, available_now: bool = False):
     """Start the ingest query; returns the StreamingQuery."""
-    from jobs.delta_io import ensure_table, start_sink
-
     for t in (tables.TICKS, tables.QUARANTINE, tables.LOST_OFFSETS):
         ensure_table(spark, t, s)
     return start_sink(read_topic(spark, s), QUERY, TickWriter(s), s, available_now,

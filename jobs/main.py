@@ -13,6 +13,8 @@ from pathlib import Path
 # spark-submit runs this file directly; make the repo's packages importable without an install.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobs.runner import run
+from tickcast.kafka_broker import BrokerError, require_reachable
 from tickcast.settings import SettingsError, load  # noqa: E402
 
 # Batch jobs: name -> "module:function"; the function takes (argv: the options after the job's
@@ -48,9 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if batch:
         return _run_batch(batch[0], rest, s)
-    from jobs.runner import run
-    from tickcast.kafka_broker import BrokerError, require_reachable
-
     if "ingest" in args.job:
         try:
             require_reachable(s)

@@ -17,6 +17,7 @@ import sys
 
 from tickcast import tables
 from tickcast.settings import Settings
+from tickcast.spark import session
 
 DEFAULT_VACUUM_HOURS = 168.0          # Delta's own default retention: 7 days
 _NAME = re.compile(r"^(bronze|silver|gold|ops)\.[a-z_][a-z0-9_]*$")
@@ -108,8 +109,6 @@ def main(argv: list[str], settings: Settings) -> int:
     ignored = [t for t in lists["vacuum_only"] if t not in tables.ALL]
     if ignored:
         print(f"maintain: --vacuum-only: not registered, ignored: {', '.join(ignored)}", flush=True)
-    from tickcast.spark import session
-
     spark = session(settings, app="tickcast-maintain")
     try:
         run(spark, settings, vacuum_hours=args.vacuum_hours, vacuum_only=frozenset(lists["vacuum_only"]),

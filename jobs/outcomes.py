@@ -26,8 +26,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from jobs.delta_io import QuerySink
+from jobs.delta_io import QuerySink, append_once, ensure_table, local_frame, read_stream, start_sink
 from tickcast import schemas, tables
+from tickcast.evaluation import Sample, per_row
+from tickcast.pyworker import cheap_import_invalidation
 from tickcast.settings import Settings
 
 QUERY = "outcomes"
@@ -106,8 +108,6 @@ def realize(preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def _metrics(prob_up: np.ndarray, pred_return: np.ndarray, realized: np.ndarray) -> dict[str, float | None]:
-    from tickcast.evaluation import Sample, per_row
-
     if len(realized) == 0:
         return {"brier": None, "accuracy": None, "mae": None}
     parts = per_row(Sample(np.zeros(len(realized), dtype=int), prob_up, pred_return, realized))
@@ -174,8 +174,6 @@ def _realized_ddl() -> str:
 
 def _realize_group(key, preds: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
     """cogroup step (runs in a Python worker): one symbol's pending predictions and bars."""
-    from tickcast.pyworker import cheap_import_invalidation
-
     cheap_import_invalidation()
     if preds.empty:
         return pd.DataFrame(columns=_realized_names())
@@ -284,8 +282,6 @@ class OutcomeWriter(QuerySink):
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
-        from jobs.delta_io import local_frame
-
         hi = max(self.latest.values())
         pred_path = tables.PREDICTIONS.path(self.s)
         # One snapshot of the predictions for the whole batch (the predict job appends meanwhile).
@@ -360,8 +356,6 @@ class OutcomeWriter(QuerySink):
         """Append this batch's rolling scores once (a re-run batch finds its txnVersion committed)."""
         from pyspark.sql import functions as F
 
-        from jobs.delta_io import append_once, local_frame
-
         hi = max(self.latest.values())
         longest = max(w for _, w in WINDOWS)
         cols = ["model_name", "model_version", "horizon", "symbol", "prob_up", "pred_return", "realized_return",
@@ -399,8 +393,6 @@ def _scores_type():
 
 def start(spark, s: Settings, available_now: bool = False):
     """Start the outcomes query on the silver.bars_1m stream; returns the StreamingQuery."""
-    from jobs.delta_io import ensure_table, read_stream, start_sink
-
     for t in (tables.BARS, tables.OUTCOMES, tables.MODEL_SCORES):
         ensure_table(spark, t, s)
     bars = read_stream(spark, tables.BARS, s).select("symbol", "window_start")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from jobs.delta_io import InsertOnce, QuerySink, spans_of, utc
+from jobs.delta_io import InsertOnce, QuerySink, ensure_table, read_stream, spans_of, start_sink, utc
 from jobs.drift_window import DriftWindow
 from jobs.predict_models import ModelResolver, Slot
 from jobs.predict_plan import QUERY, BatchPlans, counts_of
@@ -94,8 +94,6 @@ def start(spark, s: Settings, available_now: bool = False, writer: PredictWriter
     `writer`: a new sink for this start, made by a caller that reads its `scorer.loads` (a sink
     serves one query: it knows the query's id and whether a batch is the run's first).
     """
-    from jobs.delta_io import ensure_table, read_stream, start_sink
-
     for t in (tables.FEATURES, tables.PREDICTIONS, tables.PREDICT_BATCHES, tables.DRIFT):
         ensure_table(spark, t, s)
     # Features come once a minute: a short trigger, as for features (TICKCAST_MINUTE_TRIGGER_SECONDS).

@@ -47,7 +47,7 @@ class ModelResolver:
         self._said_missing = float("-inf")
 
     def client(self):
-        from tickcast import model_io
+        from tickcast import model_io  # deferred: heavy (imports mlflow)
 
         if self._client is None:
             self._client = model_io.configure(self.s)
@@ -55,7 +55,7 @@ class ModelResolver:
 
     def slot(self, horizon: int, ref: str) -> Slot | None:
         """The horizon's model at `ref` (an alias or a version number); None if there is none."""
-        from tickcast import model_io
+        from tickcast import model_io  # deferred: heavy (imports mlflow)
 
         name = model_io.model_name(horizon)
         mv = model_io.resolve(self.client(), name, ref)

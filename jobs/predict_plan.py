@@ -14,8 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from jobs.delta_io import append_once, arrow_rows, rs_table, utc
 from jobs.predict_models import ModelResolver, Slot
-from tickcast import schemas, tables
+from tickcast import lake, schemas, tables
 from tickcast.settings import Settings
 
 QUERY = "predict"
@@ -96,8 +97,6 @@ class BatchPlans:
 
     def write(self, rows: list[tuple], batch_id: int) -> None:
         """Append the plan rows once per batch (keyed by the query's id and the batch id)."""
-        from jobs.delta_io import append_once, arrow_rows, utc
-
         names = schemas.PREDICT_BATCHES.names
         rows = [dict(zip(names, r[:-1] + (utc(r[-1]),))) for r in rows]
         append_once(arrow_rows(rows, schemas.PREDICT_BATCHES.spark_type()), tables.PREDICT_BATCHES.path(self.s),
@@ -118,9 +117,6 @@ class BatchPlans:
         earlier checkpoint with the same batch id (the checkpoint was started afresh) are not taken;
         of the rows with the batch id, this checkpoint's are the latest by `when`.
         """
-        from jobs.delta_io import rs_table
-        from tickcast import lake
-
         if not lake.exists(table, self.s):
             return None
         v = rs_table(table.path(self.s)).transaction_version(self.app_id(app))

@@ -5,6 +5,7 @@ import json
 import logging
 from datetime import datetime
 
+from jobs.delta_io import arrow_rows, ensure_table, rs_append
 from tickcast import tables
 from tickcast.settings import Settings
 
@@ -123,8 +124,6 @@ class ProgressRecorder:
     """Collects new progress events of running queries and appends them to ops.stream_progress."""
 
     def __init__(self, spark, s: Settings):
-        from jobs.delta_io import ensure_table
-
         self.spark = spark
         self.path = ensure_table(spark, tables.STREAM_PROGRESS, s)
         self._seen: set[tuple[str, int]] = set()
@@ -151,7 +150,5 @@ class ProgressRecorder:
         if not self._pending:
             return 0
         rows, self._pending = self._pending, []
-        from jobs.delta_io import arrow_rows, rs_append
-
         rs_append(arrow_rows(rows, tables.STREAM_PROGRESS.schema.spark_type()), self.path)
         return len(rows)

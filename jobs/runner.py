@@ -7,7 +7,9 @@ import threading
 import time
 from typing import Callable
 
+from tickcast.lock import hold_writer_lock
 from tickcast.settings import Settings
+from tickcast.spark import session
 
 log = logging.getLogger("tickcast.runner")
 
@@ -96,9 +98,7 @@ def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
     `starters`: job name -> start(spark, settings, available_now) to use instead of the job's own
     (a caller that keeps a handle on the sink it passes).
     """
-    from jobs.progress import ProgressRecorder
-    from tickcast.lock import hold_writer_lock
-    from tickcast.spark import session
+    from jobs.progress import ProgressRecorder  # deferred: heavy (imports numpy)
 
     unknown = [n for n in names if n not in JOBS]
     if unknown:

@@ -10,6 +10,7 @@ import numpy as np
 from pyspark.accumulators import AccumulatorParam
 
 from jobs.predict_models import Slot
+from tickcast.pyworker import cheap_import_invalidation
 from tickcast.settings import Settings
 
 OUT_FIELDS = ("prob_up", "pred_return", "climatology_prob_up", "momentum_prob_up", "momentum_return")
@@ -33,8 +34,7 @@ def make_predict_fn(s: Settings, name: str, version: str, loads=None):
     def make():
         import os
 
-        from tickcast import model_io, modeling
-        from tickcast.pyworker import cheap_import_invalidation
+        from tickcast import model_io, modeling  # deferred: heavy (imports mlflow)
 
         cheap_import_invalidation()
         s.quiet_tensorflow()

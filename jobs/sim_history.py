@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jobs import bars
+from jobs.delta_io import ensure_table
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -20,7 +22,7 @@ def ticks_frame(spark, cfg, minutes: int):
     import pandas as pd
     from pyspark.sql import functions as F
 
-    from producers.simulate import simulate_frame
+    from producers.simulate import simulate_frame  # deferred: heavy (imports pandas, pyarrow)
 
     df = simulate_frame(cfg, minutes)
     pdf = pd.DataFrame({"symbol": df["symbol"].astype(str).to_numpy(), "id": df["trade_id"].to_numpy(np.int64),
@@ -41,9 +43,6 @@ def ticks_frame(spark, cfg, minutes: int):
 
 def run(spark, s: Settings, cfg, minutes: int) -> int:
     """Write `minutes` of simulated bars; returns the number of bars written (insert-only)."""
-    from jobs import bars
-    from jobs.delta_io import ensure_table
-
     ensure_table(spark, tables.BARS, s)
     before = spark.read.format("delta").load(tables.BARS.path(s)).count()
     agg = bars.to_bars(bars.aggregate(ticks_frame(spark, cfg, minutes))).persist()

@@ -3,11 +3,11 @@
 and needs no Spark executors; running it as a Spark job keeps one image and one scheduler."""
 from __future__ import annotations
 
+from tickcast.cli_ml import train
+
 
 def main(argv: list[str], s) -> int:
     import click
-
-    from tickcast.cli_ml import train
 
     try:
         train.main(args=argv, prog_name="train", standalone_mode=False)
