@@ -6,7 +6,7 @@
 
 def __getattr__(name):
     if name == "create_app":   # lazily: `tickcast --help` imports serving.commands, not Flask
-        from serving.app import create_app
+        from serving.app import create_app  # deferred: heavy (imports flask, numpy)
 
         return create_app
     raise AttributeError(name)

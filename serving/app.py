@@ -14,10 +14,12 @@ from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from serving import api_models, metrics, registry
+from serving import api_models, metrics, ops, registry, v1, v2
 from serving.predict import error, validation_error
 from serving.feed import Feed, max_age, wanted
+from serving.latest import FeedWriter
 from serving.models import ModelCache
+from tickcast import settings as settings_mod
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.serving")
@@ -50,8 +52,6 @@ class Service:
         self.models = ModelCache(folder, s.serve_reload_seconds, sync=sync, stat_every=stat_every)
         before_read = None
         if in_process_registry:       # no watcher: this process reads Delta and publishes the feed itself
-            from serving.latest import FeedWriter
-
             writer = FeedWriter(s, folder)
             before_read = lambda: writer.maybe_publish(wanted(self.models.get().state))  # noqa: E731
         self.feed = Feed(folder, max_age(s.serve_feed_seconds), before_read=before_read, stat_every=stat_every)
@@ -84,8 +84,6 @@ def create_app(settings: Settings | None = None, *, run_folder: Path | None = No
                in_process_registry: bool = True) -> OpenAPI:
     """The service. Under gunicorn (`serving.wsgi`) a watcher process keeps the registry state and
     `in_process_registry` is False; otherwise this process asks MLflow itself."""
-    from tickcast import settings as settings_mod
-
     s = settings or settings_mod.load()
     folder = Path(run_folder or (registry.run_dir(s) if not in_process_registry else
                                  Path(s.data_dir) / "serve" / f"inproc-{id(s):x}"))
@@ -101,8 +99,6 @@ def create_app(settings: Settings | None = None, *, run_folder: Path | None = No
     app.json = StrictJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = s.serve_max_rows * BYTES_PER_ROW + BODY_SLACK
     app.extensions["tickcast"] = Service(s, folder, in_process_registry)
-
-    from serving import ops, v1, v2
 
     app.register_api(v1.api)
     app.register_api(v2.api)

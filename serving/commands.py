@@ -8,10 +8,11 @@ import sys
 
 import click
 
+from serving import registry
+from tickcast import settings
+
 
 def metrics_dir(s, port: int):
-    from serving import registry
-
     return registry.run_dir(s, port) / "metrics"
 
 
@@ -37,15 +38,13 @@ def register(cli: click.Group) -> None:
     @click.option("--workers", type=int, default=None, help="gunicorn workers (default TICKCAST_SERVE_WORKERS, 2)")
     def serve(host, port, workers):
         """Run the prediction service: gunicorn, LiteRT champions, hot reload, /metrics, /openapi.json."""
-        from tickcast import settings
-
         s = settings.load()
         s = dataclasses.replace(s, serve_host=host or s.serve_host, serve_port=port or s.serve_port,
                                 serve_workers=workers or s.serve_workers)
         if s.serve_workers < 1:
             raise click.BadParameter("must be at least 1", param_hint="--workers")
         # The MLflow store created (migrated) here, once, not by the watcher beside other first users.
-        from tickcast import model_io
+        from tickcast import model_io  # deferred: heavy (imports mlflow)
 
         model_io.configure(s)
         env = child_env(s)

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 import sys
 
+from serving import registry
 from tickcast import settings as _settings
 
 _s = _settings.load()
@@ -46,8 +47,6 @@ def _die_with_parent() -> None:
 
 
 def on_starting(server):
-    from serving import registry
-
     folder = registry.run_dir(_s)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("state.json", "feed.json", "registry.pid", "registry.error"):

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from serving.feed import FEED, Row
-from tickcast import lake, tables
+from tickcast import data_loss, features, lake, tables
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.serving.latest")
@@ -34,8 +34,6 @@ KEY_COLS = ["symbol", "feature_version", "window_start"]
 
 class LatestRows:
     def __init__(self, s: Settings, min_interval: float = 1.0):
-        from tickcast import features
-
         self.s, self.min_interval = s, min_interval
         self.feature_cols = list(features.COLUMNS)  # the summary features and the history columns
         self.uri = lake.uri(tables.FEATURES, s)
@@ -212,8 +210,6 @@ class FeedWriter:
         if time.monotonic() - self._lost_at < self.lost_every:
             return
         self._lost_at = time.monotonic()
-        from tickcast import data_loss
-
         try:
             lost = data_loss.lost_offsets(self.s)
         except Exception as e:     # a table being written: keep the last counts, say why

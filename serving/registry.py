@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from tickcast import settings
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.serving.registry")
@@ -39,7 +40,7 @@ def cache_dir(s: Settings) -> Path:
 
 def _live_scores(s: Settings) -> dict[tuple[str, str], list[dict]]:
     """The newest rolling scores per (model, version) from gold.model_scores, all symbols (`*`)."""
-    from tickcast import lake, tables
+    from tickcast import lake, tables  # deferred: heavy (imports numpy)
 
     if not lake.exists(tables.MODEL_SCORES, s):
         return {}
@@ -85,7 +86,7 @@ def sync(s: Settings, folder: Path, before_write=None) -> dict:
 
     `before_write(state)` runs before state.json is replaced: the feed publishes the columns a new
     champion needs before any worker can load it."""
-    from tickcast import model_io
+    from tickcast import model_io  # deferred: heavy (imports mlflow)
 
     client = model_io.configure(s)
     try:
@@ -142,8 +143,8 @@ def watch(s: Settings, folder: Path, stop: threading.Event | None = None) -> Non
     """Sync every `serve_reload_seconds`, and at once on SIGUSR1, until SIGTERM/SIGINT (or `stop`);
     publish the feature feed every `serve_feed_seconds` from a thread of its own (a slow MLflow
     read or a one-off conversion must not hold the newest rows back)."""
-    from serving.feed import wanted
-    from serving.latest import FeedWriter
+    from serving.feed import wanted  # deferred: heavy (imports numpy)
+    from serving.latest import FeedWriter  # deferred: heavy (imports numpy)
 
     stop = stop or threading.Event()
     wake = threading.Event()
@@ -186,8 +187,6 @@ def watch(s: Settings, folder: Path, stop: threading.Event | None = None) -> Non
 
 def main() -> None:
     import argparse
-
-    from tickcast import settings
 
     ap = argparse.ArgumentParser(description="tickcast serving: the model registry watcher")
     ap.add_argument("--dir", required=True, type=Path)

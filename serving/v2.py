@@ -6,6 +6,7 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from serving.api_models import ErrorBody, ModelPath, V2Health, V2Infer, V2InferResponse, V2Metadata
+from serving.ops import readiness
 from serving.predict import Refused, answer, champion, check_api_key, score, service, validated
 
 api = APIBlueprint("v2", __name__, url_prefix="/v2", abp_tags=[Tag(name="v2", description="KServe V2")])
@@ -95,8 +96,6 @@ def live():
 @api.get("/health/ready", summary="Readiness (V2): 400 when not ready, as the protocol says",
          responses={200: V2Health, 400: ErrorBody})
 def ready():
-    from serving.ops import readiness
-
     problems = readiness()
     if problems:
         return Refused(400, "; ".join(problems), ready=False).response()
