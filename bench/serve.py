@@ -28,6 +28,13 @@ from tickcast.settings import Settings
 
 CONNECTIONS = 8          # as MEASURED.md's serving table
 THREADS = 2
+# Closed-loop latency at saturation is mostly queueing (mean latency = connections / throughput), so
+# the one-row POST is also run at each of these connection counts (one wrk thread: it needs < 0.2
+# cores and a second one only competes with the server for the 2 cores): the latency target is read
+# as "the most req/s with p99 <= 5 ms" over this sweep.
+SWEEP = (1, 2, 4, 8, 16)
+SWEEP_SECONDS = 10
+P99_TARGET_MS = 5
 # The one-row POST under each (gunicorn's GUNICORN_CMD_ARGS over serving/gunicorn_conf.py); the
 # default class also serves the other routes. sync closes every connection; gthread keeps them alive.
 WORKER_CLASSES = {"sync": "--worker-class sync", "gthread x1": "--worker-class gthread --threads 1",
@@ -38,6 +45,23 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _worker_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each child of the server (the gunicorn workers and the registry watcher)."""
+    import psutil
+
+    out = {}
+    try:
+        for q in psutil.Process(pid).children():
+            try:
+                t = q.cpu_times()
+                out[q.pid] = t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return out
 
 
 def _tree_cpu(pid: int) -> float:
@@ -65,13 +89,14 @@ def _ms(v: str) -> float:
     return x / 1000 if unit == "us" else x * 1000 if unit == "s" else x
 
 
-def _wrk(url: str, method: str, body: str | None, seconds: float, tmp: Path) -> dict:
+def _wrk(url: str, method: str, body: str | None, seconds: float, tmp: Path, connections: int = CONNECTIONS,
+         threads: int = THREADS) -> dict:
     script = tmp / "wrk.lua"
     lines = [f'wrk.method = "{method}"', 'wrk.headers["Content-Type"] = "application/json"']
     if body is not None:
         lines.append("wrk.body = [==[" + body + "]==]")
     script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", "--latency",
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60).stdout
     lat = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -84,12 +109,13 @@ def _wrk(url: str, method: str, body: str | None, seconds: float, tmp: Path) -> 
             "raw": out}
 
 
-def _pyload(url: str, method: str, body: str | None, seconds: float, tmp: Path) -> dict:
+def _pyload(url: str, method: str, body: str | None, seconds: float, tmp: Path, connections: int = CONNECTIONS,
+            threads: int = THREADS) -> dict:
     import numpy as np
 
     out = tmp / "load.json"
     subprocess.run([sys.executable, "-m", "serving.loadgen", "--url", url, *(["--body", body] if body else []),
-                    "--seconds", str(seconds), "--procs", str(CONNECTIONS), "--out", str(out)],
+                    "--seconds", str(seconds), "--procs", str(connections), "--out", str(out)],
                    check=True, timeout=seconds + 120)
     rows = json.loads(out.read_text())
     lat = np.array([r[1] for r in rows]) * 1000
@@ -98,16 +124,23 @@ def _pyload(url: str, method: str, body: str | None, seconds: float, tmp: Path) 
             "errors": sum(1 for r in rows if not 200 <= r[2] < 300), "socket_errors": {}}
 
 
-def load(url: str, method: str, body: str | None, seconds: float, server_pid: int, tmp: Path) -> dict:
-    """Drive one route for `seconds`; with the server tree's CPU (cores) over the run."""
+def load(url: str, method: str, body: str | None, seconds: float, server_pid: int, tmp: Path,
+         connections: int = CONNECTIONS, threads: int = THREADS) -> dict:
+    """Drive one route for `seconds` over `connections`; with the server tree's CPU (cores) over the run."""
     import resource
 
-    c0, w0 = _tree_cpu(server_pid), time.monotonic()
+    c0, w0, k0 = _tree_cpu(server_pid), time.monotonic(), _worker_cpu(server_pid)
     ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = _wrk(url, method, body, seconds, tmp) if shutil.which("wrk") else _pyload(url, method, body, seconds, tmp)
+    gen = _wrk if shutil.which("wrk") else _pyload
+    r = gen(url, method, body, seconds, tmp, connections, threads)
+    r["connections"] = connections
     wall = time.monotonic() - w0
     ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r["server_cores"] = round((_tree_cpu(server_pid) - c0) / wall, 2)
+    # Per child: keep-alive connections stay with the worker that accepted them, so an uneven
+    # split of the load generator's connections shows here (one worker near 1 core, the other idle).
+    r["cores_per_child"] = sorted((round((v - k0.get(p, 0.0)) / wall, 2) for p, v in _worker_cpu(server_pid).items()),
+                                  reverse=True)
     r["load_generator_cores"] = round((ch1.ru_utime + ch1.ru_stime - ch0.ru_utime - ch0.ru_stime) / wall, 2)
     return r
 
@@ -190,7 +223,8 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                                         "data": x[0].tolist()}]})),
         }
         results: dict = {"seconds_per_route": seconds, "connections": CONNECTIONS,
-                         "load_generator": "wrk" if shutil.which("wrk") else "serving.loadgen", "routes": {}}
+                         "load_generator": "wrk" if shutil.which("wrk") else "serving.loadgen", "routes": {},
+                         "sweep": []}
         tmp = root / "load"
         tmp.mkdir()
         default = gunicorn_conf.worker_class + (f" x{gunicorn_conf.threads}" if gunicorn_conf.worker_class == "gthread"
@@ -205,6 +239,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                                     stderr=subprocess.STDOUT, start_new_session=True)
             procs.append(proc)
             launch.wait_ready(ss, proc, timeout=120)
+            time.sleep(1.0)     # /ready answered by one worker: let the other finish booting (~0.4 s CPU)
             import psutil
 
             rss = [p.memory_info().rss / 2**20 for p in psutil.Process(proc.pid).children()
@@ -216,7 +251,18 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                 r["worker_rss_mib"] = [round(v) for v in rss]
                 results["routes"][f"{name} [{wclass}]"] = r
                 print(f"{name} [{wclass}]: {r['req_per_s']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, "
-                      f"p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, server {r['server_cores']} cores", flush=True)
+                      f"p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, server {r['server_cores']} cores "
+                      f"(per child {r['cores_per_child']})", flush=True)
+            if wclass == default:
+                method, path, body = bodies[post_name]
+                for c in SWEEP:
+                    r = load(launch.url(ss) + path, method, body, min(seconds, SWEEP_SECONDS), proc.pid, tmp,
+                             connections=c, threads=1)
+                    r.pop("raw", None)
+                    results["sweep"].append(r)
+                    print(f"{post_name} [{wclass}], {c} connections: {r['req_per_s']:,.0f} req/s, p50 "
+                          f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, per child {r['cores_per_child']}",
+                          flush=True)
             _stop(proc)
 
         # Reference: mlflow models serve of the same version, same load.
@@ -255,8 +301,14 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
         results["chosen_worker_class"] = max(posts, key=lambda w: posts[w]["req_per_s"])
         best = posts[results["chosen_worker_class"]]
         results["speedup_vs_mlflow"] = round(best["req_per_s"] / max(ref["req_per_s"], 1e-9), 1)
-        results["targets"] = {"one_row_post_req_per_s": 3000, "one_row_post_p99_ms": 5, "speedup_vs_mlflow": 30}
-        results["met"] = {"req_per_s": best["req_per_s"] >= 3000, "p99": best["p99_ms"] <= 5,
+        within = [r for r in results["sweep"] if r["p99_ms"] <= P99_TARGET_MS and not r["errors"]]
+        top = max(within, key=lambda r: r["req_per_s"], default=None)
+        results["most_req_per_s_with_p99_within_target"] = (
+            {k: top[k] for k in ("connections", "req_per_s", "p50_ms", "p99_ms")} if top else None)
+        results["targets"] = {"one_row_post_req_per_s": 3000, "one_row_post_p99_ms": P99_TARGET_MS,
+                              "speedup_vs_mlflow": 30}
+        results["met"] = {"req_per_s": best["req_per_s"] >= 3000,
+                          "req_per_s_with_p99": bool(top and top["req_per_s"] >= 3000),
                           "speedup": results["speedup_vs_mlflow"] >= 30}
         results["model"] = f"{rep['model']} v{rep['version']}"
         results["machine"] = machine()
@@ -265,13 +317,19 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                      f"p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms, errors {v['errors']}, "
                      f"server {v['server_cores']} cores, load gen {v['load_generator_cores']} cores")
                     for k, v in results["routes"].items()]
+        rows_out += [(f"{post_name} [{default}], {r['connections']} connection(s), wrk -t1", f"{r['req_per_s']:,.0f} req/s",
+                      f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, "
+                      f"server {r['server_cores']} cores") for r in results["sweep"]]
         rows_out += [(f"mlflow models serve {mlflow.__version__} (ref)", f"{ref['req_per_s']:,.1f} req/s",
                       f"p50 {ref['p50_ms']:.1f} ms, p99 {ref['p99_ms']:.1f} ms, errors {ref['errors']}"),
                      ("LiteRT call alone (limit)", f"{lit['calls_per_s']:,.0f} calls/s",
                       f"p50 {lit['p50_us']} us, p99 {lit['p99_us']} us, one thread"),
                      ("one-row POST / mlflow serve", f"{results['speedup_vs_mlflow']:,.0f}x", "target >= 30x")]
         notes = [f"targets on 2 cores: >= 3,000 req/s with p99 <= 5 ms -> {'met' if all(results['met'].values()) else 'NOT met'}"
-                 f" ({results['met']})",
+                 f" ({results['met']}); the most req/s with p99 <= {P99_TARGET_MS} ms over the connection sweep: "
+                 f"{results['most_req_per_s_with_p99_within_target']}",
+                 "past the connection count that saturates the workers, more connections add queueing, not "
+                 "req/s (closed loop: mean latency = connections / req/s)",
                  f"worker class by this measurement: {results['chosen_worker_class']} (default in "
                  f"serving/gunicorn_conf.py: {default}; on a quiet machine, a different winner means change it)",
                  "the load generator shares the 2 cores with the server; the model is ~2% of a request "

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 import sys
 
-from serving import registry
+from serving import balance, registry
 from tickcast import settings as _settings
 
 _s = _settings.load()
@@ -26,6 +26,9 @@ threads = 4
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
+backlog = 2048
+# With a listening socket per worker (post_fork, serving/balance.py): the kernel spreads connections.
+reuse_port = True
 accesslog = None
 errorlog = "-"
 loglevel = "info"
@@ -63,6 +66,10 @@ def on_starting(server):
             server.log.error("registry watcher exited with %s", server.registry_watcher.returncode)
             break
         time.sleep(0.05)
+
+
+def post_fork(server, worker):
+    balance.add_own_listener(worker, _s.serve_host, _s.serve_port, backlog)
 
 
 def child_exit(server, worker):

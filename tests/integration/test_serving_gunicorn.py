@@ -118,6 +118,37 @@ def test_two_light_workers_without_tensorflow(service):
     assert out["seconds"] <= 2.0 and out["rss_mib"] <= 150
 
 
+def test_connections_opened_at_once_spread_over_the_workers(service):
+    """Keep-alive connections stay with the worker that accepted them: with one shared socket a pool
+    opened at once often landed on one worker (the other idle). Each worker listens on a socket of
+    its own (serving/balance.py), so 16 connections opened together reach both (all on one:
+    probability ~2 x 0.5^16)."""
+    import http.client
+
+    s, proc, _ = service
+    ws = workers(proc)
+    for w in ws:   # each worker's own listener is in the port's SO_REUSEPORT group, beside the shared one
+        assert sum(1 for c in w.net_connections("tcp") if c.status == "LISTEN"
+                   and c.laddr.port == s.serve_port) == 2, w.pid
+    conns = [http.client.HTTPConnection(s.serve_host, s.serve_port, timeout=10) for _ in range(16)]
+    try:
+        for c in conns:
+            c.connect()
+        for c in conns:
+            c.request("GET", "/health")
+            r = c.getresponse()
+            assert r.status == 200 and r.getheader("Connection", "").lower() != "close"
+            r.read()
+        held = {w.pid: sum(1 for c in w.net_connections("tcp") if c.status == "ESTABLISHED"
+                           and c.laddr.port == s.serve_port) for w in ws}
+        print("connections per worker", held)
+        assert sum(held.values()) == 16
+        assert all(n >= 1 for n in held.values()), held
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_metrics_sum_the_traffic_over_workers(service, champion, pipeline, row):
     s, proc, root = service
     H, sym = pipeline.horizon, pipeline.symbols[0]
