@@ -426,17 +426,19 @@ def history_figure(p: pd.DataFrame, column: str, title: str, ytitle: str, uirevi
     return {"data": data, "layout": _layout(title, uirevision, 280, ytitle, **extra)}
 
 
-def stage_commits(files: pd.DataFrame, time_col: str = "window_start") -> pd.DataFrame:
+def stage_commits(files: pd.DataFrame, time_col: str = "window_start", since=None) -> pd.DataFrame:
     """A table's commits per minute from its add actions: for each file holding ONE minute (a live
     batch's file), that minute and the file's write time; the latest write wins per minute.
 
     Files spanning several minutes (a catch-up, a backfill, a compaction) say nothing about when a
-    minute became visible, so they are left out.
+    minute became visible, so they are left out. `since`: only minutes from then on.
     """
     lo, hi = f"min.{time_col}", f"max.{time_col}"
     if files is None or files.empty or lo not in files or hi not in files:
         return pd.DataFrame(columns=["minute", "committed"])
     one = files[files[lo].notna() & (files[lo] == files[hi])]
+    if since is not None:
+        one = one[one[hi] >= since]
     g = one.groupby(hi)["modification_time"].max()
     return pd.DataFrame({"minute": pd.to_datetime(g.index, utc=True, cache=False), "committed": g.to_numpy()})
 

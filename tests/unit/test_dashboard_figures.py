@@ -147,6 +147,8 @@ def test_freshness_from_one_minute_files_only():
     c = figures.stage_commits(files)
     f = figures.freshness({"bars": c})
     assert f["bars"].tolist() == [3.0, 7.0]                 # the later of two files counts; "d" spans 30 min
+    recent = figures.freshness({"bars": figures.stage_commits(files, since=t + pd.Timedelta(minutes=1))})
+    assert recent["bars"].tolist() == [7.0]                 # the header's recent minutes only
 
 
 def test_model_scores_markers_only_on_the_outcomes_time_range(month):
