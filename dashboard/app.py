@@ -5,6 +5,7 @@ MLflow metadata), never at module level: gunicorn builds one app per worker proc
 """
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -14,9 +15,10 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from dashboard import figures, health, ids
-from dashboard.data import MINUTE_MS, NEWEST, Lake, Models, newest_source
+from dashboard.data import DAY_MS, MINUTE_MS, NEWEST, Lake, Models, newest_source
 from tickcast.settings import Settings, load
 
+log = logging.getLogger("tickcast.dashboard")
 PAGES = Path(__file__).resolve().parent / "pages"
 SOURCE_TTL = 30.0
 RECENT_MINUTES = 15      # a query with no progress row in this long is not in the header's checks
@@ -32,6 +34,27 @@ class Context:
         self._memo: dict[str, tuple] = {}
         self._source: tuple[float, str | None] = (0.0, None)
         self._lock = threading.Lock()
+        self.prefetched = threading.Event()
+
+    def prefetch(self) -> None:
+        """Read what the pages show, at the widest span each offers, before anyone asks (a thread
+        from start-up): a page's first load then finds its tables read. A week of small files per
+        table takes 0.2-0.3 s of reading each (docs/dashboard.md). Failures stay in the caches'
+        `error`, which the pages show."""
+        lake = self.lake
+        week = (figures.RANGES["1w"] + 60) * MINUTE_MS   # the market's widest range, outcomes' hour included
+        try:
+            self.ticks_source()
+            for names, span in ((("bars", "progress"), RECENT_MINUTES * MINUTE_MS),  # the header first
+                                (("features", "predictions"), NEWEST),
+                                (("bars", "predictions"), week), (("outcomes", "scores", "drift"), None),
+                                (("progress",), figures.RANGES["1w"] * MINUTE_MS),
+                                (("quarantine", "late_bars"), None), (("gapfill",), DAY_MS)):
+                lake.refresh(*names, span_ms=span)
+        except Exception as e:  # never fatal: the pages read on demand as without it
+            log.warning("prefetch failed: %s", e)
+        finally:
+            self.prefetched.set()
 
     def memo(self, key: str, token, build):
         """`build()` once per token (e.g. the versions of the tables it reads)."""
@@ -65,11 +88,12 @@ class Context:
             {n: figures.stage_commits(self.lake[n].files, since=since) for n in names}))
 
 
-def create_app(settings: Settings | None = None, *, full_scan: bool = False):
+def create_app(settings: Settings | None = None, *, full_scan: bool = False, prefetch: bool = True):
     """Build the dashboard (a Dash app; `.server` is its Flask WSGI app for gunicorn).
 
     `full_scan` re-reads every table in full at each refresh instead of incrementally: only the
-    benchmark's reference uses it.
+    benchmark's reference uses it. `prefetch`: read the pages' tables in a thread from start-up
+    (off: the benchmark's empty-cache measurements).
     """
     import dash
     from dash import dcc, html
@@ -94,6 +118,10 @@ def create_app(settings: Settings | None = None, *, full_scan: bool = False):
 
     # MLflow's client import and first read take seconds: start them now, off the request path.
     threading.Thread(target=context.models.get, kwargs={"wait": 0}, daemon=True).start()
+    if prefetch and not full_scan:
+        threading.Thread(target=context.prefetch, daemon=True, name="dashboard-prefetch").start()
+    else:
+        context.prefetched.set()
     return app
 
 
@@ -122,7 +150,9 @@ def header():
 def header_state(context: Context, now: pd.Timestamp) -> dict:
     """What the header shows, from the caches (no figure work)."""
     lake, s = context.lake, context.settings
-    lake.refresh("bars", "progress", span_ms=RECENT_MINUTES * MINUTE_MS)
+    recent = RECENT_MINUTES * MINUTE_MS
+    # Every table the header reads, at once (the freshness check's below then finds them current).
+    lake.refresh_spans({"bars": recent, "progress": recent, "features": NEWEST, "predictions": NEWEST})
     bars = lake["bars"]
     newest = bars.max("window_start")
     files = bars.files

@@ -26,6 +26,7 @@ import pyarrow.fs as pfs
 from deltalake import DeltaTable, QueryBuilder
 from deltalake.fs import DeltaStorageHandler
 
+from dashboard import delta_log
 from tickcast import lake, tables
 from tickcast.settings import Settings
 from tickcast.tables import Table
@@ -168,8 +169,40 @@ class TableCache:
             self._update()
         self._extend(span_ms)
 
+    def _appended(self) -> tuple[int, pd.DataFrame] | None:
+        """The next commits, from the log's JSON, when they only appended: (their last version,
+        their add rows); None when any did more, or cannot be read (delta-rs answers then)."""
+        version, parts = self.version, []
+        while True:
+            try:
+                with self._files.fs.open_input_stream(delta_log.commit_path(version + 1)) as f:
+                    text = f.read().decode()
+            except FileNotFoundError:
+                break
+            except Exception:    # a store that cannot read it here: delta-rs
+                return None
+            adds = delta_log.appended_files(text, self.spec.time_col)
+            if adds is None:
+                return None
+            parts.append(adds)
+            version += 1
+        if not parts:
+            return None
+        adds = pd.concat(parts, ignore_index=True)
+        if self.files is not None:
+            adds = adds.astype({c: self.files[c].dtype for c in adds.columns if c in self.files}, copy=False)
+        return version, adds
+
     def _update(self) -> None:
         """The commits since the cached version: new files read alone, or a reload after removes."""
+        appended = self._appended() if self.files is not None else None
+        if appended is not None and not (paths := set(appended[1]["path"])) & self._paths:
+            version, adds = appended
+            rows = self._read(sorted(paths)) if paths else None      # a commit may add nothing (a txn only)
+            self._paths, self.version = self._paths | paths, version
+            self.files = pd.concat([self.files, adds], ignore_index=True)
+            self._add_rows(rows)
+            return
         self._dt.update_incremental()
         if self._dt.version() == self.version:
             return
@@ -181,6 +214,10 @@ class TableCache:
         new = sorted(paths - self._paths)
         rows = self._read(new) if new else None
         self._paths, self.files, self.version = paths, adds, self._dt.version()
+        self._add_rows(rows)
+
+    def _add_rows(self, rows) -> None:
+        """New files' rows (from `lower` on) appended to the held ones."""
         if rows is not None and self.lower is not None and rows.num_rows:
             rows = rows.filter(pc.greater_equal(rows[self.spec.time_col], self.lower.to_pydatetime()))
         if rows is not None and rows.num_rows:
@@ -255,6 +292,8 @@ class TableCache:
                 t = self._files.read(list(few), list(self.spec.columns), self.spec.expression())
                 t = t.filter(pc.greater_equal(t[self.spec.time_col], lo.to_pydatetime()))
                 return t.sort_by(self.spec.time_col) if t.num_rows else t
+        if self._dt.version() != self.version:   # appends were read from the log (_appended): catch up
+            self._dt.load_as_version(self.version)
         reader = QueryBuilder(DATAFUSION).register("t", self._dt).execute(self.spec.sql(us(lo), us(hi)))
         t = pa.table(reader.read_all())
         # DataFusion answers in view types (string_view); the rest of the cache holds the table's own.
@@ -390,6 +429,11 @@ class Lake:
         if len(names) == 1:
             return (self.caches[names[0]].refresh(span_ms),)
         return tuple(self._pool.map(lambda n: self.caches[n].refresh(span_ms), names))
+
+    def refresh_spans(self, spans: dict[str, int | None]) -> dict[str, int | None]:
+        """`refresh` of several caches at once, each with its own span; their versions by name."""
+        names = list(spans)
+        return dict(zip(names, self._pool.map(lambda n: self.caches[n].refresh(spans[n]), names)))
 
     def frame(self, name: str) -> pd.DataFrame:
         return self.caches[name].frame()
