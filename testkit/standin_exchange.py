@@ -290,7 +290,9 @@ class Exchange:
         victims = list(self.conns.values())[: n or None]
         for c in victims:
             self._kill(c, "dropped")
-        if self.cfg.refuse_seconds:
+        # Only a real drop opens the refusal window: a drop asked while the client is between
+        # connections (the tests retry it every 0.1 s then) must not extend it for ever.
+        if victims and self.cfg.refuse_seconds:
             self.refuse_until = time.monotonic() + self.cfg.refuse_seconds
         return len(victims)
 
