@@ -12,7 +12,10 @@ delta-rs appends write them.
 
 Measured, per callback, through the real Dash endpoint (`POST /_dash-update-component`, Flask's
 test client, in this process):
-- cold: the first call of a freshly built app with its caches empty (no start-up prefetch);
+- cold: the first call of a freshly built app with its caches empty (no start-up prefetch, no
+  saved caches): a dashboard's first start ever, against a week it never read;
+- restart: the first call of a freshly built app (no prefetch) that starts from the caches an
+  earlier app saved (`TICKCAST_DASHBOARD_CACHE_DIR`, dashboard/snapshot.py): a restarted dashboard;
 - after start-up: the first call of a freshly built app once its start-up prefetch has read the
   pages' tables (what a page opened on a running `tickcast dashboard` meets);
 - warm: the call again with an input changed (a full redraw from warm caches);
@@ -361,21 +364,29 @@ def server_times(s: Settings, writer: Writer, next_minute: int, echo=print) -> t
 
     out: dict[str, dict] = {}
     minute = next_minute
-    def fresh(**kw):
-        app = create_app(s, **kw)
+    contexts = []
+
+    def fresh(saved: bool = True, **kw):
+        app = create_app(s if saved else dataclasses.replace(s, dashboard_cache_dir=""), **kw)
         # Its MLflow read runs in a thread from start-up; done here first, so that the GIL it holds
         # while importing MLflow does not count in the first callback measured.
         context = app.server.config["TICKCAST_CONTEXT"]
+        contexts.append(context)
         context.models.get(wait=120)
         context.prefetched.wait(300)
         return Client(app)
 
+    # A running dashboard: it reads what the pages show and saves its caches (for the restarts).
+    first = fresh()
+    echo(f"bench dashboard: caches saved by a running dashboard: "
+         f"{first.app.server.config['TICKCAST_CONTEXT'].lake.save() or 'all, by its saver thread'}")
     for name, prefix, values, user_input, store in CALLBACKS:
-        cold_client = fresh(prefetch=False)        # a fresh app: empty caches
+        cold_client = fresh(saved=False, prefetch=False)        # a fresh app: empty caches, nothing saved
         cold, _, resp = cold_client.call(prefix, values, user_input or "tick.n_intervals")
         warm = [cold_client.call(prefix, values, user_input or "tick.n_intervals")[0] for _ in range(REPEATS)]
+        restart = fresh(prefetch=False).call(prefix, values, user_input or "tick.n_intervals")[0]
         started = fresh().call(prefix, values, user_input or "tick.n_intervals")[0]
-        row = {"cold_ms": round(cold, 1), "after_startup_ms": round(started, 1),
+        row = {"cold_ms": round(cold, 1), "restart_ms": round(restart, 1), "after_startup_ms": round(started, 1),
                "warm_ms": round(statistics.median(warm), 1)}
         if store:
             seen = _seen(resp, store)
@@ -407,6 +418,8 @@ def server_times(s: Settings, writer: Writer, next_minute: int, echo=print) -> t
     for name in out:
         out[name]["after_append_ms"] = round(statistics.median(after[name]), 1)
         out[name]["after_append_full_scan_ms"] = round(statistics.median(after_full[name]), 1)
+    for context in contexts:
+        context.stopped.set()
     return out, minute
 
 
@@ -512,6 +525,7 @@ def run(settings: Settings, seconds: float | None, out: Path, klines: Path | Non
     with tempfile.TemporaryDirectory(prefix="tickcast-bench-dashboard-") as tmp:
         s = dataclasses.replace(settings, lake_uri=str(Path(tmp) / "delta"),
                                 checkpoint_uri=str(Path(tmp) / "checkpoints"),
+                                dashboard_cache_dir=str(Path(tmp) / "dashboard-cache"),
                                 mlflow_uri=f"sqlite:///{Path(tmp) / 'mlflow' / 'mlflow.db'}", horizons=HORIZONS)
         writer, nxt, origin = build(s, klines=klines)
         files = {t.name: _files(t, s) for t in (tables.BARS, tables.FEATURES, tables.PREDICTIONS, tables.OUTCOMES,
@@ -539,10 +553,10 @@ def _files(t, s) -> int:
 
 
 def _print(r: dict) -> None:
-    print(f"\n{'callback':<20}{'cold':>9}{'started':>9}{'warm':>9}{'no change':>11}{'+1 minute':>11}{'full scan':>11}"
+    print(f"\n{'callback':<20}{'cold':>9}{'restart':>9}{'started':>9}{'warm':>9}{'no change':>11}{'+1 minute':>11}{'full scan':>11}"
           "  (ms, server)")
     for name, v in r["callbacks"].items():
-        print(f"{name:<20}{v['cold_ms']:>9.1f}{v['after_startup_ms']:>9.1f}{v['warm_ms']:>9.1f}"
+        print(f"{name:<20}{v['cold_ms']:>9.1f}{v['restart_ms']:>9.1f}{v['after_startup_ms']:>9.1f}{v['warm_ms']:>9.1f}"
               f"{v.get('unchanged_ms', float('nan')):>11.1f}"
               f"{v['after_append_ms']:>11.1f}{v['after_append_full_scan_ms']:>11.1f}")
     b = r["browser"]

@@ -47,40 +47,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of each child of the server (the gunicorn workers and the registry watcher)."""
-    import psutil
-
-    out = {}
-    try:
-        for q in psutil.Process(pid).children():
-            try:
-                t = q.cpu_times()
-                out[q.pid] = t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-    except psutil.NoSuchProcess:
-        pass
-    return out
-
-
-def _tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its children."""
+def _cpu(pid: int) -> tuple[float, dict[int, float]]:
+    """CPU seconds (user + system) of a server's process tree, and of each of its direct children
+    (the gunicorn workers and the registry watcher), from one walk of the tree."""
     import psutil
 
     try:
         p = psutil.Process(pid)
+        direct = {q.pid for q in p.children()}
         procs = [p, *p.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return 0.0, {}
+    total, per_child = 0.0, {}
     for q in procs:
         try:
             t = q.cpu_times()
-            total += t.user + t.system
         except psutil.NoSuchProcess:
-            pass
-    return total
+            continue
+        total += t.user + t.system
+        if q.pid in direct:
+            per_child[q.pid] = t.user + t.system
+    return total, per_child
 
 
 def _ms(v: str) -> float:
@@ -129,18 +116,18 @@ def load(url: str, method: str, body: str | None, seconds: float, server_pid: in
     """Drive one route for `seconds` over `connections`; with the server tree's CPU (cores) over the run."""
     import resource
 
-    c0, w0, k0 = _tree_cpu(server_pid), time.monotonic(), _worker_cpu(server_pid)
+    (c0, k0), w0 = _cpu(server_pid), time.monotonic()
     ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     gen = _wrk if shutil.which("wrk") else _pyload
     r = gen(url, method, body, seconds, tmp, connections, threads)
     r["connections"] = connections
     wall = time.monotonic() - w0
     ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r["server_cores"] = round((_tree_cpu(server_pid) - c0) / wall, 2)
+    c1, k1 = _cpu(server_pid)
+    r["server_cores"] = round((c1 - c0) / wall, 2)
     # Per child: keep-alive connections stay with the worker that accepted them, so an uneven
     # split of the load generator's connections shows here (one worker near 1 core, the other idle).
-    r["cores_per_child"] = sorted((round((v - k0.get(p, 0.0)) / wall, 2) for p, v in _worker_cpu(server_pid).items()),
-                                  reverse=True)
+    r["cores_per_child"] = sorted((round((v - k0.get(p, 0.0)) / wall, 2) for p, v in k1.items()), reverse=True)
     r["load_generator_cores"] = round((ch1.ru_utime + ch1.ru_stime - ch0.ru_utime - ch0.ru_stime) / wall, 2)
     return r
 

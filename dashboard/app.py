@@ -16,12 +16,13 @@ import pyarrow.compute as pc
 
 from dashboard import figures, health, ids
 from dashboard.data import DAY_MS, MINUTE_MS, NEWEST, Lake, Models, newest_source
-from tickcast.settings import Settings, load
+from tickcast.settings import PREFIX, Settings, SettingsError, load
 
 log = logging.getLogger("tickcast.dashboard")
 PAGES = Path(__file__).resolve().parent / "pages"
 SOURCE_TTL = 30.0
 RECENT_MINUTES = 15      # a query with no progress row in this long is not in the header's checks
+SAVE_SECONDS = 10.0      # the caches that changed are saved this often (a restart then reads only what changed)
 
 
 class Context:
@@ -35,6 +36,16 @@ class Context:
         self._source: tuple[float, str | None] = (0.0, None)
         self._lock = threading.Lock()
         self.prefetched = threading.Event()
+        self.stopped = threading.Event()
+
+    def keep_saved(self, every: float = SAVE_SECONDS) -> None:
+        """Save the caches that changed, every `every` seconds from the end of the prefetch until
+        `stopped` (a thread from start-up): a restarted dashboard then starts from them."""
+        self.prefetched.wait()
+        while True:
+            self.lake.save()
+            if self.stopped.wait(every):
+                return
 
     def prefetch(self) -> None:
         """Read what the pages show, at the widest span each offers, before anyone asks (a thread
@@ -99,6 +110,11 @@ def create_app(settings: Settings | None = None, *, full_scan: bool = False, pre
     from dash import dcc, html
 
     s = settings or load()
+    if s.dashboard_cache_dir and not full_scan:
+        try:
+            Path(s.dashboard_cache_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SettingsError(f"{PREFIX}DASHBOARD_CACHE_DIR: cannot create {s.dashboard_cache_dir!r}: {e}") from e
     app = dash.Dash(__name__, use_pages=True, pages_folder=str(PAGES), title="tickcast", update_title=None,
                     suppress_callback_exceptions=True)
     context = Context(s, full_scan)
@@ -122,6 +138,8 @@ def create_app(settings: Settings | None = None, *, full_scan: bool = False, pre
         threading.Thread(target=context.prefetch, daemon=True, name="dashboard-prefetch").start()
     else:
         context.prefetched.set()
+    if s.dashboard_cache_dir and not full_scan:
+        threading.Thread(target=context.keep_saved, daemon=True, name="dashboard-cache-saver").start()
     return app
 
 

@@ -26,7 +26,7 @@ import pyarrow.fs as pfs
 from deltalake import DeltaTable, QueryBuilder
 from deltalake.fs import DeltaStorageHandler
 
-from dashboard import delta_log
+from dashboard import delta_log, snapshot
 from tickcast import lake, tables
 from tickcast.settings import Settings
 from tickcast.tables import Table
@@ -91,8 +91,8 @@ class FileReader:
     delta-rs's own storage handler (slower: it calls back into Python).
     """
 
-    def __init__(self, dt, uri: str):
-        self.schema = pa.schema(dt.schema().to_arrow())
+    def __init__(self, schema: pa.Schema, uri: str):
+        self.schema = schema
         self.format = pds.ParquetFileFormat(
             default_fragment_scan_options=pds.ParquetFragmentScanOptions(pre_buffer=True))
         try:
@@ -112,7 +112,8 @@ class TableCache:
 
     Attributes after a refresh: `data` (pyarrow Table), `version` (None: no table yet), `files`
     (the live add actions: path, modification_time, num_records and min/max of `time_col`),
-    `last_read` (the file paths the last refresh read), `full_loads` (how many full reads).
+    `last_read` (the file paths the last refresh read), `full_loads` (how many full reads),
+    `restored` (the version taken from a saved cache in `cache_dir`, if one was; snapshot.py).
     """
 
     spec: Spec
@@ -125,11 +126,13 @@ class TableCache:
     lower: object = None                 # the oldest time held (pandas Timestamp); None: every row
     error: str | None = None
     incremental: bool = True             # False: a full scan at every refresh (the benchmark's reference)
+    cache_dir: str = ""                  # where `save()` keeps the rows across restarts ("": nowhere)
+    restored: int | None = None
+    _saved: int | None = None            # the version last saved
     _dt: object = None
     _paths: frozenset = frozenset()
     _files: FileReader | None = None
     _schema: object = None
-    _delta_schema: object = None
     _frame: pd.DataFrame | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -159,12 +162,13 @@ class TableCache:
         self.last_read = []
         if not self.incremental:
             self._dt, span_ms = None, None
-        if self._dt is None:
-            if not DeltaTable.is_deltatable(self.uri):
+        if self._dt is None and (self.files is None or not self.incremental):
+            if not (self.incremental and self.cache_dir and self._restore()):
+                if not DeltaTable.is_deltatable(self.uri):
+                    return
+                self._dt = DeltaTable(self.uri)
+                self._full_load(span_ms=span_ms)
                 return
-            self._dt = DeltaTable(self.uri)
-            self._full_load(span_ms=span_ms)
-            return
         if self._next_commit_exists():
             self._update()
         self._extend(span_ms)
@@ -203,17 +207,18 @@ class TableCache:
             self.files = pd.concat([self.files, adds], ignore_index=True)
             self._add_rows(rows)
             return
-        self._dt.update_incremental()
-        if self._dt.version() == self.version:
+        dt = self._table()
+        dt.update_incremental()
+        if dt.version() == self.version:
             return
         adds = self._add_actions()
         paths = frozenset(adds["path"])
-        if not self._paths <= paths or self._dt.schema().to_arrow() != self._delta_schema:
+        if not self._paths <= paths or pa.schema(dt.schema().to_arrow()) != self._schema:
             self._full_load(adds, lower=self.lower, everything=self.lower is None)
             return
         new = sorted(paths - self._paths)
         rows = self._read(new) if new else None
-        self._paths, self.files, self.version = paths, adds, self._dt.version()
+        self._paths, self.files, self.version = paths, adds, dt.version()
         self._add_rows(rows)
 
     def _add_rows(self, rows) -> None:
@@ -248,8 +253,47 @@ class TableCache:
             return True
         return info.type != pfs.FileType.NotFound
 
+    def _table(self):
+        """delta-rs's table, opened on first need (a cache restored from disk may never need it)."""
+        if self._dt is None:
+            self._dt = DeltaTable(self.uri)
+        return self._dt
+
+    def _restore(self) -> bool:
+        """Take the rows saved by an earlier process (snapshot.py) if they are of this very table:
+        the commit they were read at must still be the same bytes. True if taken."""
+        snap = snapshot.load(self.cache_dir, snapshot.key(self.uri, self.spec))
+        if snap is None:
+            return False
+        files = FileReader(snap.schema, self.uri)
+        try:
+            with files.fs.open_input_stream(delta_log.commit_path(snap.version)) as f:
+                if snapshot.commit_sha(f.read()) != snap.commit_sha:
+                    return False
+        except Exception:   # the commit is gone (the table re-created, its log cleaned): read the table
+            return False
+        self._files, self._schema = files, snap.schema
+        self.files, self.version, self._paths = snap.files, snap.version, frozenset(snap.files["path"])
+        self.lower, self.restored, self._saved = snap.lower, snap.version, snap.version
+        self._set(snap.data)
+        return True
+
+    def save(self) -> bool:
+        """Write the held rows to `cache_dir` if they changed since the last save (True if written)."""
+        with self._lock:
+            if not self.cache_dir or not self.incremental or self.data is None or self.version == self._saved:
+                return False
+            snap = (self.version, self.lower, self._schema, self.data, self.files)
+        version = snap[0]
+        with self._files.fs.open_input_stream(delta_log.commit_path(version)) as f:
+            sha = snapshot.commit_sha(f.read())
+        snapshot.save(self.cache_dir, snapshot.key(self.uri, self.spec),
+                      snapshot.Snapshot(version, sha, *snap[1:]))
+        self._saved = version
+        return True
+
     def _add_actions(self) -> pd.DataFrame:
-        t = pa.table(self._dt.get_add_actions(flatten=True))
+        t = pa.table(self._table().get_add_actions(flatten=True))
         keep = ["path", "modification_time", "num_records"]
         tc = self.spec.time_col
         if tc:
@@ -269,7 +313,7 @@ class TableCache:
         """
         self._open_files()
         adds = self._add_actions() if adds is None else adds
-        self.files, self.version, self._paths = adds, self._dt.version(), frozenset(adds["path"])
+        self.files, self.version, self._paths = adds, self._table().version(), frozenset(adds["path"])
         self.lower = None if everything else (lower if lower is not None else self._lower(adds, span_ms))
         self._set(self._query(self.lower, None))
         tc = f"max.{self.spec.time_col}"
@@ -292,9 +336,10 @@ class TableCache:
                 t = self._files.read(list(few), list(self.spec.columns), self.spec.expression())
                 t = t.filter(pc.greater_equal(t[self.spec.time_col], lo.to_pydatetime()))
                 return t.sort_by(self.spec.time_col) if t.num_rows else t
-        if self._dt.version() != self.version:   # appends were read from the log (_appended): catch up
-            self._dt.load_as_version(self.version)
-        reader = QueryBuilder(DATAFUSION).register("t", self._dt).execute(self.spec.sql(us(lo), us(hi)))
+        dt = self._table()
+        if dt.version() != self.version:   # appends were read from the log (_appended): catch up
+            dt.load_as_version(self.version)
+        reader = QueryBuilder(DATAFUSION).register("t", dt).execute(self.spec.sql(us(lo), us(hi)))
         t = pa.table(reader.read_all())
         # DataFusion answers in view types (string_view); the rest of the cache holds the table's own.
         t = _float_decimals(t.cast(pa.schema([self._schema.field(c) for c in t.column_names])))
@@ -315,9 +360,8 @@ class TableCache:
         return adds[col].max() - pd.Timedelta(milliseconds=min(spans)) if spans else None
 
     def _open_files(self) -> None:
-        self._delta_schema = self._dt.schema().to_arrow()
-        self._files = FileReader(self._dt, self.uri)
-        self._schema = self._files.schema
+        self._schema = pa.schema(self._table().schema().to_arrow())
+        self._files = FileReader(self._schema, self.uri)
 
     def _read(self, paths: list[str]):
         """Rows of the given (new) files only."""
@@ -416,7 +460,8 @@ class Lake:
 
     def __init__(self, s: Settings, specs: dict[str, Spec] | None = None, full_scan: bool = False):
         self.settings = s
-        self.caches = {k: TableCache(v, s, incremental=not full_scan) for k, v in (specs or SPECS).items()}
+        self.caches = {k: TableCache(v, s, incremental=not full_scan, cache_dir=s.dashboard_cache_dir)
+                       for k, v in (specs or SPECS).items()}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard-lake")
 
     def refresh(self, *names: str, span_ms: int | None = None) -> tuple:
@@ -426,17 +471,28 @@ class Lake:
         Several caches refresh at once: delta-rs opens logs and reads files without the GIL, so a
         page's first load waits for its slowest table, not for their sum.
         """
-        if len(names) == 1:
-            return (self.caches[names[0]].refresh(span_ms),)
-        return tuple(self._pool.map(lambda n: self.caches[n].refresh(span_ms), names))
+        return tuple(self.refresh_spans(dict.fromkeys(names, span_ms)).values())
 
     def refresh_spans(self, spans: dict[str, int | None]) -> dict[str, int | None]:
         """`refresh` of several caches at once, each with its own span; their versions by name."""
         names = list(spans)
+        if len(names) == 1:
+            return {names[0]: self.caches[names[0]].refresh(spans[names[0]])}
         return dict(zip(names, self._pool.map(lambda n: self.caches[n].refresh(spans[n]), names)))
 
     def frame(self, name: str) -> pd.DataFrame:
         return self.caches[name].frame()
+
+    def save(self) -> list[str]:
+        """Save every cache that changed since its last save (snapshot.py); the names saved."""
+        saved = []
+        for name, cache in self.caches.items():
+            try:
+                if cache.save():
+                    saved.append(name)
+            except Exception as e:   # a full disk, a table being re-created: the next save tries again
+                log.warning("%s: cache not saved: %s", cache.spec.table.name, e)
+        return saved
 
     def __getitem__(self, name: str) -> TableCache:
         return self.caches[name]
@@ -459,7 +515,8 @@ def newest_source(s: Settings) -> str | None:
     if adds.empty:
         return None
     newest = adds.sort_values("modification_time")["path"].iloc[-1]
-    vals = [v for v in FileReader(dt, uri).read([newest], ["source"])["source"].to_pylist() if v]
+    vals = [v for v in FileReader(pa.schema(dt.schema().to_arrow()), uri).read([newest], ["source"])["source"].to_pylist()
+            if v]
     return max(set(vals), key=vals.count) if vals else None
 
 

@@ -74,6 +74,7 @@ class Settings:
     dashboard_host: str                     # bind address of `tickcast dashboard`; loopback unless set
     dashboard_port: int
     dashboard_refresh_seconds: float        # pages re-read the tables this often
+    dashboard_cache_dir: str                # the read caches kept on disk across restarts; "" = off
     alert_bar_age_seconds: float            # newest bar older than this -> red status
     alert_freshness_seconds: float          # bar end -> prediction commit above this -> red
     alert_lag_seconds: float                # Kafka lag (seconds) above this -> red
@@ -298,6 +299,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         dashboard_host=dashboard_host,
         dashboard_port=_port("DASHBOARD_PORT", get("DASHBOARD_PORT", "8050")),
         dashboard_refresh_seconds=_float("DASHBOARD_REFRESH_SECONDS", get("DASHBOARD_REFRESH_SECONDS", "5")),
+        dashboard_cache_dir=get("DASHBOARD_CACHE_DIR", str(data_dir / "dashboard-cache")),
         alert_bar_age_seconds=_float("ALERT_BAR_AGE_SECONDS", get("ALERT_BAR_AGE_SECONDS", "180")),
         alert_freshness_seconds=_float("ALERT_FRESHNESS_SECONDS", get("ALERT_FRESHNESS_SECONDS", "10")),
         alert_lag_seconds=_float("ALERT_LAG_SECONDS", get("ALERT_LAG_SECONDS", "30")),
@@ -361,6 +363,7 @@ HELP: dict[str, str] = {
     "dashboard_host": "bind address of the dashboard (loopback unless set)",
     "dashboard_port": "port of the dashboard",
     "dashboard_refresh_seconds": "the dashboard's pages re-read the tables this often",
+    "dashboard_cache_dir": "the dashboard's read caches saved here, so a restart reads only what changed (empty: off)",
     "alert_bar_age_seconds": "the newest bar older than this turns the dashboard's status red",
     "alert_freshness_seconds": "bar end -> prediction commit above this turns the status red",
     "alert_lag_seconds": "Kafka lag (seconds) above this turns the status red",

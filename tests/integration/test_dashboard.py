@@ -199,11 +199,17 @@ def ms(ts) -> float:
     return float(pd.Timestamp(ts).value // 10**6)
 
 
-def test_the_cache_equals_a_full_read_of_every_table_the_jobs_wrote(dash_settings):
+def test_the_cache_equals_a_full_read_of_every_table_the_jobs_wrote(dash_settings, tmp_path):
+    """Every table the jobs wrote, read by the caches, equals a full read; and so does each cache
+    saved and restored by a new process's caches (a dashboard restart) without reading a file."""
     from dashboard import data
 
-    cache = data.Lake(dash_settings)
+    s = dataclasses.replace(dash_settings, dashboard_cache_dir=str(tmp_path / "cache"))
+    cache = data.Lake(s)
     cache.refresh(*cache.caches)
+    saved = cache.save()
+    restarted = data.Lake(s)
+    restarted.refresh(*restarted.caches)
     checked = 0
     for name, c in cache.caches.items():
         if c.version is None:
@@ -211,6 +217,9 @@ def test_the_cache_equals_a_full_read_of_every_table_the_jobs_wrote(dash_setting
         full = data.full_read(c.spec, dash_settings)
         keys = [(col, "ascending") for col in c.spec.columns if col not in ("raw_value",)]
         assert c.data.sort_by(keys).equals(full.sort_by(keys)), name
+        r = restarted[name]
+        assert name in saved and r.restored == c.version and r.full_loads == 0 and r.last_read == [], name
+        assert r.data.sort_by(keys).equals(full.sort_by(keys)), name
         checked += full.num_rows
     assert cache["bars"].data.num_rows > 20_000 and cache["quarantine"].data.num_rows == len(BAD) and checked
 

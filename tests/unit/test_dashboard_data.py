@@ -212,3 +212,73 @@ def test_a_span_reads_only_its_rows_then_widens_to_a_full_read(settings):
     assert c.lower is None and c.full_loads == 1
     full = data.full_read(spec, settings)
     assert sorted_rows(c.data).equals(sorted_rows(full)) and full.num_rows == 23
+
+
+def test_a_saved_cache_restarts_reading_only_what_changed(settings, tmp_path):
+    """A cache saved by one process (dashboard/snapshot.py) is what a new one starts from: no file
+    read for the saved version, only new files after appends, a full reload after OPTIMIZE, and
+    the rows always equal a full read."""
+    from deltalake import DeltaTable
+
+    spec, syms, folder = data.SPECS["bars"], ["BTCUSDT", "ETHUSDT"], str(tmp_path / "cache")
+    for k in range(4):
+        write(settings, bar_rows(syms, T0 + k * MIN, 1))
+    first = data.TableCache(spec, settings, cache_dir=folder)
+    assert first.refresh(span_ms=2 * MIN) == 3 and first.save() and not first.save()   # unchanged: not rewritten
+
+    # A new process: the saved rows, no file read, delta-rs not even opened.
+    c = data.TableCache(spec, settings, cache_dir=folder)
+    assert c.refresh(span_ms=2 * MIN) == 3 and c.restored == 3 and c.full_loads == 0 and c.last_read == []
+    assert c._dt is None and c.lower == first.lower
+    assert sorted_rows(c.data).equals(sorted_rows(first.data))
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, lower=c.lower)))
+
+    # Appends while it was down: only their files are read.
+    before = added_paths(settings)
+    for k in (4, 5):
+        write(settings, bar_rows(syms, T0 + k * MIN, 1))
+    c = data.TableCache(spec, settings, cache_dir=folder)
+    assert c.refresh(span_ms=2 * MIN) == 5 and c.restored == 3 and c.full_loads == 0
+    assert set(c.last_read) == added_paths(settings) - before
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, lower=c.lower)))
+    # A wider span than was saved reads the older rows (and equals a full read).
+    c.refresh()
+    assert c.lower is None and sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert c.save()
+
+    # OPTIMIZE while it was down: the saved file list is stale, a full reload.
+    DeltaTable(tables.BARS.path(settings)).optimize.compact()
+    c = data.TableCache(spec, settings, cache_dir=folder)
+    assert c.refresh() == 6 and c.restored == 5 and c.full_loads == 1 and len(c.last_read) == 1
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 12
+
+
+def test_a_saved_cache_of_another_table_at_the_same_path_is_ignored(settings, tmp_path):
+    import shutil
+
+    spec, folder = data.SPECS["bars"], str(tmp_path / "cache")
+    for k in range(3):
+        write(settings, bar_rows(["BTCUSDT"], T0 + k * MIN, 1))
+    first = data.TableCache(spec, settings, cache_dir=folder)
+    first.refresh()
+    assert first.save()
+    # The table re-created with other rows and as many commits: same version, another commit.
+    shutil.rmtree(tables.BARS.path(settings))
+    for k in range(3):
+        write(settings, bar_rows(["ETHUSDT"], T0 + k * MIN, 1, seed=7))
+    c = data.TableCache(spec, settings, cache_dir=folder)
+    assert c.refresh() == 2 and c.restored is None and c.full_loads == 1
+    assert c.unique("symbol") == ["ETHUSDT"]
+    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+
+    # A damaged snapshot is ignored too (read the table instead), and a missing table stays empty.
+    from dashboard import snapshot
+
+    c.save()
+    pointer = tmp_path / "cache" / snapshot.key(c.uri, spec) / "current.json"
+    pointer.write_text("{not json")
+    c = data.TableCache(spec, settings, cache_dir=folder)
+    assert c.refresh() == 2 and c.restored is None and c.full_loads == 1
+    shutil.rmtree(tables.BARS.path(settings))
+    c = data.TableCache(spec, settings, cache_dir=folder)
+    assert c.refresh() is None and c.data is None and c.error is None
