@@ -65,8 +65,9 @@ def save(root: str | Path, name: str, snap: Snapshot) -> Path:
     tmp = folder / f"current.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(pointer))
     os.replace(tmp, folder / "current.json")
-    for old in folder.glob("*.arrow"):
-        if old.name not in (data.name, files.name):
+    # Older copies, and the half-written files of a save that was killed (another pid's .tmp).
+    for old in [*folder.glob("*.arrow"), *folder.glob("*.tmp")]:
+        if old.name not in (data.name, files.name) and not old.name.endswith(f".{os.getpid()}.tmp"):
             old.unlink(missing_ok=True)
     return folder / "current.json"
 
@@ -91,7 +92,7 @@ def load(root: str | Path, name: str) -> Snapshot | None:
 
 
 def _write_ipc(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     os.replace(tmp, path)
