@@ -54,6 +54,7 @@ class Context:
         `error`, which the pages show."""
         lake = self.lake
         week = (figures.RANGES["1w"] + 60) * MINUTE_MS   # the market's widest range, outcomes' hour included
+        t0 = time.monotonic()
         try:
             self.ticks_source()
             for names, span in ((("bars", "progress"), RECENT_MINUTES * MINUTE_MS),  # the header first
@@ -62,6 +63,9 @@ class Context:
                                 (("progress",), figures.RANGES["1w"] * MINUTE_MS),
                                 (("quarantine", "late_bars"), None), (("gapfill",), DAY_MS)):
                 lake.refresh(*names, span_ms=span)
+            restored = [n for n, c in lake.caches.items() if c.restored is not None]
+            log.info("prefetch: the pages' tables read in %.1f s (%d of %d caches started from their saved copy)",
+                     time.monotonic() - t0, len(restored), len(lake.caches))
         except Exception as e:  # never fatal: the pages read on demand as without it
             log.warning("prefetch failed: %s", e)
         finally:

@@ -584,6 +584,9 @@ class Models:
     def _read(self) -> dict[int, ModelInfo]:
         from tickcast import model_io  # deferred: heavy (imports mlflow)
 
+        # The deadline is for the tracking server, not for importing its client: on a machine busy
+        # starting the whole stack the import alone took over 3 s, and the header said "unreachable".
+        self._started = time.monotonic()
         client = model_io.configure(self.s)
         out = {}
         for h in self.s.horizons:
