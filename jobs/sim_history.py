@@ -17,14 +17,31 @@ from tickcast.settings import Settings
 MINUTE_MS = 60_000
 
 
-def ticks_frame(spark, cfg, minutes: int):
-    """`minutes` of simulated trades as a DataFrame with the bronze.ticks columns the bars need."""
+def end_at(df, end_prices: dict[str, float], decimals: int = 2):
+    """The simulated trades with each symbol's prices scaled so its last trade is at `end_prices[base]`
+    (on the same tick grid): the history then ends where a simulator started at that price goes
+    on. Returns are unchanged (up to the tick rounding), and so are the features."""
+    df = df.copy()
+    for name in df["symbol"].cat.categories:
+        base = name.removesuffix("-SIMSIG").removesuffix("-SIM")
+        rows = (df["symbol"] == name).to_numpy()
+        if base in end_prices and rows.any():
+            last = df.loc[rows, "price"].to_numpy()[-1]
+            df.loc[rows, "price"] = np.round(df.loc[rows, "price"].to_numpy() * (end_prices[base] / last), decimals)
+    return df
+
+
+def ticks_frame(spark, cfg, minutes: int, end_prices: dict[str, float] | None = None):
+    """`minutes` of simulated trades as a DataFrame with the bronze.ticks columns the bars need
+    (ending at `end_prices`, see `end_at`)."""
     import pandas as pd
     from pyspark.sql import functions as F
 
     from producers.simulate import simulate_frame  # deferred: heavy (imports pandas, pyarrow)
 
     df = simulate_frame(cfg, minutes)
+    if end_prices:
+        df = end_at(df, end_prices)
     pdf = pd.DataFrame({"symbol": df["symbol"].astype(str).to_numpy(), "id": df["trade_id"].to_numpy(np.int64),
                         "time_ms": df["time_ms"].to_numpy(np.int64),
                         # The nearest doubles to the simulator's 0.01 / 0.00001 grids: the cast to
@@ -41,11 +58,12 @@ def ticks_frame(spark, cfg, minutes: int):
         F.timestamp_millis("time_ms").alias("trade_time"), "is_buyer_maker")
 
 
-def run(spark, s: Settings, cfg, minutes: int) -> int:
-    """Write `minutes` of simulated bars; returns the number of bars written (insert-only)."""
+def run(spark, s: Settings, cfg, minutes: int, end_prices: dict[str, float] | None = None) -> int:
+    """Write `minutes` of simulated bars (ending at `end_prices`, see `end_at`); returns the number
+    of bars written (insert-only)."""
     ensure_table(spark, tables.BARS, s)
     before = spark.read.format("delta").load(tables.BARS.path(s)).count()
-    agg = bars.to_bars(bars.aggregate(ticks_frame(spark, cfg, minutes))).persist()
+    agg = bars.to_bars(bars.aggregate(ticks_frame(spark, cfg, minutes, end_prices))).persist()
     try:
         bars.BarWriter(s).write(spark, agg)
     finally:

@@ -26,6 +26,21 @@ def _speed(value: str) -> float | None:
     return v
 
 
+def _start_prices(items: tuple[str, ...]) -> dict[str, float]:
+    """`--start-price BTCUSDT=58512.3` values as {base: price} (a -SIM/-SIMSIG name is taken as its base)."""
+    out = {}
+    for item in items:
+        name, sep, price = item.partition("=")
+        try:
+            value = float(price)
+        except ValueError:
+            value = None
+        if not sep or not name.strip() or value is None:
+            raise click.BadParameter(f"expected SYMBOL=PRICE, got {item!r}", param_hint="--start-price")
+        out[name.strip().upper().removesuffix("-SIMSIG").removesuffix("-SIM")] = value
+    return out
+
+
 @click.command(help="Publish trades to the raw topic from a source (replay files, the simulator).")
 @click.option("--source", type=click.Choice(["replay", "simulate", "live"]), required=True)
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -47,8 +62,10 @@ def _speed(value: str) -> float | None:
 @click.option("--signal-kind", type=click.Choice(["linear", "interaction"]), default="linear", show_default=True,
               help="simulate --plant-signal: which predictable component")
 @click.option("--signal-strength", type=float, default=0.15, show_default=True)
+@click.option("--start-price", "start_prices", multiple=True, metavar="SYMBOL=PRICE",
+              help="simulate: where a base symbol's price starts (default: its profile's); repeatable")
 def produce(source, files, symbol, loops, speed, symbols, stream_kind, rate, seed, count, duration,
-            plant_signal, signal_kind, signal_strength) -> None:
+            plant_signal, signal_kind, signal_strength, start_prices) -> None:
     s = cli_common.settings()
     pace = _speed(speed or "1")
     if source == "live":
@@ -61,9 +78,13 @@ def produce(source, files, symbol, loops, speed, symbols, stream_kind, rate, see
     else:
         if rate <= 0:
             raise click.BadParameter("must be > 0", param_hint="--rate")
-        records = simulate_records([x.strip().upper() for x in symbols.split(",") if x.strip()], rate, seed,
-                                   count, duration, plant_signal, backdate=pace is None,
-                                   signal_kind=signal_kind, signal_strength=signal_strength)
+        bases = [x.strip().upper() for x in symbols.split(",") if x.strip()]
+        try:
+            records = simulate_records(bases, rate, seed, count, duration, plant_signal, backdate=pace is None,
+                                       signal_kind=signal_kind, signal_strength=signal_strength,
+                                       start_prices=_start_prices(start_prices))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--symbols/--start-price") from None
     try:
         pub = Publisher(s, source)
     except BrokerError as e:

@@ -101,10 +101,15 @@ class SimConfig:
     # "linear": drift as above. "interaction": drift = strength * sigma_t * imbalance_{t-1} * sign(R_{t-1}),
     # an edge no linear model on the features can use (so the training gate's promote path can be tested).
     signal_kind: str = "linear"
+    # (base, price) pairs: where a symbol's price path starts instead of its profile's price, e.g. the
+    # newest close in the lake, so that a restarted simulator continues the chart instead of jumping.
+    start_prices: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.symbols, list):  # accept a list, keep the config hashable
             object.__setattr__(self, "symbols", tuple(self.symbols))
+        if isinstance(self.start_prices, dict):
+            object.__setattr__(self, "start_prices", tuple(sorted(self.start_prices.items())))
         if isinstance(self.symbols, str) or not self.symbols:
             raise ValueError("symbols: expected a non-empty tuple of base names")
         if len(set(self.symbols)) != len(self.symbols):
@@ -121,6 +126,15 @@ class SimConfig:
             raise ValueError(f"signal_strength: must be >= 0, got {self.signal_strength}")
         if self.signal_kind not in SIGNAL_KINDS:
             raise ValueError(f"signal_kind: expected one of {SIGNAL_KINDS}, got {self.signal_kind!r}")
+        for base, price in self.start_prices:
+            if base not in self.symbols:
+                raise ValueError(f"start_prices: {base!r} is not one of the symbols {self.symbols!r}")
+            if not (isinstance(price, (int, float)) and price > 0 and math.isfinite(price)):
+                raise ValueError(f"start_prices: {base}'s price must be > 0, got {price!r}")
+
+    def start_price(self, base: str) -> float:
+        """Where `base`'s price path starts: its `start_prices` entry, else its profile's price."""
+        return dict(self.start_prices).get(base, PROFILES.get(base, DEFAULT_PROFILE).price)
 
 
 def sim_symbol(base: str, plant_signal: bool) -> str:
@@ -168,7 +182,7 @@ class _SymbolSim:
         self.prev_sign = 0.0
         self.scale = 10 ** self.p.tick_decimals
         self.h = LOGVOL_SD * float(self.minute_rng.standard_normal())  # start in the stationary law
-        self.logmid = math.log(self.p.price)
+        self.logmid = math.log(cfg.start_price(base))
         self.next_id = first_trade_id(cfg.start_ms)
         self.prev_imb = 0.0
         self.last_buy = True

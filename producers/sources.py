@@ -20,7 +20,8 @@ def replay_records(paths: Iterable[Path], symbol: str | None = None, loops: int 
 def simulate_records(symbols: list[str], rate: float, seed: int = 0, count: int | None = None,
                      duration_s: float | None = None, plant_signal: bool = False,
                      start_ms: int | None = None, backdate: bool = False, signal_kind: str = "linear",
-                     signal_strength: float = 0.15) -> Iterator[events.Record]:
+                     signal_strength: float = 0.15, start_prices: dict[str, float] | None = None
+                     ) -> Iterator[events.Record]:
     """Simulated trades; `backdate` ends the stream near now so max-speed runs never look future-dated."""
     from producers.simulate import SimConfig, encode_events, simulate_batches  # deferred: heavy (imports numpy, pandas)
 
@@ -30,7 +31,7 @@ def simulate_records(symbols: list[str], rate: float, seed: int = 0, count: int 
             span = (count / rate) if count else (duration_s or 0)
             start_ms -= int(span * 1000) + 60_000
     cfg = SimConfig(symbols=tuple(symbols), rate=rate, seed=seed, start_ms=start_ms, plant_signal=plant_signal,
-                    signal_kind=signal_kind, signal_strength=signal_strength)
+                    signal_kind=signal_kind, signal_strength=signal_strength, start_prices=dict(start_prices or {}))
     end_ms = start_ms + int(duration_s * 1000) if duration_s else None
     def gen() -> Iterator[events.Record]:
         for batch in simulate_batches(cfg):

@@ -44,9 +44,43 @@ def real_bar_symbols(s: Settings) -> dict[str, int]:
     return counts
 
 
-def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow_simulated: bool = True
-                  ) -> dict[int, str]:
-    """Train a model for every horizon that has none at the configured ref; returns horizon -> alias given."""
+def sim_bars(s: Settings, base_symbols: list[str]) -> dict[str, tuple[int, float]]:
+    """Per base symbol with simulated (-SIMSIG) bars in silver.bars_1m: (their count, the newest close)."""
+    import pyarrow.compute as pc
+
+    from producers.simulate import sim_symbol  # deferred: heavy (pandas)
+
+    names = {sim_symbol(b, True): b for b in base_symbols}
+    if not names or not lake.exists(tables.BARS, s):
+        return {}
+    t = lake.read(tables.BARS, s, columns=["symbol", "window_start", "close"], filters=[("symbol", "in", list(names))])
+    out = {}
+    for name, base in names.items():
+        rows = t.filter(pc.equal(t["symbol"], name))
+        if rows.num_rows:
+            newest = rows.take([pc.index(rows["window_start"], pc.max(rows["window_start"])).as_py()])
+            out[base] = (rows.num_rows, float(newest["close"][0].as_py()))
+    return out
+
+
+def sim_start_prices(s: Settings, base_symbols: list[str]) -> dict[str, float]:
+    """Where the simulator should start each base symbol: its newest simulated close in the lake (a
+    restart continues the chart), else its profile's price (a first run; the bootstrap history then
+    ends there, `ensure_models`)."""
+    from producers.simulate import DEFAULT_PROFILE, PROFILES  # deferred: heavy (pandas)
+
+    have = sim_bars(s, base_symbols)
+    return {b: have[b][1] if b in have else PROFILES.get(b, DEFAULT_PROFILE).price for b in base_symbols}
+
+
+def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow_simulated: bool = True,
+                  start_prices: dict[str, float] | None = None) -> dict[int, str]:
+    """Train a model for every horizon that has none at the configured ref; returns horizon -> alias given.
+
+    Without real history it trains on simulated bars: those already in the lake when each symbol
+    has enough (an earlier run's history and live minutes), else SIM_HISTORY_MINUTES written now,
+    ending at `start_prices` (where the live simulator started), so the chart has no jump.
+    """
     from producers.simulate import SimConfig, sim_symbol  # deferred: heavy (pandas)
 
     missing = missing_models(s)
@@ -63,12 +97,17 @@ def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow
         echo(f"models: no {s.model_ref} for horizon(s) {missing}: training on the real bars of {', '.join(symbols)}")
     else:
         symbols = tuple(sim_symbol(b, True) for b in base_symbols)
-        end = int(time.time() * 1000) // 60_000 * 60_000
-        echo(f"models: no {s.model_ref} for horizon(s) {missing} and no real history: training on "
-             f"{SIM_HISTORY_MINUTES} minutes of SIMULATED bars with the planted signal ({', '.join(symbols)})")
-        cfg = SimConfig(symbols=tuple(base_symbols), rate=1.0, seed=7, start_ms=end - SIM_HISTORY_MINUTES * 60_000,
-                        **SIM_SIGNAL)
-        sim_history.run(spark, s, cfg, SIM_HISTORY_MINUTES)
+        have = sim_bars(s, base_symbols)
+        if all(have.get(b, (0, 0.0))[0] >= SIM_HISTORY_MINUTES for b in base_symbols):
+            echo(f"models: no {s.model_ref} for horizon(s) {missing} and no real history: training on the "
+                 f"SIMULATED bars already in silver.bars_1m ({', '.join(symbols)})")
+        else:
+            end = int(time.time() * 1000) // 60_000 * 60_000
+            echo(f"models: no {s.model_ref} for horizon(s) {missing} and no real history: training on "
+                 f"{SIM_HISTORY_MINUTES} minutes of SIMULATED bars with the planted signal ({', '.join(symbols)})")
+            cfg = SimConfig(symbols=tuple(base_symbols), rate=1.0, seed=7,
+                            start_ms=end - SIM_HISTORY_MINUTES * 60_000, **SIM_SIGNAL)
+            sim_history.run(spark, s, cfg, SIM_HISTORY_MINUTES, end_prices=start_prices)
     run(["features"], s, available_now=True, spark=spark)
     reports = train_in_subprocess(s, missing, symbols, echo)
     given = {}

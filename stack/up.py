@@ -17,7 +17,7 @@ from jobs.commands import rest_backfill
 from jobs.runner import run
 from producers.live import rest_reachable
 from stack import JOBS
-from stack.bootstrap import SIM_SIGNAL, ensure_models
+from stack.bootstrap import SIM_SIGNAL, ensure_models, sim_start_prices
 from stack.processes import Children, QuietStderr
 from stack.readings import StackMeter, prediction_summary, table_rows
 from stack.terminal import Terminal
@@ -27,7 +27,8 @@ from tickcast.settings import Settings
 from tickcast.spark import session
 
 
-def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> list[str]:
+def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str,
+                  start_prices: dict[str, float] | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "tickcast.cli", "produce", "--source", source]
     if source == "replay":
         for f in files:
@@ -39,6 +40,8 @@ def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str) -> 
         # the live predictions have a real, known edge to find (docs/simulator.md).
         cmd += ["--rate", str(rate), "--symbols", symbols, "--plant-signal",
                 "--signal-kind", SIM_SIGNAL["signal_kind"], "--signal-strength", str(SIM_SIGNAL["signal_strength"])]
+        for base, price in sorted((start_prices or {}).items()):
+            cmd += ["--start-price", f"{base}={price!r}"]
     return cmd
 
 
@@ -92,7 +95,10 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
     children = Children(s, log_dir)
     spark = None
     try:
-        producer = children.start("producer", _producer_cmd(source, files, rate, symbols))
+        bases = [x.strip().upper() for x in symbols.split(",") if x.strip()]
+        # The simulator goes on from the newest simulated close (a restart continues the chart).
+        start_prices = sim_start_prices(s, bases) if source == "simulate" else None
+        producer = children.start("producer", _producer_cmd(source, files, rate, symbols, start_prices))
         term.say(f"producer: {source} (pid {producer.pid}, log {log_dir / 'producer.log'})")
         if components:
             # Create (migrate) the MLflow store once, before the service's registry watcher, the
@@ -141,8 +147,8 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
         spark.sparkContext.setLogLevel("WARN" if verbose else "ERROR")
         # Before the streams write bars (one writer per table); live trains on the backfilled klines only.
         if "predict" in jobs and not stop.is_set():
-            ensure_models(spark, s, [x.strip().upper() for x in symbols.split(",") if x.strip()], echo=term.say,
-                          allow_simulated=source != "live")
+            ensure_models(spark, s, bases, echo=term.say, allow_simulated=source != "live",
+                          start_prices=start_prices)
         if not stop.is_set():
             run(jobs, s, available_now=False, on_progress=show, stop_event=stop,
                 log_level="WARN" if verbose else "ERROR", spark=spark)

@@ -231,3 +231,51 @@ def test_a_later_run_starts_above_every_id_of_an_earlier_one():
     later = simulate_frame(SimConfig(("BTCUSDT",), rate=2000.0, seed=1, start_ms=START_MS + 3 * 60_000), 1)
     assert first["trade_id"].iloc[0] == first_trade_id(START_MS) > TRADE_ID_BASE
     assert later["trade_id"].min() > first["trade_id"].max()
+
+
+# --- continuing a chart: start prices, histories that end where the simulator starts ----------
+
+def test_a_start_price_moves_the_level_not_the_path():
+    base = simulate_frame(SimConfig(("BTCUSDT", "ETHUSDT"), rate=5.0, seed=3, start_ms=START_MS), 30)
+    moved = simulate_frame(SimConfig(("BTCUSDT", "ETHUSDT"), rate=5.0, seed=3, start_ms=START_MS,
+                                     start_prices={"BTCUSDT": 58_512.34}), 30)
+    btc_b, btc_m = (f[f["symbol"] == "BTCUSDT-SIM"]["price"].to_numpy() for f in (base, moved))
+    assert abs(btc_m[0] / 58_512.34 - 1) < 0.005 and abs(btc_b[0] / 60_000.0 - 1) < 0.005
+    # Same trades, same log returns (up to the 0.01 tick), at another level.
+    assert len(btc_b) == len(btc_m)
+    np.testing.assert_allclose(np.diff(np.log(btc_m)), np.diff(np.log(btc_b)), atol=2e-6)
+    eth_b, eth_m = (f[f["symbol"] == "ETHUSDT-SIM"]["price"].to_numpy() for f in (base, moved))
+    np.testing.assert_array_equal(eth_b, eth_m)           # a symbol without a start price is untouched
+
+
+@pytest.mark.parametrize("prices", [{"SOLUSDT": 100.0}, {"BTCUSDT": 0.0}, {"BTCUSDT": float("nan")},
+                                    {"BTCUSDT": -5.0}])
+def test_bad_start_prices_are_refused(prices):
+    with pytest.raises(ValueError, match="start_prices"):
+        SimConfig(("BTCUSDT",), rate=1.0, start_prices=prices)
+
+
+def test_a_history_ends_at_the_price_the_simulator_starts_from():
+    from jobs.sim_history import end_at
+
+    cfg = SimConfig(("BTCUSDT", "ETHUSDT"), rate=2.0, seed=7, start_ms=START_MS, plant_signal=True)
+    df = simulate_frame(cfg, 120)
+    out = end_at(df, {"BTCUSDT": 58_512.34})
+    btc = (out["symbol"] == "BTCUSDT-SIMSIG").to_numpy()
+    assert out.loc[btc, "price"].to_numpy()[-1] == pytest.approx(58_512.34, abs=1e-9)
+    np.testing.assert_allclose(np.diff(np.log(out.loc[btc, "price"].to_numpy())),
+                               np.diff(np.log(df.loc[btc, "price"].to_numpy())), atol=2e-6)
+    assert np.allclose(out.loc[btc, "price"] * 100, np.round(out.loc[btc, "price"] * 100))   # on the tick grid
+    np.testing.assert_array_equal(out.loc[~btc, "price"].to_numpy(), df.loc[~btc, "price"].to_numpy())
+    assert df.loc[btc, "price"].to_numpy()[-1] != pytest.approx(58_512.34, abs=1.0)        # it did move
+
+
+def test_produce_parses_start_prices_and_refuses_bad_ones():
+    import click
+
+    from producers.commands import _start_prices
+
+    assert _start_prices(("BTCUSDT=58512.34", "ethusdt-SIMSIG=3001.5")) == {"BTCUSDT": 58512.34, "ETHUSDT": 3001.5}
+    for bad in ("BTCUSDT", "=5", "BTCUSDT=abc"):
+        with pytest.raises(click.BadParameter, match="SYMBOL=PRICE"):
+            _start_prices((bad,))
