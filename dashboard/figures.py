@@ -131,7 +131,26 @@ def tx(ts) -> dict | list:
     """Times as epoch milliseconds (float64: exact for ms) for a `date` axis."""
     if len(ts) == 0:
         return []
-    return arr(pd.to_datetime(pd.Series(ts), utc=True, cache=False).astype("datetime64[ms, UTC]").astype("int64").to_numpy())
+    return arr(epoch_ms(ts))
+
+
+def epoch_ms(ts) -> np.ndarray:
+    """Times as epoch milliseconds (float64)."""
+    return pd.to_datetime(pd.Series(ts), utc=True, cache=False).astype("datetime64[ms, UTC]").astype("int64").to_numpy(
+        dtype="float64")
+
+
+def broken_at_gaps(x_ms: np.ndarray, step_ms: float, *cols, fill: float = np.nan) -> tuple[np.ndarray, ...]:
+    """`x_ms` and columns with a `fill` point one step after each point that a gap follows (more
+    than a step to the next): Plotly breaks a line at NaN, so a pause in the data (the pipeline
+    stopped) shows as a pause instead of a line drawn across it. (A filled area is drawn across a
+    NaN: the volume's stepped area takes 0 there instead.)"""
+    x = np.asarray(x_ms, dtype="float64")
+    cols = [np.asarray(c, dtype="float64") for c in cols]
+    at = np.flatnonzero(np.diff(x) > 1.5 * step_ms) + 1 if x.size > 1 else np.empty(0, int)
+    if not at.size:
+        return (x, *cols)
+    return (np.insert(x, at, x[at - 1] + step_ms), *(np.insert(c, at, fill) for c in cols))
 
 
 def values(spec) -> np.ndarray:
@@ -161,20 +180,24 @@ def market_figure(candles: pd.DataFrame, points: dict[int, pd.DataFrame], symbol
                   uirevision: str) -> dict:
     """Candles + volume + P(up) per horizon (green right, red wrong, grey not known yet), one x axis."""
     x = tx(candles["window_start"])
+    step = minutes * 60_000
+    vx, vol = (broken_at_gaps(epoch_ms(candles["window_start"]), step, candles["volume"], fill=0.0)
+               if len(candles) else ([], []))
     data = [
         {"type": "candlestick", "x": x, "open": arr(candles["open"]), "high": arr(candles["high"]),
          "low": arr(candles["low"]), "close": arr(candles["close"]), "name": symbol, "yaxis": "y",
          "increasing": {"line": {"color": UP}}, "decreasing": {"line": {"color": DOWN}}, "showlegend": False},
         # A stepped area, not a bar trace: bars cost the browser ~5x more per point (MEASURED.md).
-        {"type": "scatter", "x": x, "y": arr(candles["volume"]), "name": "volume", "mode": "lines",
+        {"type": "scatter", "x": arr(vx), "y": arr(vol), "name": "volume", "mode": "lines",
          "line": {"width": 1, "color": "#7f7f7f", "shape": "hv"}, "fill": "tozeroy", "yaxis": "y2",
          "showlegend": False, "hovertemplate": "%{y:.4f}<extra>volume</extra>"},
     ]
     dash_styles = ("solid", "dot", "dash", "dashdot", "longdash")
     for i, (h, pts) in enumerate(sorted(points.items())):
-        right = pts["right"].to_numpy(dtype=float)
+        px, prob, right = (broken_at_gaps(epoch_ms(pts["window_start"]), step, pts["prob_up"], pts["right"])
+                           if len(pts) else ([], [], np.empty(0)))
         data.append({
-            "type": "scatter", "x": tx(pts["window_start"]), "y": arr(pts["prob_up"]), "name": f"P(up) {h} min",
+            "type": "scatter", "x": arr(px), "y": arr(prob), "name": f"P(up) {h} min",
             "mode": "lines+markers", "yaxis": "y3",
             "line": {"width": 1, "dash": dash_styles[i % len(dash_styles)], "color": "#1f77b4"},
             "marker": {"size": 4 if minutes == 1 else 5, "color": arr(np.where(np.isnan(right), 0.5, right)),

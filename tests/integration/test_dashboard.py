@@ -244,7 +244,9 @@ def test_market_page_draws_the_tables_values_and_follows_the_symbol(server, brow
             pr = preds[(preds["symbol"] == sym) & (preds["horizon"] == pipeline.horizon)
                        & (preds["window_start"] > end - pd.Timedelta(hours=6))].sort_values("window_start")
             overlay = next(t for t in tr if t["name"] == f"P(up) {pipeline.horizon} min")
-            assert len(overlay["y"]) == pr["window_start"].nunique() > 300
+            # (A pause in the predictions is drawn as a break: a NaN point, not a prediction.)
+            drawn = [v for v in overlay["y"] if isinstance(v, (int, float)) and v == v]
+            assert len(drawn) == pr["window_start"].nunique() > 300
             assert overlay["y"][-1] == pytest.approx(pr["prob_up"].iloc[-1])
         first_close = p.traces("market-graph")[0]["close"][-1]
         assert first_close != float(bars_of(dash_settings, pipeline.symbols[0])[1]["close"].iloc[-1])

@@ -112,6 +112,29 @@ def test_prediction_overlay_marks_right_and_wrong(month):
     assert wide["prob_up"].iloc[0] == pytest.approx(preds["prob_up"].iloc[:10].mean())
 
 
+def test_a_pause_in_the_data_breaks_the_volume_and_p_up_lines(month):
+    """A stopped pipeline leaves minutes without bars or predictions: the P(up) line breaks there (a
+    NaN point a minute after the last one before the pause) and the stepped volume area drops to 0,
+    instead of either being drawn across it; the candles and every real point stay as they are."""
+    day = month.iloc[:300]
+    holey = day.drop(day.index[100:160]).reset_index(drop=True)       # an hour with nothing
+    preds, outcomes = predictions_on(holey, 1)
+    candles = figures.resample(holey, 1)
+    fig = figures.market_figure(candles, figures.prediction_points(preds, outcomes, 1), "BTCUSDT", 1, "u")
+    c, vol, overlay = fig["data"]
+    assert len(figures.values(c["x"])) == len(holey)                  # candles: no gap points
+    for trace, y, fill in ((vol, holey["volume"], 0.0), (overlay, preds["prob_up"], np.nan)):
+        x, v = figures.values(trace["x"]), figures.values(trace["y"])
+        assert len(x) == len(y) + 1
+        gap = int(np.flatnonzero(x == holey["window_start"].iloc[99].value // 10**6 + 60_000)[0])
+        assert gap == 100 and (np.isnan(v[gap]) if np.isnan(fill) else v[gap] == fill)
+        np.testing.assert_array_equal(np.delete(v, gap), y.to_numpy(float))
+    assert len(figures.values(overlay["marker"]["color"])) == len(figures.values(overlay["x"]))
+    # No pause, no extra point.
+    x, v = figures.broken_at_gaps(np.arange(5) * 60_000.0, 60_000, np.ones(5))
+    assert len(x) == 5 and not np.isnan(v).any()
+
+
 def test_rolling_and_cumulative_scores_equal_direct_counts(month):
     bars = month.iloc[:3000]
     _, outcomes = predictions_on(bars, 1)
