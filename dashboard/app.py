@@ -22,7 +22,9 @@ log = logging.getLogger("tickcast.dashboard")
 PAGES = Path(__file__).resolve().parent / "pages"
 SOURCE_TTL = 30.0
 RECENT_MINUTES = 15      # a query with no progress row in this long is not in the header's checks
-SAVE_SECONDS = 10.0      # the caches that changed are saved this often (a restart then reads only what changed)
+# The caches that changed are saved this often, and when the dashboard stops (`close`): a week's
+# caches are ~25 MB, so saving every few seconds would write hundreds of GB a day for nothing.
+SAVE_SECONDS = 300.0
 
 
 class Context:
@@ -46,6 +48,12 @@ class Context:
             self.lake.save()
             if self.stopped.wait(every):
                 return
+
+    def close(self) -> None:
+        """Stop the saver and save what changed since its last round (gunicorn's `worker_exit`)."""
+        self.stopped.set()
+        if self.settings.dashboard_cache_dir:
+            self.lake.save()
 
     def prefetch(self) -> None:
         """Read what the pages show, at the widest span each offers, before anyone asks (a thread

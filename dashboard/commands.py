@@ -13,6 +13,13 @@ WORKERS = 1
 THREADS = 4
 
 
+def _worker_exit(_server, worker) -> None:
+    """A stopping worker saves its read caches (a restart then starts from them; dashboard/snapshot.py)."""
+    context = getattr(worker.wsgi, "config", {}).get("TICKCAST_CONTEXT")
+    if context is not None:
+        context.close()
+
+
 def serve(settings, host: str, port: int) -> None:
     """Run gunicorn in this process on the app factory; returns when gunicorn stops (SIGTERM/SIGINT)."""
     from gunicorn.app.base import BaseApplication
@@ -21,7 +28,7 @@ def serve(settings, host: str, port: int) -> None:
         def load_config(self):
             for k, v in {"bind": f"{'[' + host + ']' if ':' in host else host}:{port}", "workers": WORKERS,
                          "threads": THREADS, "worker_class": "gthread", "timeout": 60, "graceful_timeout": 10,
-                         "accesslog": None, "proc_name": "tickcast-dashboard"}.items():
+                         "accesslog": None, "proc_name": "tickcast-dashboard", "worker_exit": _worker_exit}.items():
                 self.cfg.set(k, v)
 
         def load(self):

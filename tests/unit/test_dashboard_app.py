@@ -100,3 +100,50 @@ def test_the_source_is_said_from_ticks_then_bars():
     assert health.source_word(None, bars) == "SIMULATED"
     assert health.source_word(None, bars.assign(symbol="BTCUSDT", source="klines")) == "BACKFILL (klines)"
     assert health.source_word(None, bars.iloc[:0]) == "NO DATA"
+
+
+def test_a_stopping_dashboard_saves_its_caches_and_a_new_one_starts_from_them(settings):
+    """The saver writes the caches after the start-up prefetch; `close()` (gunicorn's worker_exit)
+    saves what changed since; a new app then starts from that copy without reading a file."""
+    import time
+
+    from deltalake import write_deltalake
+
+    import dashboard
+    from dashboard import snapshot
+    from tests.unit.test_dashboard_data import MIN, T0, bar_rows
+    from tickcast import tables
+
+    write_deltalake(tables.BARS.path(settings), bar_rows(["BTCUSDT"], T0, 3), mode="append")
+    app = dashboard.create_app(settings)
+    context = app.server.config["TICKCAST_CONTEXT"]
+    context.prefetched.wait(60)
+    key = snapshot.key(context.lake["bars"].uri, context.lake["bars"].spec)
+    for _ in range(100):                      # the saver's first round, right after the prefetch
+        saved = snapshot.load(settings.dashboard_cache_dir, key)
+        if saved is not None:
+            break
+        time.sleep(0.1)
+    assert saved is not None and saved.version == 0 and saved.data.num_rows == 3
+    write_deltalake(tables.BARS.path(settings), bar_rows(["BTCUSDT"], T0 + 3 * MIN, 1), mode="append")
+    context.lake.refresh("bars", span_ms=None)
+    context.close()
+    assert snapshot.load(settings.dashboard_cache_dir, key).version == 1
+    from dashboard.app import create_app
+
+    again = create_app(settings, prefetch=False).server.config["TICKCAST_CONTEXT"]
+    assert again.lake.refresh("bars") == (1,)
+    bars = again.lake["bars"]
+    assert bars.restored == 1 and bars.full_loads == 0 and bars.data.num_rows == 4
+    again.close()
+
+
+def test_a_cache_folder_that_cannot_be_made_fails_at_start_naming_the_setting(settings, tmp_path):
+    import dashboard
+    from tickcast.settings import SettingsError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = dataclasses.replace(settings, dashboard_cache_dir=str(blocker / "cache"))
+    with pytest.raises(SettingsError, match="^TICKCAST_DASHBOARD_CACHE_DIR: cannot create"):
+        dashboard.create_app(bad)
