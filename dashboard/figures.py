@@ -179,10 +179,10 @@ def _note(y: float, text: str) -> dict:
 def market_figure(candles: pd.DataFrame, points: dict[int, pd.DataFrame], symbol: str, minutes: int,
                   uirevision: str) -> dict:
     """Candles + volume + P(up) per horizon (green right, red wrong, grey not known yet), one x axis."""
-    x = tx(candles["window_start"])
     step = minutes * 60_000
-    vx, vol = (broken_at_gaps(epoch_ms(candles["window_start"]), step, candles["volume"], fill=0.0)
-               if len(candles) else ([], []))
+    cx = epoch_ms(candles["window_start"])           # once: the candles' and the volume's x
+    x = arr(cx)
+    vx, vol = broken_at_gaps(cx, step, candles["volume"], fill=0.0) if len(candles) else ([], [])
     data = [
         {"type": "candlestick", "x": x, "open": arr(candles["open"]), "high": arr(candles["high"]),
          "low": arr(candles["low"]), "close": arr(candles["close"]), "name": symbol, "yaxis": "y",

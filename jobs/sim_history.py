@@ -17,17 +17,20 @@ from tickcast.settings import Settings
 MINUTE_MS = 60_000
 
 
-def end_at(df, end_prices: dict[str, float], decimals: int = 2):
+def end_at(df, end_prices: dict[str, float]):
     """The simulated trades with each symbol's prices scaled so its last trade is at `end_prices[base]`
     (on the same tick grid): the history then ends where a simulator started at that price goes
     on. Returns are unchanged (up to the tick rounding), and so are the features."""
+    from producers.simulate import profile, sim_base  # deferred: heavy (imports pandas, pyarrow)
+
     df = df.copy()
     for name in df["symbol"].cat.categories:
-        base = name.removesuffix("-SIMSIG").removesuffix("-SIM")
+        base = sim_base(name)
         rows = (df["symbol"] == name).to_numpy()
         if base in end_prices and rows.any():
             last = df.loc[rows, "price"].to_numpy()[-1]
-            df.loc[rows, "price"] = np.round(df.loc[rows, "price"].to_numpy() * (end_prices[base] / last), decimals)
+            df.loc[rows, "price"] = np.round(df.loc[rows, "price"].to_numpy() * (end_prices[base] / last),
+                                             profile(base).tick_decimals)
     return df
 
 

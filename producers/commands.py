@@ -28,6 +28,8 @@ def _speed(value: str) -> float | None:
 
 def _start_prices(items: tuple[str, ...]) -> dict[str, float]:
     """`--start-price BTCUSDT=58512.3` values as {base: price} (a -SIM/-SIMSIG name is taken as its base)."""
+    from producers.simulate import sim_base  # deferred: heavy (imports numpy, pandas)
+
     out = {}
     for item in items:
         name, sep, price = item.partition("=")
@@ -37,7 +39,7 @@ def _start_prices(items: tuple[str, ...]) -> dict[str, float]:
             value = None
         if not sep or not name.strip() or value is None:
             raise click.BadParameter(f"expected SYMBOL=PRICE, got {item!r}", param_hint="--start-price")
-        out[name.strip().upper().removesuffix("-SIMSIG").removesuffix("-SIM")] = value
+        out[sim_base(name.strip().upper())] = value
     return out
 
 

@@ -134,12 +134,22 @@ class SimConfig:
 
     def start_price(self, base: str) -> float:
         """Where `base`'s price path starts: its `start_prices` entry, else its profile's price."""
-        return dict(self.start_prices).get(base, PROFILES.get(base, DEFAULT_PROFILE).price)
+        return dict(self.start_prices).get(base, profile(base).price)
+
+
+def profile(base: str) -> SymbolProfile:
+    """A base symbol's scales (its own profile, else the default one)."""
+    return PROFILES.get(base, DEFAULT_PROFILE)
 
 
 def sim_symbol(base: str, plant_signal: bool) -> str:
     """Published name: the suffix labels simulated (and signal-planted) data in the data itself."""
     return f"{base}-SIMSIG" if plant_signal else f"{base}-SIM"
+
+
+def sim_base(name: str) -> str:
+    """The base symbol of a published name (`sim_symbol`'s inverse; other names as they are)."""
+    return name.removesuffix("-SIMSIG").removesuffix("-SIM")
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +182,7 @@ class _SymbolSim:
     """Mutable per-symbol state carried from minute to minute."""
 
     def __init__(self, cfg: SimConfig, base: str, rate_share: float):
-        self.p = PROFILES.get(base, DEFAULT_PROFILE)
+        self.p = profile(base)
         key = _symbol_key(base)
         self.minute_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(key, 0)))
         self.trade_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(key, 1)))
@@ -276,7 +286,7 @@ class _SymbolSim:
 def simulate_batches(cfg: SimConfig) -> Iterator[TradeBatch]:
     """Infinite stream of one-minute batches; minutes are epoch-aligned, the first may be partial."""
     names = tuple(sim_symbol(s, cfg.plant_signal) for s in cfg.symbols)
-    weights = [PROFILES.get(s, DEFAULT_PROFILE).activity for s in cfg.symbols]
+    weights = [profile(s).activity for s in cfg.symbols]
     sims = [_SymbolSim(cfg, s, w / sum(weights)) for s, w in zip(cfg.symbols, weights)]
     minute_ms = cfg.start_ms - cfg.start_ms % MINUTE_MS
     skip = cfg.start_ms - minute_ms

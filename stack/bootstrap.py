@@ -67,10 +67,10 @@ def sim_start_prices(s: Settings, base_symbols: list[str]) -> dict[str, float]:
     """Where the simulator should start each base symbol: its newest simulated close in the lake (a
     restart continues the chart), else its profile's price (a first run; the bootstrap history then
     ends there, `ensure_models`)."""
-    from producers.simulate import DEFAULT_PROFILE, PROFILES  # deferred: heavy (pandas)
+    from producers.simulate import profile  # deferred: heavy (pandas)
 
     have = sim_bars(s, base_symbols)
-    return {b: have[b][1] if b in have else PROFILES.get(b, DEFAULT_PROFILE).price for b in base_symbols}
+    return {b: have[b][1] if b in have else profile(b).price for b in base_symbols}
 
 
 def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow_simulated: bool = True,

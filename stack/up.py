@@ -137,8 +137,7 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
             # started here once and reused by the jobs; bars starts after the backfill (one writer).
             spark = session(s, app="tickcast-" + "-".join(JOBS))
             try:
-                r, dt = rest_backfill(s, [x.strip().upper() for x in symbols.split(",") if x.strip()],
-                                      s.backfill_lookback_hours, spark=spark, echo=term.say)
+                r, dt = rest_backfill(s, bases, s.backfill_lookback_hours, spark=spark, echo=term.say)
                 term.say(f"backfill: {s.backfill_lookback_hours:g} h of 1m klines over REST: read {r['rows_read']}, "
                          f"inserted {r['inserted']} in {dt:.1f}s")
             except click.ClickException as e:
