@@ -17,6 +17,7 @@ from tickcast import cli_common
               help="minutes ahead (repeat for several)")
 @click.option("--symbols", default=None, help="comma-separated [default: every symbol in silver.features]")
 @click.option("--end", "end", default=None, help="use data up to this UTC time only (ISO), e.g. to train on a prefix")
+@click.option("--start", "start", default=None, help="use data from this UTC time on only (ISO): a window with --end")
 @click.option("--folds", type=click.IntRange(2, 20), default=4, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 500), default=30, show_default=True, help="MLP epochs at most")
 @click.option("--conv-epochs", type=click.IntRange(1, 500), default=20, show_default=True, help="Conv1D epochs at most")
@@ -27,7 +28,7 @@ from tickcast import cli_common
 @click.option("--shuffle-labels", is_flag=True, help="negative control: shuffle the labels (never promoted)")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="also write the evaluation report (JSON) here")
-def train(horizons, symbols, end, folds, epochs, conv_epochs, candidates, bootstrap_reps, seed, shuffle_labels,
+def train(horizons, symbols, end, start, folds, epochs, conv_epochs, candidates, bootstrap_reps, seed, shuffle_labels,
           report_path) -> None:
     from tickcast import modeling, training  # deferred: heavy (pandas, TensorFlow when training)
 
@@ -35,7 +36,7 @@ def train(horizons, symbols, end, folds, epochs, conv_epochs, candidates, bootst
     reports = []
     for h in horizons:
         cfg = training.TrainConfig(horizon=h, symbols=cli_common.symbols(symbols), end_ms=cli_common.time_ms(end),
-                                   folds=folds,
+                                   start_ms=cli_common.time_ms(start), folds=folds,
                                    bootstrap_reps=bootstrap_reps, seed=seed, shuffle_labels=shuffle_labels,
                                    families=cli_common.symbols(candidates) or training.CANDIDATES,
                                    mlp=modeling.MlpConfig(epochs=epochs, seed=seed),
