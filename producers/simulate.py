@@ -101,6 +101,9 @@ class SimConfig:
     # "linear": drift as above. "interaction": drift = strength * sigma_t * imbalance_{t-1} * sign(R_{t-1}),
     # an edge no linear model on the features can use (so the training gate's promote path can be tested).
     signal_kind: str = "linear"
+    # A regime change: from this trade time (epoch ms) on, the planted signal's sign is reversed, so a
+    # model trained before it loses its edge after it (the lifecycle's demotion and backtest tests).
+    signal_flip_ms: int | None = None
     # (base, price) pairs: where a symbol's price path starts instead of its profile's price, e.g. the
     # newest close in the lake, so that a restarted simulator continues the chart instead of jumping.
     start_prices: tuple[tuple[str, float], ...] = ()
@@ -126,6 +129,8 @@ class SimConfig:
             raise ValueError(f"signal_strength: must be >= 0, got {self.signal_strength}")
         if self.signal_kind not in SIGNAL_KINDS:
             raise ValueError(f"signal_kind: expected one of {SIGNAL_KINDS}, got {self.signal_kind!r}")
+        if self.signal_flip_ms is not None and (not self.plant_signal or self.signal_flip_ms < 0):
+            raise ValueError(f"signal_flip_ms: needs plant_signal and a time >= 0, got {self.signal_flip_ms!r}")
         for base, price in self.start_prices:
             if base not in self.symbols:
                 raise ValueError(f"start_prices: {base!r} is not one of the symbols {self.symbols!r}")
@@ -189,6 +194,8 @@ class _SymbolSim:
         self.orders_per_s = cfg.rate * rate_share / BURST_MEAN
         self.signal = cfg.signal_strength if cfg.plant_signal else 0.0
         self.interaction = cfg.signal_kind == "interaction"
+        self.flip_ms = cfg.signal_flip_ms
+        self.minute_start_ms = cfg.start_ms - cfg.start_ms % MINUTE_MS
         self.prev_sign = 0.0
         self.scale = 10 ** self.p.tick_decimals
         self.h = LOGVOL_SD * float(self.minute_rng.standard_normal())  # start in the stationary law
@@ -218,7 +225,10 @@ class _SymbolSim:
         ret = sigma * z
         if abs(jump_trigger) > JUMP_Z:
             ret += JUMP_SCALE * sigma * jump_size
-        ret += self.signal * sigma * self.prev_imb * (self.prev_sign if self.interaction else 1.0)
+        flipped = self.flip_ms is not None and self.minute_start_ms >= self.flip_ms
+        self.minute_start_ms += MINUTE_MS
+        ret += ((-1.0 if flipped else 1.0) * self.signal * sigma * self.prev_imb
+                * (self.prev_sign if self.interaction else 1.0))
         self.prev_sign = math.copysign(1.0, ret) if ret else 0.0
         intensity = math.exp(KAPPA * self.h - 0.5 * (KAPPA * LOGVOL_SD) ** 2)  # mean 1
 

@@ -279,3 +279,20 @@ def test_produce_parses_start_prices_and_refuses_bad_ones():
     for bad in ("BTCUSDT", "=5", "BTCUSDT=abc"):
         with pytest.raises(click.BadParameter, match="SYMBOL=PRICE"):
             _start_prices((bad,))
+
+
+def test_a_signal_flip_leaves_the_minutes_before_it_unchanged_and_reverses_the_edge_after_it():
+    from producers.simulate import MINUTE_MS, SimConfig, simulate_frame
+
+    start = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE_MS
+    flip = start + 30 * MINUTE_MS
+    base = dict(symbols=("BTCUSDT",), rate=5.0, seed=3, start_ms=start, plant_signal=True, signal_strength=2.0)
+    a = simulate_frame(SimConfig(**base), 60)
+    b = simulate_frame(SimConfig(**base, signal_flip_ms=flip), 60)
+    before_a, before_b = a[a["time_ms"] < flip], b[b["time_ms"] < flip]
+    assert len(before_a) > 100
+    pd.testing.assert_frame_equal(before_a.reset_index(drop=True), before_b.reset_index(drop=True))
+    after_a, after_b = a[a["time_ms"] >= flip], b[b["time_ms"] >= flip]
+    assert not np.array_equal(after_a["price"].to_numpy()[:50], after_b["price"].to_numpy()[:50])
+    with pytest.raises(ValueError, match="signal_flip_ms"):
+        SimConfig(symbols=("BTCUSDT",), rate=5.0, signal_flip_ms=flip)
