@@ -172,7 +172,8 @@ def header():
         html.Span(id=ids.HEADER_CHAMPIONS, style=cell),
         html.Span(id=ids.HEADER_STATUS, style={"fontWeight": 700, **cell}),
         html.Nav([dcc.Link("Market", href="/", style=cell), dcc.Link("Model", href="/model", style=cell),
-                  dcc.Link("Pipeline", href="/pipeline", style=cell)], style={"display": "inline"}),
+                  dcc.Link("Pipeline", href="/pipeline", style=cell),
+                  dcc.Link("Backtest", href="/backtest", style=cell)], style={"display": "inline"}),
         html.Div(id=ids.HEADER_ALERTS, style={"fontSize": "13px", "color": "#8a1c1c"}),
     ], id=ids.HEADER, style={"padding": "10px 0", "borderBottom": "1px solid #ddd", "marginBottom": "8px"})
 

@@ -45,3 +45,11 @@ QUARANTINE = "pipeline-quarantine"
 QUALITY = "pipeline-quality"
 PIPELINE_SEEN = "pipeline-seen"
 QUALITY_SEEN = "pipeline-quality-seen"
+
+# Backtest page (/backtest).
+BACKTEST_RUN = "backtest-run"
+BACKTEST_MESSAGE = "backtest-message"
+BACKTEST_ACCURACY = "backtest-accuracy"
+BACKTEST_RETURN = "backtest-return"
+BACKTEST_PERIODS = "backtest-periods"
+BACKTEST_SEEN = "backtest-seen"

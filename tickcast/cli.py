@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 
 import click
 
-from tickcast import cli_ml, kafka_broker
+from tickcast import cli_backtest, cli_ml, kafka_broker
 from tickcast.cli_common import settings as _settings
 from tickcast.settings import Settings, SettingsError
 from tickcast.spark import session
@@ -114,6 +114,7 @@ def sql(query, limit, engine, fmt) -> None:
 
 
 cli_ml.register(cli)   # train, models
+cli_backtest.register(cli)
 
 
 def _register_components(group: click.Group) -> None:

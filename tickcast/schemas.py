@@ -297,3 +297,45 @@ LOST_OFFSETS = Schema((
     Col("noticed_at", "timestamp", False),
 ))
 LOST_OFFSETS_KEY = ("query_name", "topic", "partition", "from_offset")
+
+
+def _interval_cols(prefix: str, what: str) -> tuple[Col, ...]:
+    return (Col(prefix, "double", True, what), Col(f"{prefix}_lo", "double", True, "95% block-bootstrap interval"),
+            Col(f"{prefix}_hi", "double", True))
+
+
+BACKTEST = Schema((
+    Col("run_id", "string", False, "the backtest's MLflow run"),
+    Col("horizon", "int", False),
+    Col("period", "int", False, "0, 1, ... in time order"),
+    Col("period_start", "timestamp", False, "the retrain time: the model trains on data before it only"),
+    Col("period_end", "timestamp", False, "exclusive"),
+    Col("computed_at", "timestamp", False),
+    Col("symbols", "string", False, "comma-separated"),
+    Col("train_start", "timestamp", False, "the sliding window's start"),
+    Col("gate", "string", False, "promoted, not promoted or failed (the retrain could not run)"),
+    Col("gate_reason", "string", True),
+    Col("candidate_version", "string", True, "the period's best candidate (backtest numbering, never registered)"),
+    Col("candidate_family", "string", True),
+    Col("candidate_beat_baselines", "boolean", True, "its Brier in this period below both baselines'"),
+    Col("served_version", "string", True, "the champion the live rule would serve; null: nothing served"),
+    Col("served_family", "string", True),
+    Col("served_training_end", "timestamp", True, "every scored row of the period is after it"),
+    Col("rows", "bigint", False, "labelled feature rows of the period"),
+    Col("served_rows", "bigint", False),
+    *_interval_cols("accuracy", "the served model's direction accuracy"),
+    *_interval_cols("brier", "the served model's Brier score"),
+    *_interval_cols("climatology_accuracy", "on the same rows"),
+    *_interval_cols("climatology_brier", "on the same rows"),
+    *_interval_cols("momentum_accuracy", "on the same rows"),
+    *_interval_cols("momentum_brier", "on the same rows"),
+    *_interval_cols("strategy_return", "long when P(up) > threshold, flat otherwise, after fees (simple return)"),
+    *_interval_cols("strategy_gross_return", "the same before fees"),
+    Col("strategy_fees", "double", False, "what the fees cost (share of capital)"),
+    Col("position_changes", "bigint", False),
+    Col("exposure", "double", False, "share of minutes long"),
+    Col("buy_hold_return", "double", False, "holding throughout, one fee in and one out over the whole run"),
+    Col("fee_bps", "double", False),
+    Col("threshold", "double", False),
+))
+BACKTEST_KEY = ("run_id", "horizon", "period")

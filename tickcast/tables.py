@@ -39,10 +39,11 @@ OUTCOMES = Table("gold.outcomes", schemas.OUTCOMES, schemas.OUTCOMES_KEY)
 MODEL_SCORES = Table("gold.model_scores", schemas.MODEL_SCORES, schemas.MODEL_SCORES_KEY)
 DRIFT = Table("gold.drift", schemas.DRIFT, schemas.DRIFT_KEY)
 LOST_OFFSETS = Table("ops.lost_offsets", schemas.LOST_OFFSETS, schemas.LOST_OFFSETS_KEY)
+BACKTEST = Table("gold.backtest", schemas.BACKTEST, schemas.BACKTEST_KEY)
 
 ALL: dict[str, Table] = {t.name: t for t in (TICKS, QUARANTINE, BARS, STREAM_PROGRESS, FEATURES, LATE_BARS,
                                              PREDICTIONS, PREDICT_BATCHES, OUTCOMES, MODEL_SCORES, DRIFT,
-                                             LOST_OFFSETS)}
+                                             LOST_OFFSETS, BACKTEST)}
 
 _NAME = re.compile(r"\b(bronze|silver|gold|ops)\.([a-z_][a-z0-9_]*)\b")
 
