@@ -10,11 +10,14 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from tests.conftest import own_lake
+from tests.integration.test_dashboard import browser  # noqa: F401  (the module-scoped Chromium fixture)
 from tickcast import lake, tables
 
 pytestmark = pytest.mark.spark
@@ -58,7 +61,7 @@ def regime(spark, base_settings, tmp_path_factory):
     s = own_lake(base_settings, tmp_path_factory.mktemp("backtest-regime"))
     _history(spark, s, WINDOW_MIN + REGIME_PERIODS * REGIME_EVERY, seed=11, plant_signal=True, signal_kind="linear",
              signal_strength=0.4, signal_flip_ms=FLIP_MS)
-    result = backtest.backtest(s, _config(REGIME_START, REGIME_PERIODS, REGIME_EVERY), echo=lambda *_: None)
+    result = backtest.backtest(s, _config(REGIME_START, REGIME_PERIODS, REGIME_EVERY), echo=print)
     return s, result
 
 
@@ -187,3 +190,35 @@ def test_a_range_without_data_names_the_range_that_exists(no_signal):
     assert f"holds {iso(int(first.min()))} .. {iso(int(first.max()))}" in res.output
     assert not lake.exists(tables.BACKTEST, no_signal)          # nothing written
 
+
+
+def test_dashboard_backtest_page_draws_the_table(regime, browser):  # noqa: F811
+    """The Backtest page in headless Chromium: the plotted values are gold.backtest's."""
+    from dashboard import ids
+    from tests.integration.test_dashboard import REFRESH_S, Page, _serve, _stop
+
+    s, result = regime
+    t = lake.read(tables.BACKTEST, s).to_pandas().sort_values("period").reset_index(drop=True)
+    url, proc = _serve(dataclasses.replace(s, dashboard_refresh_seconds=REFRESH_S))
+    try:
+        with Page(browser) as page:
+            page.goto(url + "/backtest")
+            acc = page.wait_traces(ids.BACKTEST_ACCURACY, lambda tr: len(tr) == 3 and len(tr[0]["x"]) == len(t))
+            by_name = {tr["name"]: tr["y"] for tr in acc}
+            for name, col in (("served model", "accuracy"), ("climatology", "climatology_accuracy"),
+                              ("momentum", "momentum_accuracy")):
+                want = t[col].to_numpy(float)
+                got = np.array([np.nan if v is None else v for v in by_name[name]], float)
+                np.testing.assert_allclose(got, want, rtol=1e-9, equal_nan=True)
+            ret = page.wait_traces(ids.BACKTEST_RETURN, lambda tr: len(tr) == 3)
+            by_name = {tr["name"]: tr["y"] for tr in ret}
+            np.testing.assert_allclose(by_name["strategy after fees"], np.cumprod(1 + t["strategy_return"]) - 1,
+                                       rtol=1e-9)
+            np.testing.assert_allclose(by_name["buy-and-hold"], np.cumprod(1 + t["buy_hold_return"]) - 1, rtol=1e-9)
+            served = [f"v{v}" for v in t["served_version"].dropna().unique()]
+            text = page.text(f"#{ids.BACKTEST_PERIODS}")
+            assert all(v in text for v in served) and result["run_id"][:8] in page.text(f"#{ids.BACKTEST_RUN}")
+            page.screenshot("backtest")
+            assert page.errors == []
+    finally:
+        _stop(proc)
