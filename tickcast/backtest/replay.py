@@ -144,12 +144,17 @@ def run(s: Settings, cfg: BacktestConfig, echo=print) -> Replay:
         try:
             quiet = lambda *_: None  # noqa: E731
             prep = prepare(s, tcfg, quiet)
+            t1 = time.monotonic()
             _, report = decide(prep, tcfg, champion, quiet)
+            t2 = time.monotonic()
             g = report["gate"]
             candidate, baselines = _fit_final(prep, g["best"], tcfg, p.number + 1)
+            fits = {f: round(sum(fr["fit_seconds"].get(f, 0) for fr in report["folds"]), 1) for f in tcfg.families}
             rec.update(candidate=candidate.version, candidate_family=candidate.family, promoted=bool(g["promoted"]),
                        gate="promoted" if g["promoted"] else "not promoted", gate_reason=g["decision"],
-                       train_rows=len(prep.data))
+                       train_rows=len(prep.data),
+                       timings={"prepare": round(t1 - tp, 1), "walk_forward": round(t2 - t1, 1),
+                                "walk_forward_fits": fits, "final_fit": round(time.monotonic() - t2, 1)})
         except TrainingError as e:       # too little history, a leak: the live retrain fails the same way
             rec.update(gate="failed", gate_reason=str(e), train_rows=0)
         champion = serve(champion, candidate, rec["promoted"] or (cfg.serve == "newest" and candidate is not None))
@@ -174,10 +179,14 @@ def run(s: Settings, cfg: BacktestConfig, echo=print) -> Replay:
                 for b, fm in base.items():
                     cols[f"{b}_prob_up"][sel] = fm.predict(Xs)[0]
         rec["seconds"] = round(time.monotonic() - tp, 1)
+        if "timings" in rec:
+            rec["timings"]["scoring"] = round(rec["seconds"] - rec["timings"]["prepare"] - rec["timings"]["walk_forward"]
+                                              - rec["timings"]["final_fit"], 1)
         records.append(rec)
         echo(f"backtest: period {p.number + 1}/{len(plan)} {iso(p.start_ms)}: candidate "
              f"{rec.get('candidate_family', '-')} {rec['gate']}; serving "
-             f"{'v' + rec['served'] if rec['served'] else 'nothing'}; {int(sel.sum())} rows; {rec['seconds']:.0f} s")
+             f"{'v' + rec['served'] if rec['served'] else 'nothing'}; {int(sel.sum())} rows; {rec['seconds']:.0f} s"
+             + (f" ({', '.join(f'{k} {v}' for k, v in rec['timings'].items())})" if "timings" in rec else ""))
     rows = pd.DataFrame({"symbol": data["symbol"].to_numpy(), "window_ms": ms, "period": period_of,
                          "served_version": served_version, "label_return": data["label_return"].to_numpy(float),
                          "minute_return": data["minute_return"].to_numpy(float), **cols})
