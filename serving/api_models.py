@@ -104,12 +104,17 @@ class ModelPath(BaseModel):
     model_name: str = Field(max_length=64)
 
 
+class VersionPath(ModelPath):
+    model_version: str = Field(max_length=32, description="a registered version number; only the champion's serves")
+
+
 class V2Tensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: Optional[dict] = None
-    data: list[Number] | list[list[Number]]
+    parameters: Optional[dict] = Field(None, description="binary_data_size: the tensor's bytes after the JSON "
+                                                         "header (binary tensor data extension)")
+    data: Optional[list[Number] | list[list[Number]]] = None
 
 
 class V2Infer(BaseModel):
@@ -123,7 +128,8 @@ class V2OutTensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    data: list[float]
+    parameters: Optional[dict] = None
+    data: Optional[list[float]] = Field(None, description="absent when the output was asked for as binary")
 
 
 class V2InferResponse(BaseModel):
@@ -151,6 +157,17 @@ class V2Metadata(BaseModel):
 class Status(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: str
+
+
+class V2Server(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
 
 
 class V2Health(BaseModel):

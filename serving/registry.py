@@ -100,6 +100,7 @@ def sync(s: Settings, folder: Path, before_write=None) -> dict:
         versions = model_io.versions(client, name)
         champ = next((v for v in versions if model_io.CHAMPION in v["aliases"]), None)
         entry = {"name": name, "horizon": horizon, "champion": None, "folder": None, "error": None,
+                 "versions": [v["version"] for v in versions],      # for the V2 version segment
                  "challengers": [_version_info(client, name, v, live) for v in versions
                                  if model_io.CHALLENGER in v["aliases"]][:5]}
         if champ is None:

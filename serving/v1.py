@@ -16,7 +16,7 @@ from serving.predict import Refused, answer, champion, check_api_key, score, ser
 
 api = APIBlueprint("v1", __name__, url_prefix="/v1", abp_tags=[Tag(name="v1", description="tickcast JSON")])
 
-ERRORS = {401: ErrorBody, 404: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
+ERRORS = {401: ErrorBody, 404: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody, 503: ErrorBody}
 BAR_MS = 60_000
 
 
@@ -111,10 +111,13 @@ def models():
 
 
 @api.post("/models/reload", summary="Re-read the model aliases now (admin token)",
-          responses={200: Reloaded, 401: ErrorBody, 503: ErrorBody})
+          responses={200: Reloaded, 400: ErrorBody, 401: ErrorBody, 503: ErrorBody})
 def reload():
     """Needs `Authorization: Bearer <TICKCAST_SERVE_ADMIN_TOKEN>`; refused (401) when that setting is empty.
     This worker answers with the new champions at once; the others within TICKCAST_SERVE_RELOAD_SECONDS."""
+    if request.content_length or request.environ.get("HTTP_TRANSFER_ENCODING"):
+        return Refused(400, "POST /v1/models/reload takes no body (send none; the token goes in the "
+                            "Authorization header)", fields=["body"]).response()
     token = service().settings.serve_admin_token
     given = request.headers.get("Authorization", "")
     if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
