@@ -1,5 +1,5 @@
 # The README's commands. Each sets up what it needs first (idempotent, quick the second time).
-.PHONY: setup setup-k8s-tools up lint test test-unit test-k8s bench clean
+.PHONY: setup setup-k8s-tools setup-oip-clients up lint test test-unit test-k8s bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -8,6 +8,10 @@ setup:
 setup-k8s-tools:
 	bash scripts/setup-k8s-tools.sh
 
+# Stock Open Inference Protocol clients (KServe's, Triton's) for the protocol tests, in their own .venv-oip.
+setup-oip-clients:
+	bash scripts/setup-oip-clients.sh
+
 up: setup
 	.venv/bin/tickcast up
 
@@ -15,7 +19,7 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 
-test: setup setup-k8s-tools lint
+test: setup setup-k8s-tools setup-oip-clients lint
 	.venv/bin/python -m pytest tests
 
 test-unit: setup

@@ -117,11 +117,16 @@ class V2Tensor(BaseModel):
     data: Optional[list[Number] | list[list[Number]]] = None
 
 
+class V2RequestedOutput(BaseModel):
+    name: str
+    parameters: Optional[dict] = Field(None, description="binary_data: answer this output in binary")
+
+
 class V2Infer(BaseModel):
     id: Optional[str] = None
-    parameters: Optional[dict] = None
+    parameters: Optional[dict] = Field(None, description="binary_data_output: answer every output in binary")
     inputs: list[V2Tensor] = Field(min_length=1, max_length=1)
-    outputs: Optional[list[dict]] = None
+    outputs: Optional[list[V2RequestedOutput]] = Field(None, description="the outputs to answer (default: all)")
 
 
 class V2OutTensor(BaseModel):

@@ -62,12 +62,11 @@ def requested(body, names: tuple[str, ...]) -> list[tuple[str, bool]]:
         return [(n, binary) for n in names]
     out = []
     for i, o in enumerate(body.outputs):
-        name = o.get("name")
-        if name not in names:
-            raise Refused(422, f"outputs[{i}].name: {str(name)[:64]!r} is not an output of this model "
+        if o.name not in names:
+            raise Refused(422, f"outputs[{i}].name: {o.name[:64]!r} is not an output of this model "
                                f"({', '.join(names)})", fields=[f"outputs[{i}].name"])
-        flag = (o.get("parameters") or {}).get("binary_data")
-        out.append((name, binary if flag is None else flag is True))
+        flag = (o.parameters or {}).get("binary_data")
+        out.append((o.name, binary if flag is None else flag is True))
     return out
 
 

@@ -227,6 +227,111 @@ def test_every_bad_input_class_is_a_json_4xx_naming_the_field(client, served, pi
     assert ok.status_code == 200 and ok.get_json()["serving"] == {str(H): champ.version}
 
 
+def test_bodies_that_are_not_json_name_the_problem_on_every_post_route(client, served, pipeline, feature_rows):
+    """JSON without a Content-Type is read as JSON on every route (protocol clients send none); a
+    declared non-JSON type is a 415 naming application/json (curl -d's form type included); empty,
+    non-UTF-8 and non-JSON bodies are named as such, never as a field's validation message."""
+    s, champ = served
+    X = feature_rows[champ.features].to_numpy(float)[-2:]
+    v1 = json.dumps({"horizon": pipeline.horizon, "rows": [dict(zip(champ.features, map(float, x))) for x in X]})
+    v2 = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": list(X.shape),
+                                 "data": X.ravel().tolist()}]})
+    routes = {"/v1/predict": v1, f"/v2/models/{champ.name}/infer": v2,
+              f"/v2/models/{champ.name}/versions/{champ.version}/infer": v2}
+    for route, good in routes.items():
+        bare, typed = client.post(route, data=good.encode()), client.post(route, data=good, content_type="application/json")
+        assert "Content-Type" not in bare.request.headers
+        assert bare.status_code == typed.status_code == 200 and bare.get_json() == typed.get_json(), route
+        for ctype in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"):
+            for data in (good, b"", b"\xff\xfe"):
+                body = assert_json_error(client.post(route, data=data, content_type=ctype), 415, "application/json",
+                                         ctype.split(";")[0])
+                assert body["fields"] == ["Content-Type"]
+        for ctype in (None, "application/json"):
+            assert_json_error(client.post(route, data=b"", content_type=ctype), 422, "body is empty")
+            assert_json_error(client.post(route, data=b"  \n", content_type=ctype), 422, "body is empty")
+        assert_json_error(client.post(route, data=b"\xff\xfe" + good.encode(), content_type="application/json"), 422,
+                          "not UTF-8")
+        assert_json_error(client.post(route, data=b"\xff\xfe" + good.encode()), 415, "not UTF-8", "application/json")
+        assert_json_error(client.post(route, data=b"horizon=1&rows=2"), 415, "not JSON", "application/json")
+        assert_json_error(client.post(route, data=b"{not json", content_type="application/json"), 422, "JSON")
+        assert client.post(route, data=good, content_type="application/json; charset=utf-8").status_code == 200
+    admin = {"Authorization": "Bearer admin-secret"}
+    for data, ctype in ((b"a=1", "application/x-www-form-urlencoded"), (b"\xff\xfe", None), (b"{}", "application/json")):
+        assert_json_error(client.post("/v1/models/reload", data=data, content_type=ctype, headers=admin), 400,
+                          "takes no body")
+    assert client.post("/v1/models/reload", data=b"", content_type="application/x-www-form-urlencoded",
+                       headers=admin).status_code == 200
+
+
+def test_v2_server_metadata_versions_readiness_and_binary_tensors(client, served, pipeline, feature_rows):
+    s, champ = served
+    name = champ.name
+    others = [v["version"] for v in model_io.versions(model_io.configure(s), name)
+              if model_io.CHAMPION not in v["aliases"]]
+    assert others, "the pipeline registers every family: one version is not the champion"
+    other = others[0]
+    assert client.get("/v2").get_json() == {"name": "tickcast", "version": __import__("tickcast").__version__,
+                                            "extensions": ["binary_tensor_data"]}
+    for path in (f"/v2/models/{name}/ready", f"/v2/models/{name}/versions/{champ.version}/ready"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.get_json() == {"name": name, "ready": True}, path
+    r = client.get(f"/v2/models/{name}/versions/{other}/ready")
+    body = assert_json_error(r, 400, f"v{other} is registered but not served", f"v{champ.version}")
+    assert body["ready"] is False and body["name"] == name
+    assert_json_error(client.get(f"/v2/models/{name}/versions/9999/ready"), 404, "unknown version")
+    assert_json_error(client.get("/v2/models/tickcast-h999/ready"), 404, "tickcast-h999")
+    assert client.get(f"/v2/models/{name}/versions/{champ.version}").get_json() == \
+        client.get(f"/v2/models/{name}").get_json()
+    assert_json_error(client.get(f"/v2/models/{name}/versions/{other}"), 404, "registered but not served")
+    assert_json_error(client.get(f"/v2/models/{name}/versions/9999"), 404, "unknown version '9999'")
+    X = feature_rows[champ.features].to_numpy(float)[-5:].astype("float32")
+    tensor = {"name": "features", "datatype": "FP32", "shape": list(X.shape)}
+    good = {"inputs": [dict(tensor, data=X.ravel().tolist())]}
+    assert_json_error(client.post(f"/v2/models/{name}/versions/{other}/infer", json=good), 404,
+                      "registered but not served", f"v{champ.version}")
+    want = client.post(f"/v2/models/{name}/infer", json=good).get_json()["outputs"]
+    want = {o["name"]: np.asarray(o["data"], dtype="float32") for o in want}
+
+    def binary(head: dict, blob: bytes, length: int | None = None):
+        text = json.dumps(head).encode()
+        return client.post(f"/v2/models/{name}/infer", data=text + blob,
+                           headers={"Inference-Header-Content-Length": str(length or len(text))},
+                           content_type="application/octet-stream")
+
+    raw = X.astype("<f4").tobytes()
+    head = {"id": "b1", "inputs": [dict(tensor, parameters={"binary_data_size": len(raw)})],
+            "outputs": [{"name": "pred_return", "parameters": {"binary_data": True}}, {"name": "prob_up"}]}
+    r = binary(head, raw)
+    assert r.status_code == 200 and r.mimetype == "application/octet-stream"
+    n = int(r.headers["Inference-Header-Content-Length"])
+    meta, rest = json.loads(r.data[:n]), r.data[n:]
+    assert meta["id"] == "b1" and [o["name"] for o in meta["outputs"]] == ["pred_return", "prob_up"]
+    assert meta["outputs"][0]["parameters"]["binary_data_size"] == len(rest) == 4 * len(X)
+    np.testing.assert_array_equal(np.frombuffer(rest, "<f4"), want["pred_return"])
+    np.testing.assert_array_equal(np.asarray(meta["outputs"][1]["data"], "float32"), want["prob_up"])
+    # FP64 in binary, every output as JSON: the same numbers.
+    raw64 = X.astype("<f8").tobytes()
+    r = binary({"inputs": [dict(tensor, datatype="FP64", parameters={"binary_data_size": len(raw64)})]}, raw64)
+    assert r.status_code == 200 and r.is_json
+    np.testing.assert_array_equal(np.asarray(r.get_json()["outputs"][0]["data"], "float32"), want["prob_up"])
+    # A subset of the outputs as JSON; an output the model does not have.
+    r = client.post(f"/v2/models/{name}/infer", json=dict(good, outputs=[{"name": "pred_return"}]))
+    assert [o["name"] for o in r.get_json()["outputs"]] == ["pred_return"]
+    assert_json_error(client.post(f"/v2/models/{name}/infer", json=dict(good, outputs=[{"name": "logits"}])),
+                      422, "outputs[0].name", "logits")
+    # Broken binary framing: each a 4xx naming the header or the size.
+    bad_head = {"inputs": [dict(tensor, parameters={"binary_data_size": len(raw)})]}
+    assert_json_error(binary(bad_head, raw, length=10**6), 400, "Inference-Header-Content-Length")
+    assert_json_error(binary(bad_head, raw[:-4]), 400, "binary_data_size")
+    assert_json_error(binary(bad_head, raw + b"\0" * 4), 400, "4 bytes after")
+    assert_json_error(binary({"inputs": [dict(tensor, datatype="INT32", parameters={"binary_data_size": len(raw)})]},
+                             raw), 422, "datatype")
+    assert_json_error(binary({"inputs": [dict(tensor, data=X.ravel().tolist(), parameters={"binary_data_size": 4})]},
+                             raw[:4]), 400, "both data and")
+    assert_json_error(client.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]}), 422, "inputs[0].data")
+
+
 def test_api_keys_and_no_champion(served, pipeline, feature_rows, tmp_path):
     from serving import create_app
 
