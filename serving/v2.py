@@ -46,6 +46,10 @@ def _champion(name: str):
         raise
 
 
+class NotServed(Refused):
+    """A registered version that is not the champion: not ready, and not found for metadata and infer."""
+
+
 def _model(name: str, version: str | None = None):
     """The champion `name` serves; with `version`, only if that is the champion's version."""
     m = _champion(name)
@@ -54,7 +58,7 @@ def _model(name: str, version: str | None = None):
     entry = (service().models.get().state or {}).get("models", {}).get(str(m.horizon), {})
     registered = entry.get("versions") or []
     if version in registered:
-        raise Refused(404, f"{name} v{version} is registered but not served: the service answers with the "
+        raise NotServed(404, f"{name} v{version} is registered but not served: the service answers with the "
                            f"champion only, v{m.version} (a version serves once the gate, or an operator's "
                            f"`tickcast models promote|rollback`, makes it the champion)",
                       fields=["model_version"], served_version=m.version)
@@ -93,7 +97,7 @@ def _model_ready(name: str, version: str | None):
             raise Refused(503, service().models.get().errors.get(m.horizon)
                           or f"{name} v{champ} is the champion and is not loaded yet")
     except Refused as e:
-        if e.status == 404 and "served_version" not in e.extra:
+        if e.status == 404 and not isinstance(e, NotServed):        # unknown model or version
             return e.response()
         return Refused(400, e.message, name=name, ready=False).response()
     return jsonify({"name": name, "ready": True})

@@ -172,7 +172,10 @@ def test_models_health_ready_metrics_openapi(client, served, pipeline):
         assert {x["window"] for x in h["champion"]["live"]} == set(last.index)
     spec = client.get("/openapi.json").get_json()
     assert {"/v1/predict", "/v1/predict/{symbol}", "/v1/models", "/v1/models/reload", "/v2/models/{model_name}",
-            "/v2/models/{model_name}/infer", "/health", "/ready"} <= set(spec["paths"])
+            "/v2/models/{model_name}/infer", "/health", "/ready", "/v2", "/v2/models/{model_name}/ready",
+            "/v2/models/{model_name}/versions/{model_version}", "/v2/models/{model_name}/versions/{model_version}/ready",
+            "/v2/models/{model_name}/versions/{model_version}/infer"} <= set(spec["paths"])
+    assert "415" in spec["paths"]["/v1/predict"]["post"]["responses"]
     assert client.get("/docs/").status_code in (200, 302, 308)
     from prometheus_client.parser import text_string_to_metric_families
 
