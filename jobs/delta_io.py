@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from jobs import delta_checksum, trigger_phase
-from tickcast import lake, tables
+from tickcast import lake, metrics, tables
 from tickcast.settings import Settings
 from tickcast.tables import Table
 
@@ -222,6 +222,8 @@ class InsertOnce:
             how = "merge"
         for g, (_, hi) in spans.items():
             self.newest[g] = max(self.newest.get(g, hi), hi)
+        if app_id is not None and spans:     # a streaming commit: the stage's freshness
+            metrics.committed(self.table.name, max(hi for _, hi in spans.values()))
         self.version = rs_table(path).version()
         return how
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from jobs.delta_io import (RS_MAX_ROWS, QuerySink, append_once, arrow_rows, ensure_table, kill_point, local_frame,
                            rs_append, start_sink, utc)
-from tickcast import data_loss, events, schemas, tables
+from tickcast import data_loss, events, metrics, schemas, tables
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.ingest")
@@ -385,6 +385,8 @@ class LostOffsets:
         planned = data_loss.planned_ranges(tables.checkpoint(self.s, QUERY), batch_id)
         self.planned = {g: r for g, r in (planned or {}).items() if g[0] == self.s.topic}
         self.read = None
+        for topic, partition in self.planned:     # every partition read has a series, 0 until a loss
+            metrics.LOST_OFFSETS.labels(topic, str(partition))
 
     def short(self, rows: int) -> bool:
         """Whether the batch read fewer records than it planned (then count what it read per partition)."""
@@ -402,6 +404,7 @@ class LostOffsets:
                 for (t, p), n in sorted(lost.items())]
         append_once(arrow_rows(recs, schemas.LOST_OFFSETS.spark_type()), tables.LOST_OFFSETS.path(self.s),
                     self.app_id(f"{QUERY}-lost"), batch_id)
+        metrics.add_lost_offsets(lost)
         total = sum(lost.values())
         log.error("ingest batch %d: %d Kafka offsets were gone before ingest read them (retention): %s",
                   batch_id, total, data_loss.describe(lost))
@@ -458,6 +461,7 @@ class TickWriter(QuerySink):
         out = (self._small(parsed.toArrow(), batch_id) if live else None) or \
             self._large(parsed, batch.sparkSession, batch_id)
         self.last_rows = out["ticks"] + out["quarantined"]
+        metrics.QUARANTINED.inc(out["quarantined"])
         out["lost"] = self.losses.record(batch_id)
         return out
 
@@ -475,6 +479,7 @@ class TickWriter(QuerySink):
             spark.conf.set(k, v)
         self.max_id = self._load_max_ids(spark)
         self.q_max = self._load_max_offsets(spark)
+        metrics.set_lost_offsets(data_loss.lost_offsets(self.s))   # the totals so far; batches add theirs
         self._columns = parse_columns(self.s)
 
     def _small(self, parsed, batch_id: int) -> dict | None:

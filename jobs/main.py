@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.runner import run
+from tickcast import metrics
 from tickcast.kafka_broker import BrokerError, require_reachable
 from tickcast.settings import SettingsError, load  # noqa: E402
 
@@ -56,7 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         except BrokerError as e:
             print(f"tickcast: {e}", file=sys.stderr)
             return 3
-    run(args.job, s, available_now=args.available_now)
+    # The driver's own /metrics (TICKCAST_METRICS_PORT), beside Spark's PrometheusServlet on Kubernetes.
+    served = None
+    if s.metrics_port and not args.available_now:
+        try:
+            served = metrics.MetricsServer(s.metrics_host, s.metrics_port)
+        except OSError as e:
+            print(f"tickcast: bad setting: TICKCAST_METRICS_PORT: cannot listen on {s.metrics_host}:{s.metrics_port} "
+                  f"({e.strerror or e})", file=sys.stderr)
+            return 2
+    try:
+        run(args.job, s, available_now=args.available_now)
+    finally:
+        if served is not None:
+            served.close()
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.delta_io import QuerySink, append_once, ensure_table, local_frame, read_stream, start_sink
-from tickcast import schemas, tables
+from tickcast import metrics, schemas, tables
 from tickcast.evaluation import Sample, per_row
 from tickcast.pyworker import cheap_import_invalidation
 from tickcast.settings import Settings
@@ -159,6 +159,30 @@ def model_scores(outcomes: pd.DataFrame, latest_ms: int) -> pd.DataFrame:
                 row[f"{base}_brier"], row[f"{base}_accuracy"] = bm["brier"], bm["accuracy"]
             rows.append(row)
     return pd.DataFrame(rows, columns=list(SCORE_COLS))
+
+
+def live_scores(outcomes: pd.DataFrame, scores: pd.DataFrame) -> list[tuple[int, str, int, dict]]:
+    """The served version's scores per (horizon, window), all symbols, beside the baselines' (pure).
+
+    The served version of a horizon is the one whose prediction has the latest target time.
+
+    Returns:
+        (horizon, window, n, {predictor: (hit ratio, Brier)}) with predictors model, climatology, momentum.
+    """
+    out = []
+    for horizon, g in outcomes.groupby("horizon", sort=True):
+        served = str(g.loc[g["target_time"].idxmax(), "model_version"])
+        rows = scores[(scores["horizon"] == int(horizon)) & (scores["symbol"] == ALL_SYMBOLS)
+                      & (scores["model_version"].astype(str) == served)]
+        for r in rows.itertuples(index=False):
+            def num(v):
+                return None if v is None or pd.isna(v) else float(v)
+
+            per = {"model": (num(r.accuracy), num(r.brier)),
+                   "climatology": (num(r.climatology_accuracy), num(r.climatology_brier)),
+                   "momentum": (num(r.momentum_accuracy), num(r.momentum_brier))}
+            out.append((int(horizon), str(r.window), int(r.n), per))
+    return out
 
 
 # --- Spark side --------------------------------------------------------------------------------------
@@ -368,6 +392,8 @@ class OutcomeWriter(QuerySink):
         scores = model_scores(df, hi)
         if scores.empty:
             return
+        for horizon, window, n, per in live_scores(df, scores):
+            metrics.set_live_scores(horizon, window, n, per)
 
         def val(v):
             v = v.item() if isinstance(v, np.generic) else v

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tickcast import metrics
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.predict")
@@ -75,6 +76,7 @@ class ModelResolver:
         """The horizons' models now. Horizons without one are skipped (and said so) until theirs
         appears; with none at all, `NoModel`."""
         found, missing = self._lookup()
+        metrics.set_models([(sl.horizon, sl.version, int(sl.meta["training_end_ms"])) for sl in found])
         if not found:
             raise NoModel(f"predict: no {self.s.model_ref} of {', '.join(missing)} (run `tickcast train`)")
         now = time.monotonic()

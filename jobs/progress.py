@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from jobs.delta_io import arrow_rows, ensure_table, rs_append
-from tickcast import tables
+from tickcast import metrics, tables
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.progress")
@@ -121,7 +121,11 @@ def new_events(last: dict, recent, seen: set, max_batch: dict) -> list[dict]:
 
 
 class ProgressRecorder:
-    """Collects new progress events of running queries and appends them to ops.stream_progress."""
+    """Collects new progress events of running queries and appends them to ops.stream_progress.
+
+    The same events feed the stack's Prometheus metrics (tickcast.metrics): read as one JSON string
+    per query and poll, not through a StreamingQueryListener, which costs more (docs/adr/0006).
+    """
 
     def __init__(self, spark, s: Settings):
         self.spark = spark
@@ -143,7 +147,9 @@ class ProgressRecorder:
             if d is None:
                 continue
             self.last[d.get("name") or d["id"]] = d
+            metrics.observe_latest(d, lag((d.get("sources") or [{}])[0]))
             for e in new_events(d, lambda: recent_progress(q), self._seen, self._max_batch):
+                metrics.observe_batch(e)
                 self._pending.append(with_notes(to_row(e)))
 
     def flush(self) -> int:

@@ -21,7 +21,7 @@ from stack.bootstrap import SIM_SIGNAL, ensure_models, sim_start_prices
 from stack.processes import Children, QuietStderr
 from stack.readings import StackMeter, prediction_summary, table_rows
 from stack.terminal import Terminal
-from tickcast import data_loss, kafka_broker, status
+from tickcast import data_loss, kafka_broker, metrics, status
 from tickcast.lock import LockHeld, hold_writer_lock
 from tickcast.settings import Settings
 from tickcast.spark import session
@@ -49,6 +49,17 @@ def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str,
 # imported here): name -> (command, URL setting attributes).
 COMPONENTS = {"service": (["serve"], "serve_host", "serve_port"),
               "dashboard": (["dashboard"], "dashboard_host", "dashboard_port")}
+
+
+def serve_metrics(s: Settings) -> metrics.MetricsServer | None:
+    """The stack's /metrics on TICKCAST_METRICS_HOST:PORT (None when the port is 0)."""
+    if not s.metrics_port:
+        return None
+    try:
+        return metrics.MetricsServer(s.metrics_host, s.metrics_port)
+    except OSError as e:
+        raise click.ClickException(f"TICKCAST_METRICS_PORT: cannot listen on {s.metrics_host}:{s.metrics_port} "
+                                   f"({e.strerror or e}); set another port, or 0 for none") from None
 
 
 def _resolve_source(s: Settings, source: str, term: Terminal) -> str:
@@ -94,7 +105,11 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
         raise click.ClickException(str(e)) from None
     children = Children(s, log_dir)
     spark = None
+    served = None
     try:
+        served = serve_metrics(s)
+        if served is not None:
+            term.say(f"metrics: {served.url} (Prometheus; the streams' rows, lag, freshness, models)")
         bases = [x.strip().upper() for x in symbols.split(",") if x.strip()]
         # The simulator goes on from the newest simulated close (a restart continues the chart).
         start_prices = sim_start_prices(s, bases) if source == "simulate" else None
@@ -130,6 +145,8 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
             st.stack = stack.describe()
             if components:
                 st.urls = {n: children.url(n, h, p) for n, (_, h, p) in COMPONENTS.items()}
+            if served is not None:
+                st.urls = {**(st.urls or {}), "metrics": served.url}
             term.show(st)
 
         if source == "live" and s.backfill_lookback_hours > 0:
@@ -156,6 +173,8 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
         term.say("stopping: producer, streams" + (", service, dashboard" if components else "")
                  + (", broker" if started_broker else ""))
         children.stop()
+        if served is not None:
+            served.close()
         if started_broker:
             kafka_broker.stop(s)
         term.say("stopped")

@@ -53,6 +53,8 @@ class Settings:
     backfill_lookback_hours: float          # klines loaded over REST at the start of `up --source live`; 0 = none
     producer_metrics_port: int              # Prometheus endpoint of the live producer; 0 = off
     producer_metrics_host: str              # its bind address; loopback unless set
+    metrics_port: int                       # the streaming stack's Prometheus endpoint (the Spark driver); 0 = off
+    metrics_host: str                       # its bind address; loopback unless set
     spark_ui_host: str                      # bind address of the local Spark UI (SPARK_LOCAL_IP); loopback unless set
     test_kill_at: str                       # tests only: a write point where a job kills its own process group
     # Predictions, outcomes and drift (issue 7).
@@ -79,6 +81,9 @@ class Settings:
     alert_freshness_seconds: float          # bar end -> prediction commit above this -> red
     alert_lag_seconds: float                # Kafka lag (seconds) above this -> red
     alert_batch_seconds: float              # a query's batch duration above this -> red
+    alert_quarantine_ratio: float           # quarantined / ingested records (5 min) above this -> alert
+    alert_min_outcomes: int                 # live outcomes (24 h) before a champion is judged against the baselines
+    alert_model_age_seconds: float          # served version's training data older than this -> stale champion
 
     @property
     def kafka_host(self) -> str:
@@ -230,6 +235,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if metrics_port > 65535:
         raise SettingsError(f"{PREFIX}PRODUCER_METRICS_PORT: not a port: {metrics_port}")
 
+    stack_metrics_port = _int("METRICS_PORT", get("METRICS_PORT", "9109"), minimum=0)
+    if stack_metrics_port > 65535:
+        raise SettingsError(f"{PREFIX}METRICS_PORT: not a port: {stack_metrics_port}")
+
     horizons = _horizons(get("HORIZONS", "1,5"))
     model_ref = get("MODEL_REF", "champion")
     if not re.match(r"^([a-z][a-z0-9_-]{0,63}|[0-9]{1,9})$", model_ref):
@@ -239,13 +248,15 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     serve_host = get("SERVE_HOST", "127.0.0.1")
     dashboard_host = get("DASHBOARD_HOST", "127.0.0.1")
     metrics_host = get("PRODUCER_METRICS_HOST", "127.0.0.1")
+    stack_metrics_host = get("METRICS_HOST", "127.0.0.1")
     test_kill_at = get("TEST_KILL_AT", "")
     if test_kill_at not in KILL_POINTS:
         raise SettingsError(f"{PREFIX}TEST_KILL_AT: one of {', '.join(p or repr(p) for p in KILL_POINTS)}, "
                             f"got {test_kill_at!r}")
     spark_ui_host = get("SPARK_UI_HOST", "127.0.0.1")
     for name, host in (("SERVE_HOST", serve_host), ("DASHBOARD_HOST", dashboard_host),
-                       ("PRODUCER_METRICS_HOST", metrics_host), ("SPARK_UI_HOST", spark_ui_host)):
+                       ("PRODUCER_METRICS_HOST", metrics_host), ("METRICS_HOST", stack_metrics_host),
+                       ("SPARK_UI_HOST", spark_ui_host)):
         if not _HOST.match(host):
             raise SettingsError(f"{PREFIX}{name}: expected a host name or IP address, got {host!r}")
     api_keys = tuple(k.strip() for k in get("SERVE_API_KEYS", "").split(",") if k.strip())
@@ -281,6 +292,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         backfill_lookback_hours=_float("BACKFILL_LOOKBACK_HOURS", get("BACKFILL_LOOKBACK_HOURS", "2160"), strict=False),
         producer_metrics_port=metrics_port,
         producer_metrics_host=metrics_host,
+        metrics_port=stack_metrics_port,
+        metrics_host=stack_metrics_host,
         spark_ui_host=spark_ui_host,
         test_kill_at=test_kill_at,
         horizons=horizons,
@@ -304,6 +317,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         alert_freshness_seconds=_float("ALERT_FRESHNESS_SECONDS", get("ALERT_FRESHNESS_SECONDS", "10")),
         alert_lag_seconds=_float("ALERT_LAG_SECONDS", get("ALERT_LAG_SECONDS", "30")),
         alert_batch_seconds=_float("ALERT_BATCH_SECONDS", get("ALERT_BATCH_SECONDS", "5")),
+        alert_quarantine_ratio=_float("ALERT_QUARANTINE_RATIO", get("ALERT_QUARANTINE_RATIO", "0.01")),
+        alert_min_outcomes=_int("ALERT_MIN_OUTCOMES", get("ALERT_MIN_OUTCOMES", "100"), minimum=1),
+        alert_model_age_seconds=_float("ALERT_MODEL_AGE_SECONDS", get("ALERT_MODEL_AGE_SECONDS", "172800")),
     )
 
 
@@ -343,6 +359,9 @@ HELP: dict[str, str] = {
                                "(90 days: enough to train on); 0 = none",
     "producer_metrics_port": "Prometheus /metrics of the live producer; 0 = off",
     "producer_metrics_host": "bind address of the live producer's /metrics (loopback unless set; 0.0.0.0 on Kubernetes)",
+    "metrics_port": "the streaming stack's Prometheus /metrics (the Spark driver of `up`, or of each "
+                    "SparkApplication); 0 = off",
+    "metrics_host": "bind address of the stack's /metrics (loopback unless set; 0.0.0.0 on Kubernetes)",
     "spark_ui_host": "bind address of the local Spark driver's UI (loopback unless set; its kill links are off)",
     "test_kill_at": "tests only (the chaos test): the write point where a job SIGKILLs its own process group "
                     "(after-commit: a sink's Delta commit, before the checkpoint's; mid-merge; mid-append)",
@@ -368,6 +387,11 @@ HELP: dict[str, str] = {
     "alert_freshness_seconds": "bar end -> prediction commit above this turns the status red",
     "alert_lag_seconds": "Kafka lag (seconds) above this turns the status red",
     "alert_batch_seconds": "a query's batch duration above this turns the status red",
+    "alert_quarantine_ratio": "Prometheus alert: quarantined / ingested Kafka records over 5 minutes above this",
+    "alert_min_outcomes": "Prometheus alert: live outcomes (24 h) a champion needs before it is judged "
+                          "against the baselines",
+    "alert_model_age_seconds": "Prometheus alert: the served version's training data ends longer ago than this "
+                               "(stale champion; 2 days = twice the retrain cadence)",
 }
 
 
