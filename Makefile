@@ -1,5 +1,5 @@
 # The README's commands. Each sets up what it needs first (idempotent, quick the second time).
-.PHONY: setup setup-k8s-tools setup-oip-clients up lint test test-unit test-k8s bench clean
+.PHONY: setup setup-k8s-tools setup-oip-clients setup-monitoring-tools up lint test test-unit test-k8s bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,10 @@ setup-k8s-tools:
 setup-oip-clients:
 	bash scripts/setup-oip-clients.sh
 
+# promtool and the Grafana board checker (monitoring/), in .cache/monitoring.
+setup-monitoring-tools:
+	bash scripts/setup-monitoring-tools.sh
+
 up: setup
 	.venv/bin/tickcast up
 
@@ -19,7 +23,7 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 
-test: setup setup-k8s-tools setup-oip-clients lint
+test: setup setup-k8s-tools setup-oip-clients setup-monitoring-tools lint
 	.venv/bin/python -m pytest tests
 
 test-unit: setup

@@ -38,7 +38,7 @@ def rules(s: Settings) -> dict:
 
     def alert(name, expr, key, summary, setting):
         return {"alert": name, "expr": expr, "for": FOR[key], "labels": {"severity": "warning"},
-                "annotations": {"summary": summary, "description": f"{{{{ $value }}}}; threshold from {setting}"}}
+                "annotations": {"summary": summary, "description": f"threshold from {setting}"}}
 
     return {"groups": [{"name": "tickcast-stack", "rules": [
         alert("TickcastFreshnessHigh", f'{fresh}{{stage="predictions"}} > {s.alert_freshness_seconds:g}', "freshness",
