@@ -11,7 +11,7 @@ from bench.predict import predict_bench
 from bench.progress import progress_bench
 from tickcast import cli_common
 
-BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard", "progress"]
+BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard", "progress", "scrape"]
 
 
 @click.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
@@ -26,7 +26,7 @@ BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "d
 @click.option("--seconds", type=float, default=None,
               help="live: the measured window at peak [default: 30]; stack: the measured span after the first "
                    "prediction [default: 300]; serve: seconds of load per route; progress: seconds per way "
-                   "and round [default: 40]")
+                   "and round [default: 40]; scrape: seconds per phase [default: 30]")
 @click.option("--peak-rate", type=float, default=20_000.0, show_default=True,
               help="live: assumed peak trade events/s of every Binance spot USDT pair together")
 @click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
@@ -57,6 +57,10 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
         from bench.stack import stack_bench  # deferred: heavy (imports numpy)
 
         stack_bench(s, 300.0 if seconds is None else seconds, out)
+    elif name == "scrape":
+        from bench.scrape import scrape_bench  # deferred: starts nothing until called
+
+        scrape_bench(s, 30.0 if seconds is None else seconds, 3, 1.0, out)
     elif name == "progress":
         progress_bench(s, 40.0 if seconds is None else seconds, 3, 200, out)
     elif name == "serve":

@@ -43,6 +43,7 @@ def base_settings(tmp_path_factory):
         # `up` in tests starts the service and dashboard: never on a user's 8000/8050.
         "TICKCAST_SERVE_PORT": str(free_port()),
         "TICKCAST_DASHBOARD_PORT": str(free_port()),
+        "TICKCAST_METRICS_PORT": str(free_port()),
     })
 
 

@@ -49,7 +49,7 @@ def test_every_listener_of_a_running_up_is_on_loopback(base_settings, tmp_path):
     s = dataclasses.replace(base_settings, data_dir=d, lake_uri=str(d / "delta"), checkpoint_uri=str(d / "cp"),
                             kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
                             mlflow_uri=f"sqlite:///{d / 'mlflow' / 'mlflow.db'}", serve_port=free_port(),
-                            dashboard_port=free_port(), producer_metrics_port=free_port())
+                            dashboard_port=free_port(), producer_metrics_port=free_port(), metrics_port=free_port())
     env = s.child_env()
     env.pop("SPARK_LOCAL_IP", None)          # what a user's shell has: nothing
     proc = subprocess.Popen([sys.executable, "-m", "tickcast.cli", "up", "--source", "simulate", "--jobs", "ingest",
@@ -73,8 +73,8 @@ def test_every_listener_of_a_running_up_is_on_loopback(base_settings, tmp_path):
         pids.add(broker)
         socks = _listening(pids)
         ports = {port for _, _, port, _ in socks}
-        # The ones that must be there: broker, its controller, service, dashboard, the Spark UI.
-        assert {s.kafka_port, s.kafka_controller_port, s.serve_port, s.dashboard_port} <= ports, socks
+        # The ones that must be there: broker, its controller, service, dashboard, the stack's /metrics, the Spark UI.
+        assert {s.kafka_port, s.kafka_controller_port, s.serve_port, s.dashboard_port, s.metrics_port} <= ports, socks
         assert any(4040 <= port < 4140 for port in ports), socks
         wide = [x for x in socks if not _loopback(x[1])]
         assert not wide, f"listening beyond loopback: {wide}"

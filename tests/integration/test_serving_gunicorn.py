@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from serving import launch
+from testkit.promtool import check_metrics
 from tests.conftest import free_port
 from tickcast import lake, model_io, tables
 
@@ -73,6 +74,7 @@ def metric_samples(s) -> list:
 
     status, _, body = call(s, "GET", "/metrics")
     assert status == 200
+    check_metrics(body)                 # the exposition passes promtool's lint, summed over workers
     return [x for f in text_string_to_metric_families(body.decode()) for x in f.samples]
 
 

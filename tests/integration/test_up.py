@@ -6,16 +6,20 @@ simulator), its bootstrap training into a fresh MLflow store, Spark, Delta.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from tickcast import lake, schemas, tables
+from testkit.promtool import check_metrics
+from tickcast import data_loss, lake, metrics, schemas, tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -61,6 +65,45 @@ def ctrl_c(proc, log_path) -> str:
     return out
 
 
+def scrape(s) -> tuple[bytes, dict[tuple, float]]:
+    """The stack's /metrics: the text and its samples, read by prometheus_client's own parser."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{s.metrics_port}/metrics", timeout=10) as r:
+        text = r.read()
+    return text, {(x.name, tuple(sorted(x.labels.items()))): x.value
+                  for f in text_string_to_metric_families(text.decode()) for x in f.samples}
+
+
+def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
+    return {dict(k[1])[label]: v for k, v in samples.items() if k[0] == name}
+
+
+def newest_minute_of_commit(path, at: float) -> tuple[float, float]:
+    """(commit time, newest window start + 60 s) of the Delta commit made within 1 s of `at`, from
+    the table's log: commitInfo.timestamp and the added files' statistics (max window_start)."""
+    best = None
+    for f in sorted((Path(path) / "_delta_log").glob("*.json")):
+        ts, ends = None, []
+        for line in f.read_text().splitlines():
+            a = json.loads(line)
+            if "commitInfo" in a:
+                ts = a["commitInfo"]["timestamp"] / 1000.0
+            elif "add" in a:
+                st = json.loads(a["add"].get("stats") or "{}")
+                v = (a["add"].get("partitionValues") or {}).get("window_start") or st.get("maxValues", {}).get(
+                    "window_start")
+                if v is not None:
+                    w = pd.Timestamp(v)
+                    ends.append((w if w.tzinfo else w.tz_localize("UTC")).timestamp() + 60.0)
+        if ts is not None and ends and abs(ts - at) <= 1.0 and (best is None or abs(ts - at) < abs(best[0] - at)):
+            best = (ts, max(ends))
+    assert best is not None, f"no commit of {path} within 1 s of {at}"
+    return best
+
+
 def unique(t, s, key) -> int:
     df = lake.read(t, s, columns=list(key)).to_pandas()
     assert not df.duplicated(list(key)).any(), f"{t.name} has a duplicate key"
@@ -75,12 +118,44 @@ def test_up_from_nothing_to_outcomes_then_ctrl_c_and_resume(lane, tmp_path):
         proc = start_up(s, log)
         # Bootstrap (simulated history with the planted signal, features, training in a child), then
         # the streams: the first live predictions, then their outcomes once the next minute closed.
+        wait_for(proc, lambda: rows(tables.PREDICTIONS, s) > 0, 900, "prediction", log_path)
+        _, early = scrape(s)
         wait_for(proc, lambda: rows(tables.OUTCOMES, s) > 0, 900, "outcome", log_path)
+        # The stack's /metrics as ticks flow: every query's counters rise past their early reading.
+        def risen():
+            late = scrape(s)[1]
+            return all(by_label(late, n, "query").get(q, 0) > by_label(early, n, "query").get(q, 0)
+                       for q in ("ingest", "bars", "features", "predict", "outcomes")
+                       for n in ("tickcast_stream_input_rows_total", "tickcast_stream_batches_total"))
+        wait_for(proc, risen, 240, "every query's counters rising on /metrics", log_path)
+        text, late = scrape(s)
+        check_metrics(text)
+        commits = by_label(late, "tickcast_stage_commit_timestamp_seconds", "stage")
+        fresh = by_label(late, "tickcast_stage_freshness_seconds", "stage")
+        lost = {(dict(k[1])["topic"], int(dict(k[1])["partition"])): v for k, v in late.items()
+                if k[0] == "tickcast_lost_offsets"}
         first = ctrl_c(proc, log_path)
+    assert f"metrics: http://127.0.0.1:{s.metrics_port}/metrics" in first
+    # Freshness per stage equals its Delta commit: the commit's time minus its newest minute's end.
+    assert set(fresh) == {"bars", "features", "predictions"}, fresh
+    for stage, table in (("bars", tables.BARS), ("features", tables.FEATURES), ("predictions", tables.PREDICTIONS)):
+        ts, end = newest_minute_of_commit(table.path(s), commits[stage])
+        assert abs(commits[stage] - ts) <= 1.0 and abs(fresh[stage] - (ts - end)) <= 1.0, (stage, commits, fresh, ts, end)
+    # The lost-offsets gauge is ops.lost_offsets, partition by partition (0 where nothing was lost).
+    table_lost = data_loss.lost_offsets(s)
+    assert {k for k in lost if k[0] == s.topic} == {(s.topic, p) for p in range(s.topic_partitions)}, lost
+    assert all(lost[k] == table_lost.get(k, 0) for k in lost), (lost, table_lost)
+    assert set(late_served := by_label(late, "tickcast_model_version", "horizon")) == {"1"}, late_served
+    # Every metric is there but those that may not be measured yet (lag at no input rate, live scores
+    # before enough outcomes).
+    maybe = {"tickcast_stream_kafka_lag_seconds", "tickcast_live_hit_ratio", "tickcast_live_brier_score",
+             "tickcast_live_outcomes"}
+    assert set(metrics.NAMES) - maybe <= {k[0] for k in late}, set(metrics.NAMES) - {k[0] for k in late}
     assert "producer: simulate" in first and "models: training horizon(s) 1" in first
     # Training registers every candidate family; the champion is one of those versions.
     champ = re.search(r"tickcast-h1 v(\d+) -> champion", first)
     assert champ, first[-3000:]
+    assert late_served["1"] == int(champ.group(1))
     assert "stopping: producer, streams" in first
 
     ticks1 = unique(tables.TICKS, s, schemas.TICKS_KEY)

@@ -369,3 +369,28 @@ def test_checkov_passes_offline_with_every_skip_justified(rendered):
     assert not failed, "\n".join(failed)
     assert all(r["summary"]["parsing_errors"] == 0 and r["summary"]["passed"] > 0 for r in reports)
     assert out.returncode == 0
+
+
+def test_every_streaming_driver_exposes_tickcast_metrics_where_prometheus_scrapes(docs):
+    """jobs/main.py serves tickcast.metrics on TICKCAST_METRICS_PORT (0.0.0.0 in a pod): each streaming
+    driver declares that port, the annotated Service selects the drivers and names the port, and the
+    scrape NetworkPolicy lets Prometheus in; Spark's own servlet keeps the pod annotations."""
+    s = settings_from(docs)
+    assert s.metrics_port and s.metrics_host == "0.0.0.0"
+    svc = by_kind(docs, "Service")["tickcast-stream-metrics"]
+    ann = svc["metadata"]["annotations"]
+    assert ann["prometheus.io/scrape"] == "true" and int(ann["prometheus.io/port"]) == s.metrics_port
+    assert ann["prometheus.io/path"] == "/metrics"
+    [port] = svc["spec"]["ports"]
+    assert port["port"] == s.metrics_port and port["targetPort"] == "tickcast-metrics"
+    apps = by_kind(docs, "SparkApplication")
+    assert apps
+    for name, app in apps.items():
+        d = app["spec"]["driver"]
+        labels = {**d["labels"], "spark-role": "driver"}          # the operator labels driver pods spark-role
+        assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()), name
+        assert {"name": "tickcast-metrics", "containerPort": s.metrics_port, "protocol": "TCP"} in d["ports"], name
+        assert d["annotations"]["prometheus.io/port"] == "4040", name
+    policy = by_kind(docs, "NetworkPolicy")["prometheus-scrape"]
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert {4040, s.metrics_port} <= allowed
