@@ -155,3 +155,40 @@ def test_the_board_checker_refuses_a_broken_board(tmp_path, change, complaint):
     f.write_text(json.dumps(d))
     r = subprocess.run([tool("dashboard-check"), str(f)], capture_output=True, timeout=60)
     assert r.returncode == 1 and complaint in r.stderr.decode(), r.stderr.decode()
+
+
+def test_a_metrics_port_in_use_fails_at_start_naming_the_setting(monkeypatch, capsys, tmp_path):
+    import socket
+
+    import click
+
+    from jobs import main as job_main
+    from stack.up import serve_metrics
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        s = dataclasses.replace(load({}), metrics_port=port)
+        with pytest.raises(click.ClickException, match=f"TICKCAST_METRICS_PORT: cannot listen on 127.0.0.1:{port}"):
+            serve_metrics(s)
+        monkeypatch.setenv("TICKCAST_METRICS_PORT", str(port))
+        monkeypatch.setenv("TICKCAST_DATA_DIR", str(tmp_path))
+        assert job_main.main(["--job", "bars"]) == 2
+        assert "TICKCAST_METRICS_PORT" in capsys.readouterr().err
+    assert serve_metrics(dataclasses.replace(s, metrics_port=0)) is None
+
+
+def test_the_metrics_server_answers_on_loopback():
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    srv = metrics.MetricsServer("127.0.0.1", free_port())
+    try:
+        with urllib.request.urlopen(srv.url, timeout=10) as r:
+            text = r.read()
+        assert srv.url.startswith("http://127.0.0.1:") and b"tickcast_quarantined_rows_total" in text
+        check_metrics(text)
+    finally:
+        srv.close()
