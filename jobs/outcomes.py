@@ -169,15 +169,15 @@ def live_scores(outcomes: pd.DataFrame, scores: pd.DataFrame) -> list[tuple[int,
     Returns:
         (horizon, window, n, {predictor: (hit ratio, Brier)}) with predictors model, climatology, momentum.
     """
+    def num(v):
+        return None if v is None or pd.isna(v) else float(v)
+
     out = []
     for horizon, g in outcomes.groupby("horizon", sort=True):
         served = str(g.loc[g["target_time"].idxmax(), "model_version"])
         rows = scores[(scores["horizon"] == int(horizon)) & (scores["symbol"] == ALL_SYMBOLS)
                       & (scores["model_version"].astype(str) == served)]
         for r in rows.itertuples(index=False):
-            def num(v):
-                return None if v is None or pd.isna(v) else float(v)
-
             per = {"model": (num(r.accuracy), num(r.brier)),
                    "climatology": (num(r.climatology_accuracy), num(r.climatology_brier)),
                    "momentum": (num(r.momentum_accuracy), num(r.momentum_brier))}
