@@ -65,7 +65,12 @@ LIVE_OUTCOMES = Gauge("tickcast_live_outcomes", "Realised outcomes the live scor
                       ["horizon", "window"], registry=REGISTRY)
 
 # Every exported family name, as Prometheus sees it (a counter's samples end in _total).
-NAMES = {m._name + ("_total" if m._type == "counter" else ""): m for m in (
+def _exported(metric) -> str:
+    d = metric.describe()[0]
+    return d.name + ("_total" if d.type == "counter" else "")
+
+
+NAMES = {_exported(m): m for m in (
     INPUT_ROWS, BATCHES, INPUT_RATE, PROCESSED_RATE, BATCH_SECONDS, LAG_MESSAGES, LAG_SECONDS, FRESHNESS,
     COMMIT_TIME, QUARANTINED, LOST_OFFSETS, MODEL_VERSION, MODEL_TRAINING_END, LIVE_HIT, LIVE_BRIER,
     LIVE_OUTCOMES)}
