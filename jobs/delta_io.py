@@ -222,10 +222,20 @@ class InsertOnce:
             how = "merge"
         for g, (_, hi) in spans.items():
             self.newest[g] = max(self.newest.get(g, hi), hi)
-        if app_id is not None and spans:     # a streaming commit: the stage's freshness
-            metrics.committed(self.table.name, max(hi for _, hi in spans.values()))
-        self.version = rs_table(path).version()
+        dt = rs_table(path)
+        self.version = dt.version()
+        if app_id is not None and spans:     # a streaming commit: the stage's freshness, by the log's clock
+            metrics.committed(self.table.name, max(hi for _, hi in spans.values()), last_commit_time(dt))
         return how
+
+
+def last_commit_time(dt) -> float | None:
+    """Epoch seconds of the newest data commit of a delta-rs table (its commitInfo timestamp, the
+    time readers see; an auto-compaction's OPTIMIZE after it is skipped), None if not found."""
+    for h in dt.history(4):
+        if h.get("operation") != "OPTIMIZE" and h.get("timestamp") is not None:
+            return h["timestamp"] / 1000.0
+    return None
 
 
 def appendable(spans: dict, newest: dict) -> bool:
