@@ -192,3 +192,19 @@ def test_the_metrics_server_answers_on_loopback():
         check_metrics(text)
     finally:
         srv.close()
+
+
+def test_a_commit_time_is_the_newest_data_commit_in_the_log_not_a_compaction(tmp_path):
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from jobs.delta_io import last_commit_time
+
+    write_deltalake(str(tmp_path), pa.table({"a": [1]}))
+    write_deltalake(str(tmp_path), pa.table({"a": [2]}), mode="append")
+    dt = DeltaTable(str(tmp_path))
+    wrote = dt.history(1)[0]["timestamp"] / 1000.0
+    dt.optimize.compact()
+    dt = DeltaTable(str(tmp_path))
+    assert dt.history(1)[0]["operation"] == "OPTIMIZE"
+    assert last_commit_time(dt) == wrote
