@@ -59,7 +59,7 @@ def ctrl_c(proc, log_path) -> str:
         pytest.fail("`tickcast up` did not stop within 120 s of Ctrl-C")
     out = log_path.read_text(errors="replace")
     assert code == 0, out[-3000:]
-    pid = int(re.search(r"producer: simulate \(pid (\d+)", out).group(1))
+    pid = int(re.findall(r"producer: simulate \(pid (\d+)", out)[-1])     # this run's (a log holds earlier runs)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)            # the producer was stopped with the pipeline
     return out
