@@ -37,7 +37,7 @@ from pathlib import Path
 from bench.ingest import (_CpuMeter, _batch_summary, _high_watermarks, _jvm_pid, _lane, _pct,
                             _run_noop, machine, private_settings, report)
 from jobs.backfill import backfill
-from jobs.delta_io import ensure_table
+from tickcast.lake.write import ensure_table
 from jobs.runner import run
 from producers.publisher import Publisher
 from producers.sources import simulate_records

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from jobs import ingest
-from jobs.delta_io import ensure_table
+from tickcast.lake.write import ensure_table
 from jobs.progress import last_progress, recent_progress
 from producers.publisher import Publisher
 from producers.sources import simulate_records

@@ -22,12 +22,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
-import pyarrow.fs as pfs
 from deltalake import DeltaTable, QueryBuilder
-from deltalake.fs import DeltaStorageHandler
 
-from dashboard import delta_log, snapshot
+from dashboard import snapshot
 from tickcast import lake, tables
+from tickcast.lake import follow
 from tickcast.settings import Settings
 from tickcast.tables import Table
 
@@ -87,19 +86,14 @@ def _float_decimals(t):
 class FileReader:
     """Reads chosen data files of a Delta table (by their log paths) as pyarrow, in the table's schema.
 
-    A local or standard object-store URI gets pyarrow's native file system; anything else
-    delta-rs's own storage handler (slower: it calls back into Python).
+    The file system is `tickcast.lake.follow.filesystem`'s.
     """
 
     def __init__(self, schema: pa.Schema, uri: str):
         self.schema = schema
         self.format = pds.ParquetFileFormat(
             default_fragment_scan_options=pds.ParquetFragmentScanOptions(pre_buffer=True))
-        try:
-            raw, root = pfs.FileSystem.from_uri(uri)
-            self.fs = pfs.SubTreeFileSystem(root, raw)
-        except Exception:
-            self.fs = pfs.PyFileSystem(DeltaStorageHandler(uri))
+        self.fs = follow.filesystem(uri)
 
     def read(self, paths: list[str], columns: list[str], where=None):
         ds = pds.dataset(paths, schema=self.schema, format=self.format, filesystem=self.fs)
@@ -129,8 +123,7 @@ class TableCache:
     cache_dir: str = ""                  # where `save()` keeps the rows across restarts ("": nowhere)
     restored: int | None = None
     _saved: int | None = None            # the version last saved
-    _dt: object = None
-    _paths: frozenset = frozenset()
+    _follower: follow.Follower | None = None
     _files: FileReader | None = None
     _schema: object = None
     _frame: pd.DataFrame | None = None
@@ -139,6 +132,14 @@ class TableCache:
     @property
     def uri(self) -> str:
         return lake.uri(self.spec.table, self.settings)
+
+    @property
+    def follower(self) -> follow.Follower:
+        """The table's incremental reader (the version and live files this cache holds)."""
+        if self._follower is None:
+            tc = self.spec.time_col
+            self._follower = follow.Follower(self.uri, stats=(tc,) if tc else ())
+        return self._follower
 
     def refresh(self, span_ms: int | None = None) -> int | None:
         """Bring the cache up to the table's newest version; returns that version (None: no table).
@@ -161,64 +162,39 @@ class TableCache:
     def _refresh(self, span_ms: int | None) -> None:
         self.last_read = []
         if not self.incremental:
-            self._dt, span_ms = None, None
-        if self._dt is None and (self.files is None or not self.incremental):
-            if not (self.incremental and self.cache_dir and self._restore()):
-                if not DeltaTable.is_deltatable(self.uri):
+            self.follower.forget()
+            span_ms = None
+        if self.follower.version is None:
+            restored = self.incremental and self.cache_dir and self.files is None and self._restore()
+            if not restored:
+                if not self.follower.exists():
                     return
-                self._dt = DeltaTable(self.uri)
-                self._full_load(span_ms=span_ms)
+                self._full_load(self.follower.poll(), span_ms=span_ms)
                 return
-        if self._next_commit_exists():
-            self._update()
+        self._update()
         self._extend(span_ms)
-
-    def _appended(self) -> tuple[int, pd.DataFrame] | None:
-        """The next commits, from the log's JSON, when they only appended: (their last version,
-        their add rows); None when any did more, or cannot be read (delta-rs answers then)."""
-        version, parts = self.version, []
-        while True:
-            try:
-                with self._files.fs.open_input_stream(delta_log.commit_path(version + 1)) as f:
-                    text = f.read().decode()
-            except FileNotFoundError:
-                break
-            except Exception:    # a store that cannot read it here: delta-rs
-                return None
-            adds = delta_log.appended_files(text, self.spec.time_col)
-            if adds is None:
-                return None
-            parts.append(adds)
-            version += 1
-        if not parts:
-            return None
-        adds = pd.concat(parts, ignore_index=True)
-        if self.files is not None:
-            adds = adds.astype({c: self.files[c].dtype for c in adds.columns if c in self.files}, copy=False)
-        return version, adds
 
     def _update(self) -> None:
         """The commits since the cached version: new files read alone, or a reload after removes."""
-        appended = self._appended() if self.files is not None else None
-        if appended is not None and not (paths := set(appended[1]["path"])) & self._paths:
-            version, adds = appended
-            rows = self._read(sorted(paths)) if paths else None      # a commit may add nothing (a txn only)
-            self._paths, self.version = self._paths | paths, version
-            self.files = pd.concat([self.files, adds], ignore_index=True)
+        change = self.follower.poll()
+        if change is None:
+            return
+        added = _files_frame(change.added)
+        if change.live is None:          # plain appends, read from the log
+            if self.files is not None:
+                added = added.astype({c: self.files[c].dtype for c in added.columns if c in self.files}, copy=False)
+            paths = sorted(added["path"])
+            rows = self._read(paths) if paths else None      # a commit may add nothing (a txn only)
+            self.version = change.version
+            self.files = pd.concat([self.files, added], ignore_index=True)
             self._add_rows(rows)
             return
-        dt = self._table()
-        dt.update_incremental()
-        if dt.version() == self.version:
+        if change.reread or pa.schema(self.follower.table().schema().to_arrow()) != self._schema:
+            self._full_load(change, lower=self.lower, everything=self.lower is None)
             return
-        adds = self._add_actions()
-        paths = frozenset(adds["path"])
-        if not self._paths <= paths or pa.schema(dt.schema().to_arrow()) != self._schema:
-            self._full_load(adds, lower=self.lower, everything=self.lower is None)
-            return
-        new = sorted(paths - self._paths)
+        new = sorted(added["path"])
         rows = self._read(new) if new else None
-        self._paths, self.files, self.version = paths, adds, dt.version()
+        self.files, self.version = _files_frame(change.live), change.version
         self._add_rows(rows)
 
     def _add_rows(self, rows) -> None:
@@ -244,36 +220,20 @@ class TableCache:
         self.lower = want
         self._set(pa.concat_tables([older, self.data]) if older.num_rows else self.data)
 
-    def _next_commit_exists(self) -> bool:
-        """One stat of the next commit file (a HEAD on an object store) instead of listing the log."""
-
-        try:
-            info = self._files.fs.get_file_info(f"_delta_log/{self.version + 1:020d}.json")
-        except Exception:   # a store that cannot answer a stat: let delta-rs list the log
-            return True
-        return info.type != pfs.FileType.NotFound
-
-    def _table(self):
-        """delta-rs's table, opened on first need (a cache restored from disk may never need it)."""
-        if self._dt is None:
-            self._dt = DeltaTable(self.uri)
-        return self._dt
-
     def _restore(self) -> bool:
         """Take the rows saved by an earlier process (snapshot.py) if they are of this very table:
         the commit they were read at must still be the same bytes. True if taken."""
         snap = snapshot.load(self.cache_dir, snapshot.key(self.uri, self.spec))
         if snap is None:
             return False
-        files = FileReader(snap.schema, self.uri)
         try:
-            with files.fs.open_input_stream(delta_log.commit_path(snap.version)) as f:
-                if snapshot.commit_sha(f.read()) != snap.commit_sha:
-                    return False
+            if snapshot.commit_sha(self.follower.commit_bytes(snap.version)) != snap.commit_sha:
+                return False
         except Exception:   # the commit is gone (the table re-created, its log cleaned): read the table
             return False
-        self._files, self._schema = files, snap.schema
-        self.files, self.version, self._paths = snap.files, snap.version, frozenset(snap.files["path"])
+        self._files, self._schema = FileReader(snap.schema, self.uri), snap.schema
+        self.files, self.version = snap.files, snap.version
+        self.follower.seen(snap.version, snap.files["path"])
         self.lower, self.restored, self._saved = snap.lower, snap.version, snap.version
         self._set(snap.data)
         return True
@@ -285,24 +245,13 @@ class TableCache:
                 return False
             snap = (self.version, self.lower, self._schema, self.data, self.files)
         version = snap[0]
-        with self._files.fs.open_input_stream(delta_log.commit_path(version)) as f:
-            sha = snapshot.commit_sha(f.read())
+        sha = snapshot.commit_sha(self.follower.commit_bytes(version))
         snapshot.save(self.cache_dir, snapshot.key(self.uri, self.spec),
                       snapshot.Snapshot(version, sha, *snap[1:]))
         self._saved = version
         return True
 
-    def _add_actions(self) -> pd.DataFrame:
-        t = pa.table(self._table().get_add_actions(flatten=True))
-        keep = ["path", "modification_time", "num_records"]
-        tc = self.spec.time_col
-        if tc:
-            keep += [c for c in (f"min.{tc}", f"max.{tc}") if c in t.column_names]
-        df = t.select(keep).to_pandas()
-        df["modification_time"] = pd.to_datetime(df["modification_time"], unit="ms", utc=True)
-        return df
-
-    def _full_load(self, adds: pd.DataFrame | None = None, span_ms: int | None = None,
+    def _full_load(self, change: follow.Change, span_ms: int | None = None,
                    lower=None, everything: bool = False) -> None:
         """The live files' rows from `lower` on (or from the table's newest time minus `span_ms`),
         read by delta-rs's own engine.
@@ -312,8 +261,8 @@ class TableCache:
         ~0.6 s (docs/dashboard.md).
         """
         self._open_files()
-        adds = self._add_actions() if adds is None else adds
-        self.files, self.version, self._paths = adds, self._table().version(), frozenset(adds["path"])
+        adds = _files_frame(change.live)
+        self.files, self.version = adds, change.version
         self.lower = None if everything else (lower if lower is not None else self._lower(adds, span_ms))
         self._set(self._query(self.lower, None))
         tc = f"max.{self.spec.time_col}"
@@ -336,9 +285,7 @@ class TableCache:
                 t = self._files.read(list(few), list(self.spec.columns), self.spec.expression())
                 t = t.filter(pc.greater_equal(t[self.spec.time_col], lo.to_pydatetime()))
                 return t.sort_by(self.spec.time_col) if t.num_rows else t
-        dt = self._table()
-        if dt.version() != self.version:   # appends were read from the log (_appended): catch up
-            dt.load_as_version(self.version)
+        dt = self.follower.table()       # at the cached version (appends read from the log leave it behind)
         reader = QueryBuilder(DATAFUSION).register("t", dt).execute(self.spec.sql(us(lo), us(hi)))
         t = pa.table(reader.read_all())
         # DataFusion answers in view types (string_view); the rest of the cache holds the table's own.
@@ -360,7 +307,7 @@ class TableCache:
         return adds[col].max() - pd.Timedelta(milliseconds=min(spans)) if spans else None
 
     def _open_files(self) -> None:
-        self._schema = pa.schema(self._table().schema().to_arrow())
+        self._schema = pa.schema(self.follower.table().schema().to_arrow())
         self._files = FileReader(self._schema, self.uri)
 
     def _read(self, paths: list[str]):
@@ -412,6 +359,13 @@ class TableCache:
                 else:
                     self._frame = self.data.to_pandas()
             return self._frame
+
+
+def _files_frame(adds) -> pd.DataFrame:
+    """Add rows (`follow.live_files` shape) as the pandas frame `TableCache.files` holds."""
+    df = adds.to_pandas()
+    df["modification_time"] = pd.to_datetime(df["modification_time"], unit="ms", utc=True)
+    return df
 
 
 def full_read(spec: Spec, s: Settings, lower=None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from jobs.delta_io import ensure_table
+from tickcast.lake.write import ensure_table
 from producers.live import KlinesClient
 from producers.replay import open_bytes
 from tickcast import lake, schemas, tables

@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobs import progress
-from jobs.delta_io import InsertOnce, QuerySink, arrow_rows, ensure_table, rs_query, spans_of, start_sink, utc
+from jobs.delta_io import InsertOnce, QuerySink, arrow_rows, spans_of, start_sink, utc
+from tickcast.lake.follow import query as rs_query
+from tickcast.lake.write import ensure_table
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -340,7 +342,7 @@ class BarWriter(QuerySink):
         return rows
 
     def _recent_ticks(self, targets: dict[str, tuple[int, int]], cut: int):
-        """The ticks of a few recent minutes as Arrow, read by delta-rs (`delta_io.rs_query`: ~25 ms,
+        """The ticks of a few recent minutes as Arrow, read by delta-rs (`tickcast.lake.follow.query`: ~25 ms,
         where a Spark read of bronze costs ~0.6 s even for one minute)."""
         import datetime as dt
 

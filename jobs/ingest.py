@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 from typing import NamedTuple
 
-from jobs.delta_io import (RS_MAX_ROWS, QuerySink, append_once, arrow_rows, ensure_table, kill_point, local_frame,
-                           rs_append, start_sink, utc)
+from jobs.delta_io import QuerySink, arrow_rows, local_frame, start_sink, utc
+from tickcast.lake.write import RS_MAX_ROWS, append_once, ensure_table, rs_append
 from tickcast import data_loss, events, schemas, tables
 from tickcast.settings import Settings
 
@@ -418,7 +418,7 @@ class TickWriter(QuerySink):
     landed, out-of-order or repeated ids) goes through the insert-only MERGE on the key.
 
     Two ways through, the same rows out. A live batch (the run's previous batch had at most
-    `delta_io.RS_MAX_ROWS` rows) is parsed by Spark and collected as Arrow in one job, checked in
+    `tickcast.lake.write.RS_MAX_ROWS` rows) is parsed by Spark and collected as Arrow in one job, checked in
     the driver and appended with delta-rs (`_small`): a Spark Delta append was ~0.3 s of every
     live batch. Anything else (the first batch of a run, which may hold a backlog; a batch with
     rows the typed pass left undecided; one that needs the MERGE) takes the distributed path:
@@ -538,7 +538,6 @@ class TickWriter(QuerySink):
                     ticks.write.format("delta").mode("append").save(tables.TICKS.path(self.s))
                     self.appends += 1
                 else:
-                    kill_point("mid-merge", 0.2)
                     dates = sorted({r["d0"] + dt.timedelta(days=i) for r in good_stats
                                     for i in range((r["d1"] - r["d0"]).days + 1)})
                     (DeltaTable.forPath(spark, tables.TICKS.path(self.s)).alias("t")

@@ -26,7 +26,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from jobs.delta_io import QuerySink, append_once, ensure_table, local_frame, read_stream, start_sink
+from jobs.delta_io import QuerySink, local_frame, read_stream, start_sink
+from tickcast.lake.write import append_once, ensure_table
 from tickcast import schemas, tables
 from tickcast.evaluation import Sample, per_row
 from tickcast.pyworker import cheap_import_invalidation

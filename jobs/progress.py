@@ -5,7 +5,8 @@ import json
 import logging
 from datetime import datetime
 
-from jobs.delta_io import arrow_rows, ensure_table, rs_append
+from jobs.delta_io import arrow_rows
+from tickcast.lake.write import ensure_table, rs_append
 from tickcast import tables
 from tickcast.settings import Settings
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from jobs import bars
-from jobs.delta_io import ensure_table
+from tickcast.lake.write import ensure_table
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 

@@ -224,7 +224,7 @@ def test_rerun_after_predictions_committed_but_not_the_plan_keeps_their_version(
     from pyspark.sql import functions as F
 
     from jobs import predict
-    from jobs.delta_io import ensure_table
+    from tickcast.lake.write import ensure_table
 
     s0, rep = trained
     s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))

@@ -118,7 +118,7 @@ def test_appends_read_only_new_files_and_optimize_reloads(settings):
 
 
 def test_appends_come_from_the_log_and_match_delta_rs(settings):
-    """Plain appends are read from the commits' JSON (dashboard/delta_log.py), not by moving
+    """Plain appends are read from the commits' JSON (tickcast/lake/log.py), not by moving
     delta-rs's snapshot; the file list then equals delta-rs's own, and a later read that needs the
     snapshot (a wider span) catches it up first."""
     from deltalake import DeltaTable
@@ -132,7 +132,7 @@ def test_appends_come_from_the_log_and_match_delta_rs(settings):
     for k in (4, 5):
         write(settings, bar_rows(syms, T0 + k * MIN, 1))
     assert c.refresh(span_ms=MIN) == 5 and len(c.last_read) == 2
-    assert c._dt.version() == 3                                            # delta-rs not asked
+    assert c.follower._dt.version() == 3                                            # delta-rs not asked
     theirs = pa.table(DeltaTable(tables.BARS.path(settings)).get_add_actions(flatten=True)).to_pandas()
     mine = c.files.sort_values("path").reset_index(drop=True)
     theirs = theirs.sort_values("path").reset_index(drop=True)
@@ -142,26 +142,27 @@ def test_appends_come_from_the_log_and_match_delta_rs(settings):
     assert (mine["min.window_start"] == theirs["min.window_start"]).all()
     assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, lower=c.lower)))
     c.refresh()                                                            # every row: a query of older rows
-    assert c._dt.version() == 5 and c.full_loads == 1
+    assert c.follower._dt.version() == 5 and c.full_loads == 1
     assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 12
 
 
 def test_only_plain_appends_are_read_from_the_log():
-    from dashboard import delta_log
+    from tickcast.lake import log as delta_log
 
     add = {"add": {"path": "part-1%20x.parquet", "modificationTime": 1_780_000_000_000, "partitionValues": {},
                    "stats": '{"numRecords": 3, "minValues": {"window_start": "2026-06-01T10:00:00.000Z"},'
                             ' "maxValues": {"window_start": "2026-06-01T10:02:00.000Z"}}'}}
     info = {"commitInfo": {"operation": "WRITE"}}
     lines = lambda *xs: "\n".join(__import__("json").dumps(x) for x in xs)  # noqa: E731
-    rows = delta_log.appended_files(lines(info, add), "window_start")
+    rows = delta_log.appended_files(lines(info, add), ("window_start",)).to_pandas()
     assert rows["path"].tolist() == ["part-1 x.parquet"] and rows["num_records"].tolist() == [3]
     assert rows["max.window_start"].iloc[0] == __import__("pandas").Timestamp("2026-06-01T10:02:00Z")
-    assert rows["modification_time"].iloc[0].value // 1_000_000 == 1_780_000_000_000
+    assert rows["min.window_start"].iloc[0] == __import__("pandas").Timestamp("2026-06-01T10:00:00Z")
+    assert rows["modification_time"].iloc[0] == 1_780_000_000_000
     for other in ({"remove": {"path": "p"}}, {"metaData": {}}, {"protocol": {}},
                   {"add": {**add["add"], "deletionVector": {"storageType": "u"}}},
                   {"add": {**add["add"], "partitionValues": {"date": "2026-06-01"}}}):
-        assert delta_log.appended_files(lines(info, add, other), "window_start") is None, other
+        assert delta_log.appended_files(lines(info, add, other), ("window_start",)) is None, other
 
 
 def test_a_kept_span_prunes_files_and_equals_a_full_read_with_that_bound(settings):
@@ -229,7 +230,7 @@ def test_a_saved_cache_restarts_reading_only_what_changed(settings, tmp_path):
     # A new process: the saved rows, no file read, delta-rs not even opened.
     c = data.TableCache(spec, settings, cache_dir=folder)
     assert c.refresh(span_ms=2 * MIN) == 3 and c.restored == 3 and c.full_loads == 0 and c.last_read == []
-    assert c._dt is None and c.lower == first.lower
+    assert c.follower._dt is None and c.lower == first.lower
     assert sorted_rows(c.data).equals(sorted_rows(first.data))
     assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, lower=c.lower)))
 
