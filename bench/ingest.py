@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 
 from jobs import ingest
 from tickcast.lake.write import ensure_table
-from jobs.progress import last_progress, recent_progress
+from tickcast.engine.progress_json import last_progress, recent_progress
 from producers.publisher import Publisher
 from producers.sources import simulate_records
 from tickcast import kafka_broker, schemas, tables

@@ -71,7 +71,7 @@ def _listener_class():
 
 
 def _run_way(spark, way: str, seconds: float, root: Path, jvm: int) -> dict:
-    from jobs.progress import last_progress  # deferred: heavy (imports numpy)
+    from tickcast.engine.progress_json import last_progress
 
     batches = []
     stream = (spark.readStream.format("rate").option("rowsPerSecond", 5).load()
@@ -111,7 +111,7 @@ def _run_way(spark, way: str, seconds: float, root: Path, jvm: int) -> dict:
 
 def _per_read(spark, root: Path, reads: int, jvm: int) -> dict:
     """Each poll read alone, `reads` times on a query that has progress: seconds per call."""
-    from jobs.progress import last_progress  # deferred: heavy (imports numpy)
+    from tickcast.engine.progress_json import last_progress
 
     q = (spark.readStream.format("rate").option("rowsPerSecond", 5).load()
          .writeStream.foreachBatch(lambda df, bid: None)

@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobs import progress
-from jobs.delta_io import InsertOnce, QuerySink, arrow_rows, spans_of, start_sink, utc
+from jobs.delta_io import InsertOnce, QuerySink, spans_of, start_sink, utc
+from tickcast.engine.arrow_frames import arrow_rows
+from tickcast.engine.columns import Columns
 from tickcast.lake.follow import query as rs_query
 from tickcast.lake.write import ensure_table
 from tickcast import schemas, tables
@@ -56,20 +58,12 @@ def to_bars(agg):
     return agg.select(*once("to_bars", _bar_columns))
 
 
-_built: dict = {}    # name -> (the py4j gateway the Columns belong to, the Columns)
+_columns = Columns()
 
 
 def once(name: str, build):
-    """`build()`'s Columns, built once per Spark JVM and reused: a Column is an unresolved
-    expression, valid in any DataFrame. Building `aggregate`'s and `to_bars`' Columns took 150-370
-    ms of py4j calls per call (measured), most of a live bars batch that closes a minute."""
-    from pyspark import SparkContext
-
-    gw = SparkContext._gateway
-    hit = _built.get(name)
-    if hit is None or hit[0] is not gw:
-        hit = _built[name] = (gw, build())
-    return hit[1]
+    """`build()`'s Columns, built once per Spark JVM (ADR 0008, `tickcast.engine.columns`)."""
+    return _columns.get(name, build)
 
 
 def _aggregate_columns():

@@ -2,7 +2,8 @@
 and small driver-side frames. Creating tables and appending are `tickcast.lake.write`'s."""
 from __future__ import annotations
 
-from jobs import trigger_phase
+from tickcast.engine import trigger_clock
+from tickcast.engine.arrow_frames import arrow_rows, local_frame  # noqa: F401 (re-exported)
 from tickcast import tables
 from tickcast.lake.follow import query as rs_query  # noqa: F401 (re-exported while importers move)
 from tickcast.lake.follow import table as rs_table
@@ -129,7 +130,7 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
 
     `available_now` drains what is there and stops; otherwise a processing-time trigger of
     `trigger_seconds` (default TICKCAST_TRIGGER_SECONDS), its batches starting `phase_seconds` after
-    each trigger boundary (jobs/trigger_phase.py). `checkpoint` defaults to the query's folder.
+    each trigger boundary (tickcast/engine/trigger_clock.py). `checkpoint` defaults to the query's folder.
     """
     writer = (df.writeStream.queryName(query).outputMode("append").foreachBatch(sink)
               .option("checkpointLocation", checkpoint or tables.checkpoint(s, query)))
@@ -143,22 +144,11 @@ def start_sink(df, query: str, sink, s: Settings, available_now: bool, trigger_s
 
             # The executor appears once the query's thread has planned its sources; other
             # queries need not wait for that.
-            threading.Thread(target=trigger_phase.shift, args=(q, phase_seconds), daemon=True,
+            threading.Thread(target=trigger_clock.shift, args=(q, phase_seconds), daemon=True,
                              name=f"{query}-phase").start()
     if isinstance(sink, QuerySink):
         sink.bind(q.id)
     return q
-
-
-def local_frame(spark, rows: list, schema):
-    """A small DataFrame from rows held by the driver (tuples in schema order, or dicts), via Arrow.
-
-    `spark.createDataFrame(list)` pickles the rows into a Python RDD, which a Python worker process
-    has to run at every call (measured on ingest's per-batch clock: 50-row batch median 0.71 ->
-    0.48 s without it); an Arrow table goes to the JVM as it is.
-    """
-    st = _struct(schema)
-    return spark.createDataFrame(arrow_rows(rows, st), st)
 
 
 def utc(ms: int):
@@ -166,20 +156,3 @@ def utc(ms: int):
     import datetime as dt
 
     return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=int(ms))
-
-
-def arrow_rows(rows: list, schema):
-    """Driver-held rows (tuples in schema order, or dicts) -> a pyarrow Table of the Spark schema."""
-    import pyarrow as pa
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    st = _struct(schema)
-    names = st.names
-    dicts = [r if isinstance(r, dict) else dict(zip(names, r)) for r in rows]
-    return pa.Table.from_pylist(dicts, schema=to_arrow_schema(st))
-
-
-def _struct(schema):
-    from pyspark.sql.types import StructType
-
-    return schema if isinstance(schema, StructType) else StructType.fromDDL(schema)

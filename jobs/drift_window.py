@@ -11,7 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from jobs.delta_io import arrow_rows, utc
+from jobs.delta_io import utc
+from tickcast.engine.arrow_frames import arrow_rows
 from tickcast.lake.write import append_once
 from jobs.predict_models import Slot
 from tickcast import drift, features, lake, schemas, tables

@@ -12,7 +12,9 @@ import datetime as dt
 import logging
 from typing import NamedTuple
 
-from jobs.delta_io import QuerySink, arrow_rows, local_frame, start_sink, utc
+from jobs.delta_io import QuerySink, start_sink, utc
+from tickcast.engine.arrow_frames import arrow_rows, local_frame
+from tickcast.engine.columns import Columns
 from tickcast.lake.write import RS_MAX_ROWS, append_once, ensure_table, rs_append
 from tickcast import data_loss, events, schemas, tables
 from tickcast.settings import Settings
@@ -433,6 +435,7 @@ class TickWriter(QuerySink):
         self.appends = self.merges = 0
         self.last_rows: int | None = None      # rows of this run's previous batch
         self._columns: tuple | None = None
+        self._built = Columns()      # the parse Columns, once per JVM (ADR 0008)
         self.losses = LostOffsets(s, self.app_id)
 
     def _load_max_offsets(self, spark) -> dict[tuple[str, int], int]:
@@ -475,7 +478,7 @@ class TickWriter(QuerySink):
             spark.conf.set(k, v)
         self.max_id = self._load_max_ids(spark)
         self.q_max = self._load_max_offsets(spark)
-        self._columns = parse_columns(self.s)
+        self._columns = self._built.get("parse", lambda: parse_columns(self.s))
 
     def _small(self, parsed, batch_id: int) -> dict | None:
         """The live path over the batch's parsed rows as Arrow; None (nothing written) when the batch

@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-from jobs.delta_io import arrow_rows, utc
+from jobs.delta_io import utc
+from tickcast.engine.arrow_frames import arrow_rows
 from tickcast.lake.follow import table as rs_table
 from tickcast.lake.write import append_once
 from jobs.predict_models import ModelResolver, Slot
