@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 from tickcast.lake.write import ensure_table
-from producers.live import KlinesClient
-from producers.replay import open_bytes
+from tickcast.sources.klines import KlinesClient
+from tickcast.sources.public_data import open_bytes
 from tickcast import lake, schemas, tables
 from tickcast.settings import Settings
 

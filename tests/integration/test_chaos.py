@@ -71,7 +71,7 @@ class Source:
 
 def _source(tmp_path: Path, seed: int) -> Source:
     """The replay file: simulated trades with BAD's records spread among them at seeded places."""
-    from producers.simulate import SimConfig, encode_events, simulate_batches
+    from tickcast.sources.simulator import SimConfig, encode_events, simulate_batches
     from tickcast import events
 
     def config(rate: float) -> SimConfig:

@@ -44,7 +44,7 @@ def dash_settings(shared_data, pipeline, spark, broker, tmp_path_factory):
 
     from jobs import sim_history
     from jobs.runner import run
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
     from tests.integration.conftest import PIPELINE_END_MS, PIPELINE_SYMBOLS
     from tickcast import kafka_broker
 
@@ -267,7 +267,7 @@ def test_a_bar_written_while_the_page_is_open_appears_after_the_next_refresh(ser
     """The new minutes go through the bars job's own transforms and writer (`jobs.sim_history`:
     simulated trades -> bars.aggregate/to_bars -> BarWriter), as the pipeline fixture's were."""
     from jobs import sim_history
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
     from tests.integration.conftest import PIPELINE_END_MS, PIPELINE_SYMBOLS
 
     sym = pipeline.symbols[0]

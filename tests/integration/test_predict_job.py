@@ -24,7 +24,7 @@ T_END = 1_790_000_000_000 // MIN * MIN        # 2026-09-21: a fixed, recent end 
 
 def _sim(spark, s, start_ms: int, minutes: int, seed: int = 11):
     from jobs import sim_history
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
 
     cfg = SimConfig(symbols=("BTCUSDT", "ETHUSDT"), rate=1.0, seed=seed, start_ms=start_ms, plant_signal=True,
                     signal_kind="interaction", signal_strength=0.6)

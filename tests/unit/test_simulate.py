@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from producers.realism import minute_returns, realism_report, signal_edge, signal_edge_detail
-from producers.simulate import (
+from tickcast.sources.simulator import (
     TRADE_ID_BASE, SimConfig, first_trade_id, TradeBatch, encode_events, sim_symbol, simulate_batches, simulate_frame,
 )
 
