@@ -19,7 +19,7 @@ def demo_lake(s: Settings, root: Path, minutes: int = 4000, symbols=("BTCUSDT", 
     The gate decides on merit; if it does not promote, the benchmark marks the version champion
     itself (tagged so), since it measures serving speed, not the model."""
     from jobs import sim_history  # deferred: heavy (imports numpy)
-    from producers.simulate import SimConfig  # deferred: heavy (imports pandas, pyarrow, numpy)
+    from tickcast.sources.simulator import SimConfig  # deferred: heavy (imports pandas, pyarrow, numpy)
     from tickcast import model_io, training  # deferred: heavy (imports mlflow)
 
     ls = dataclasses.replace(s, data_dir=root, lake_uri=str(root / "delta"), checkpoint_uri=str(root / "checkpoints"),

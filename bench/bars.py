@@ -34,10 +34,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench.ingest import (_CpuMeter, _batch_summary, _high_watermarks, _jvm_pid, _lane, _pct,
-                            _run_noop, machine, private_settings, report)
+from bench.measure import (CpuMeter, batch_summary, high_watermarks, jvm_pid, lane_settings, machine, pct,
+                           private_settings, report, run_noop)
 from jobs.backfill import backfill
-from jobs.delta_io import ensure_table
+from tickcast.lake.write import ensure_table
 from jobs.runner import run
 from producers.publisher import Publisher
 from producers.sources import simulate_records
@@ -90,7 +90,7 @@ def _publish(ls: Settings, ticks: int, seed: int = 0) -> dict:
     if counts.sent != ticks or counts.failed:
         raise RuntimeError(f"producer sent {counts.sent} of {ticks} ({counts.failed} failed)")
     return {"sent": counts.sent, "seconds": round(dt_s, 2), "msgs_per_s": round(counts.sent / dt_s),
-            "partition_offsets": _high_watermarks(ls)}
+            "partition_offsets": high_watermarks(ls)}
 
 
 def _ensure_tables(spark, ls: Settings) -> None:
@@ -128,18 +128,18 @@ def _progress_rows(spark, ls: Settings) -> dict[str, list[dict]]:
 def _query_summary(progress: list[dict]) -> dict:
     trig = [int((p.get("durationMs") or {}).get("triggerExecution", 0)) for p in progress]
     return {"query_s": round(sum(trig) / 1000, 2), "input_rows": sum(int(p.get("numInputRows") or 0) for p in progress),
-            **_batch_summary(progress)}
+            **batch_summary(progress)}
 
 
 def warm_up(spark, bs: Settings, root: Path) -> dict:
     """A small unmeasured pass through every code path of (a), so that it runs on a warm JVM."""
-    ws = _lane(bs, root, "warmup", WARMUP_TOPIC)
+    ws = lane_settings(bs, root, "warmup", WARMUP_TOPIC)
     t0 = time.monotonic()
     _publish(ws, WARMUP_TICKS, seed=2)
     _ensure_tables(spark, ws)
     _run_jobs(spark, ws, ["ingest"])
     _run_jobs(spark, ws, ["bars"])
-    _run_noop(spark, ws, "warmup-noop")
+    run_noop(spark, ws, "warmup-noop")
     return {"ticks": WARMUP_TICKS, "seconds": round(time.monotonic() - t0, 2)}
 
 
@@ -163,10 +163,10 @@ def measure_pipeline(spark, bs: Settings, ticks: int, broker_pid: int | None) ->
 
     r: dict = {"expected": ticks, "publish": _publish(bs, ticks)}
     _ensure_tables(spark, bs)
-    jvm = _jvm_pid(spark)
-    with _CpuMeter(broker_pid, jvm) as m_ingest:
+    jvm = jvm_pid(spark)
+    with CpuMeter(broker_pid, jvm) as m_ingest:
         ingest_s = _run_jobs(spark, bs, ["ingest"])
-    with _CpuMeter(broker_pid, jvm) as m_bars:
+    with CpuMeter(broker_pid, jvm) as m_bars:
         bars_s = _run_jobs(spark, bs, ["bars"])
     total = ingest_s + bars_s
     t0 = time.monotonic()
@@ -245,11 +245,11 @@ def measure_backfill(spark, bs: Settings, root: Path, files: list[Path] | None) 
         files = write_klines(root / "klines")
         r["generated"] = {"files": len(files), "symbol": KLINE_SYMBOL, "months": [f"{y}-{m:02d}" for y, m in KLINE_MONTHS],
                           "seconds": round(time.monotonic() - t0, 2)}
-    ls = _lane(bs, root, "backfill", bs.topic)
-    jvm = _jvm_pid(spark)
-    with _CpuMeter(None, jvm) as m1:
+    ls = lane_settings(bs, root, "backfill", bs.topic)
+    jvm = jvm_pid(spark)
+    with CpuMeter(None, jvm) as m1:
         first = backfill(spark, ls, list(files))
-    with _CpuMeter(None, jvm) as m2:
+    with CpuMeter(None, jvm) as m2:
         second = backfill(spark, ls, list(files))
     rows = spark.read.format("delta").load(tables.BARS.path(ls)).count()
     r |= {
@@ -408,10 +408,10 @@ def _idle_query_stats(progress: list[dict], wall: float) -> dict:
             phases[k] = phases.get(k, 0) + int(v)
     return {"batches": len(progress), "batches_with_rows": len(with_rows), "batches_empty": len(empty),
             "rows": sum(int(p.get("numInputRows") or 0) for p in progress),
-            "batch_ms_p50": round(_pct(trig, 50)) if trig else None,
-            "batch_ms_p95": round(_pct(trig, 95)) if trig else None,
+            "batch_ms_p50": round(pct(trig, 50)) if trig else None,
+            "batch_ms_p95": round(pct(trig, 95)) if trig else None,
             "batch_ms_max": max(trig) if trig else None,
-            "empty_batch_ms_p50": round(_pct(empty, 50)) if empty else None,
+            "empty_batch_ms_p50": round(pct(empty, 50)) if empty else None,
             "busy_share": round(sum(trig) / 1000 / wall, 3) if wall else None,
             "duration_ms_total": phases}
 
@@ -427,7 +427,7 @@ def measure_idle(bs: Settings, root: Path, seconds: float, broker_pid: int | Non
     """
     if seconds <= IDLE_WARMUP_S:
         raise ValueError(f"idle seconds must be > the {IDLE_WARMUP_S:.0f} s warm-up, got {seconds}")
-    ls = _lane(bs, root, name, IDLE_TOPIC + "-" + name)
+    ls = lane_settings(bs, root, name, IDLE_TOPIC + "-" + name)
     log = root / f"{name}-up.log"
     cmd = cmd or up_command()
     load_before = _load()
@@ -611,7 +611,7 @@ def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float,
         say(f"(a) publish {ticks:,} ticks, then ingest and bars (available-now) through the runner")
         r["pipeline"] = measure_pipeline(spark, bs, ticks, broker_pid)
         say("(a) ceiling: same topic into noop")
-        r["ceiling"] = _run_noop(spark, bs, "ceiling")
+        r["ceiling"] = run_noop(spark, bs, "ceiling")
         r["ratio"] = round(r["pipeline"]["total"]["ticks_per_s"] / r["ceiling"]["rows_per_s"], 3)
         r["ratio_ingest"] = round(r["pipeline"]["ingest"]["ticks_per_s"] / r["ceiling"]["rows_per_s"], 3)
 

@@ -225,7 +225,7 @@ class Writer:
             if dt is None:
                 dt = self._tables[table.name] = DeltaTable(table.path(self.s))
             # One append = one commit of one small file, as the jobs' delta-rs appends make them
-            # (jobs.delta_io.rs_append also writes a checksum file, which readers do not need).
+            # (tickcast.lake.write.rs_append also writes a checksum file, which readers do not need).
             write_deltalake(dt, arrow.select(self._names[table.name]).cast(self._schemas[table.name]), mode="append")
             self.writes += 1
 

@@ -22,7 +22,7 @@ from tickcast.settings import Settings
 from tickcast.spark import session
 
 
-def _lane(s: Settings, root: Path) -> Settings:
+def lane(s: Settings, root: Path) -> Settings:
     return dataclasses.replace(s, lake_uri=str(root / "delta"), checkpoint_uri=str(root / "checkpoints"),
                                mlflow_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
 
@@ -32,14 +32,14 @@ def features_bench(s: Settings, klines: list[Path], horizons: list[int], out: Pa
 
     from jobs.backfill import backfill  # deferred: heavy (imports numpy)
     from tickcast import features, training  # deferred: heavy (imports pandas, pyarrow, numpy)
-    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
+    from bench.measure import machine, report
     from bench.bars import write_klines  # deferred: heavy (imports numpy)
 
     out.mkdir(parents=True, exist_ok=True)
     (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="features-", dir=s.data_dir / "bench"))
     try:
-        ls = _lane(s, root)
+        ls = lane(s, root)
         spark = session(ls, app="tickcast-bench-features", extra={"spark.ui.enabled": "false"})
         spark.sparkContext.setLogLevel("ERROR")
         files = list(klines) or write_klines(root / "klines")

@@ -21,23 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
 import shutil
-import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from jobs import ingest
-from jobs.delta_io import ensure_table
-from jobs.progress import last_progress, recent_progress
+from tickcast.lake.write import ensure_table
+from tickcast.engine.progress_json import last_progress, recent_progress
 from producers.publisher import Publisher
 from producers.sources import simulate_records
 from tickcast import kafka_broker, schemas, tables
 from tickcast.settings import Settings
+from bench.measure import (CpuMeter, await_query, batch_summary, high_watermarks, jvm_pid, lane_settings, machine, pct,
+                           private_settings, report, run_noop)
 from tickcast.spark import session
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -73,69 +71,10 @@ METHOD = {
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def private_settings(s: Settings, out: Path, prefix: str, lane: str, topic: str, **extra) -> tuple[Path, Settings]:
-    """A bench's own world: `out` created, a temp data dir under `<data_dir>/bench/`, a broker on free ports."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir=s.data_dir / "bench"))
-    return root, dataclasses.replace(
-        s, data_dir=root, lake_uri=str(root / lane / "delta"), checkpoint_uri=str(root / lane / "checkpoints"),
-        mlflow_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",   # never the user's registry
-        kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=topic, **extra)
-
-
-def _lane(bs: Settings, root: Path, name: str, topic: str) -> Settings:
-    """Settings with a topic, lake and checkpoints of their own on the bench broker."""
-    return dataclasses.replace(bs, topic=topic, lake_uri=str(root / name / "delta"),
-                               checkpoint_uri=str(root / name / "checkpoints"))
 
 
 def _records(count: int | None, seed: int = 0, **kw):
     return simulate_records(SYMBOLS, kw.pop("rate", SIM_RATE), seed=seed, count=count, **kw)
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process (all its threads), from /proc; 0 when unknown."""
-    if not pid:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-class _CpuMeter:
-    """CPU seconds used by this Python process, the broker and the Spark JVM over a span."""
-
-    def __init__(self, broker_pid: int | None, jvm_pid: int | None = None):
-        self.pids = {"python": os.getpid(), "broker": broker_pid, "spark_jvm": jvm_pid}
-
-    def __enter__(self):
-        self._t0 = time.monotonic()
-        self._c0 = {k: _cpu_seconds(p) for k, p in self.pids.items()}
-        return self
-
-    def __exit__(self, *_):
-        self.wall = time.monotonic() - self._t0
-        self.cpu = {k: round(_cpu_seconds(p) - self._c0[k], 2) for k, p in self.pids.items() if p}
-        return False
-
-    def cores(self) -> dict[str, float]:
-        """Average cores busy per process over the span (2.0 = both cores of this machine)."""
-        return {k: round(v / self.wall, 2) for k, v in self.cpu.items()} if self.wall else {}
-
-
-def _jvm_pid(spark) -> int | None:
-    # pyspark starts the JVM through spark-submit, whose scripts `exec` java: same pid.
-    proc = getattr(spark.sparkContext._gateway, "proc", None)
-    return getattr(proc, "pid", None)
 
 
 def _timed_first(records: Iterable, box: dict) -> Iterator:
@@ -143,61 +82,6 @@ def _timed_first(records: Iterable, box: dict) -> Iterator:
     for rec in records:
         box.setdefault("t_first", time.monotonic())
         yield rec
-
-
-def _batch_summary(progress: list[dict]) -> dict:
-    """Per micro-batch rows and durationMs (all phases), for the report's 'why' lines."""
-    batches = [p for p in progress if (p.get("numInputRows") or 0) > 0]
-    phases: dict[str, int] = {}
-    for p in batches:
-        for k, v in (p.get("durationMs") or {}).items():
-            phases[k] = phases.get(k, 0) + int(v)
-    return {
-        "batches": len(batches),
-        "rows_per_batch": [int(p["numInputRows"]) for p in batches][:50],
-        "trigger_ms_per_batch": [int((p.get("durationMs") or {}).get("triggerExecution", 0)) for p in batches][:50],
-        "duration_ms_total": phases,
-    }
-
-
-def _await(q, timeout: float) -> None:
-    if not q.awaitTermination(timeout):
-        q.stop()
-        raise RuntimeError(f"query {q.name} did not finish within {timeout:.0f}s")
-    if q.exception() is not None:
-        raise RuntimeError(f"query {q.name} failed: {q.exception()}")
-
-
-def _pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default), on a sorted copy."""
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * p / 100.0
-    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
-
-
-def report(r: dict, out: Path, name: str, rows: list[tuple[str, str, str]], notes_title: str,
-           notes: list[str], rule: int = 100) -> Path:
-    """The shared tail of every bench: write `<out>/<name>.json` (r with its own path in `json`), then
-    print the table (label, value, note per row) and the notes under their title. Returns the path."""
-    path = Path(out) / f"{name}.json"
-    r["json"] = str(path.resolve())
-    path.write_text(json.dumps(r, indent=2, default=str) + "\n")
-    w0 = max(len(x[0]) for x in rows)
-    w1 = max((len(x[1]) for x in rows if x[2]), default=0)
-    print()
-    print(f"tickcast bench {name}")
-    print("-" * rule)
-    for label, val, note in rows:
-        print(f"{label:<{w0}}  {val:<{w1}}  {note}".rstrip())
-    print("-" * rule)
-    print(notes_title)
-    for line in notes:
-        print(f"  {line}")
-    print(f"\nwritten: {r['json']}")
-    return path
 
 
 # ---- (a) producer -------------------------------------------------------------------------------
@@ -216,7 +100,7 @@ def measure_produce(bs: Settings, ticks: int, broker_pid: int | None) -> dict:
     """(a): simulate -> Publisher at max speed, first send -> close() (all acknowledged)."""
     pub = Publisher(bs, "simulate")
     box: dict = {}
-    with _CpuMeter(broker_pid) as cpu:
+    with CpuMeter(broker_pid) as cpu:
         th0 = time.thread_time()
         pub.publish(_timed_first(_records(ticks, backdate=True), box))
         t_queued = time.monotonic()
@@ -235,7 +119,7 @@ def measure_publisher_only(bs: Settings, n: int, broker_pid: int | None) -> dict
     kafka_broker.ensure_topic(ps)
     recs = list(_records(n, seed=1, backdate=True))
     pub = Publisher(ps, "simulate")
-    with _CpuMeter(broker_pid) as cpu:
+    with CpuMeter(broker_pid) as cpu:
         t0 = time.monotonic()
         th0 = time.thread_time()
         pub.publish(recs)
@@ -247,34 +131,19 @@ def measure_publisher_only(bs: Settings, n: int, broker_pid: int | None) -> dict
 
 
 # ---- (b) ingest, (c) ceilings -------------------------------------------------------------------
-def _run_ingest(spark, ls: Settings, meter: _CpuMeter | None = None) -> dict:
+def _run_ingest(spark, ls: Settings, meter: CpuMeter | None = None) -> dict:
     # The tables exist before the run, as in production (created once); their creation is not timed.
     for t in (tables.TICKS, tables.QUARANTINE):
         ensure_table(spark, t, ls)
-    meter = meter or _CpuMeter(None)
+    meter = meter or CpuMeter(None)
     with meter:
         t0 = time.monotonic()
         q = ingest.start(spark, ls, available_now=True)
-        _await(q, timeout=1800)
+        await_query(q, timeout=1800)
         wall = time.monotonic() - t0
     progress = recent_progress(q)
     return {"wall": wall, "input_rows": sum(int(p.get("numInputRows") or 0) for p in progress),
             "progress": progress}
-
-
-def _run_noop(spark, ls: Settings, name: str, transform=None) -> dict:
-    """availableNow over the lane's topic with the production reader options into a noop sink."""
-    df = ingest.read_topic(spark, ls)
-    df = transform(df) if transform else df.select("value")
-    t0 = time.monotonic()
-    q = (df.writeStream.queryName(name).format("noop")
-         .option("checkpointLocation", f"{ls.checkpoint_uri}/{name}")
-         .trigger(availableNow=True).start())
-    _await(q, timeout=1800)
-    wall = time.monotonic() - t0
-    progress = recent_progress(q)
-    rows = sum(int(p.get("numInputRows") or 0) for p in progress)
-    return {"rows": rows, "seconds": round(wall, 2), "rows_per_s": round(rows / wall), **_batch_summary(progress)}
 
 
 def _parse_only(ls: Settings):
@@ -304,32 +173,32 @@ def _run_raw_delta(spark, ls: Settings, name: str) -> dict:
     q = (ingest.read_topic(spark, ls).select(*RAW_COLUMNS).writeStream.queryName(name).format("delta")
          .option("checkpointLocation", f"{ls.checkpoint_uri}/{name}")
          .trigger(availableNow=True).start(f"{ls.lake_uri}/bench/{name}"))
-    _await(q, timeout=1800)
+    await_query(q, timeout=1800)
     wall = time.monotonic() - t0
     progress = recent_progress(q)
     rows = sum(int(p.get("numInputRows") or 0) for p in progress)
-    return {"rows": rows, "seconds": round(wall, 2), "rows_per_s": round(rows / wall), **_batch_summary(progress)}
+    return {"rows": rows, "seconds": round(wall, 2), "rows_per_s": round(rows / wall), **batch_summary(progress)}
 
 
 def warm_up(spark, bs: Settings, root: Path) -> dict:
     """A small unmeasured pass over every code path so that (b) and (c) both run on a warm JVM."""
-    ws = _lane(bs, root, "warmup", WARMUP_TOPIC)
+    ws = lane_settings(bs, root, "warmup", WARMUP_TOPIC)
     kafka_broker.ensure_topic(ws)
     t0 = time.monotonic()
     pub = Publisher(ws, "simulate")
     pub.publish(_records(WARMUP_TICKS, seed=2, backdate=True))
     pub.close()
     _run_ingest(spark, ws)
-    _run_noop(spark, ws, "warmup-noop")
-    _run_noop(spark, ws, "warmup-parse", _parse_only(ws))
-    _run_noop(spark, ws, "warmup-json", _json_only)
+    run_noop(spark, ws, "warmup-noop")
+    run_noop(spark, ws, "warmup-parse", _parse_only(ws))
+    run_noop(spark, ws, "warmup-json", _json_only)
     _run_raw_delta(spark, ws, "warmup-raw-delta")
     return {"ticks": WARMUP_TICKS, "seconds": round(time.monotonic() - t0, 2)}
 
 
 def measure_ingest(spark, bs: Settings, ticks: int, broker_pid: int | None) -> dict:
     """(b): the production ingest over the whole topic, then check bronze holds every tick once."""
-    meter = _CpuMeter(broker_pid, _jvm_pid(spark))
+    meter = CpuMeter(broker_pid, jvm_pid(spark))
     r = _run_ingest(spark, bs, meter)
     wall = r["wall"]
     t0 = time.monotonic()
@@ -343,7 +212,7 @@ def measure_ingest(spark, bs: Settings, ticks: int, broker_pid: int | None) -> d
             "input_rows": r["input_rows"], "seconds": round(wall, 2), "ticks_per_s": round(rows / wall),
             "bronze_files": int(files["numFiles"]), "bronze_bytes": int(files["sizeInBytes"]),
             "verify_seconds": round(time.monotonic() - t0, 2), "cpu_s": meter.cpu, "cores_busy": meter.cores(),
-            **_batch_summary(r["progress"])}
+            **batch_summary(r["progress"])}
 
 
 # ---- (e) latency --------------------------------------------------------------------------------
@@ -360,18 +229,6 @@ def _commit_versions(table_path: str) -> tuple[dict[str, int], list[int]]:
             elif "remove" in action:
                 with_removes.append(version)
     return added, with_removes
-
-
-def _high_watermarks(s: Settings) -> dict[str, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "tickcast-bench-watermarks",
-                  "enable.auto.commit": False, "log_level": 3})
-    try:
-        md = c.list_topics(s.topic, timeout=10).topics[s.topic]
-        return {str(p): c.get_watermark_offsets(TopicPartition(s.topic, p), timeout=10)[1] for p in md.partitions}
-    finally:
-        c.close()
 
 
 def _caught_up(q, s: Settings, hw: dict[str, int]) -> bool:
@@ -399,7 +256,7 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
     """
     from pyspark.sql import functions as F
 
-    ls = _lane(bs, root, "live", LIVE_TOPIC)
+    ls = lane_settings(bs, root, "live", LIVE_TOPIC)
     kafka_broker.ensure_topic(ls)
     q = ingest.start(spark, ls, available_now=False)
     try:
@@ -414,7 +271,7 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
         pub.publish(_records(None, seed=3, rate=LIVE_RATE, duration_s=seconds), speed=1.0)
         counts = pub.close()
         publish_s = time.monotonic() - t0
-        hw = _high_watermarks(ls)
+        hw = high_watermarks(ls)
         deadline = time.monotonic() + 120
         while not _caught_up(q, ls, hw):
             if q.exception() is not None:
@@ -446,47 +303,18 @@ def measure_latency(spark, bs: Settings, root: Path, seconds: float) -> dict:
     lat = [r["lat_ms"] / 1000.0 for r in rows if r["lat_ms"] is not None]
     # Data commits: appends (WRITE, the live fast path) and MERGEs (replays / re-runs).
     merges = sorted(v for v, r in ((int(h["version"]), h) for h in hist) if r["operation"] in ("MERGE", "WRITE"))
-    summary = _batch_summary(progress)
+    summary = batch_summary(progress)
     trig = [t for t in summary["trigger_ms_per_batch"]]
     return {"rate_target_per_s": LIVE_RATE, "seconds": seconds, "sent": counts.sent, "failed": counts.failed,
             "publish_seconds": round(publish_s, 2), "rows": len(rows), "unmapped_rows": unmapped,
             "rows_ok": len(rows) == counts.sent and unmapped == 0,
-            "p50_s": round(_pct(lat, 50), 3), "p95_s": round(_pct(lat, 95), 3), "max_s": round(max(lat), 3),
+            "p50_s": round(pct(lat, 50), 3), "p95_s": round(pct(lat, 95), 3), "max_s": round(max(lat), 3),
             "min_s": round(min(lat), 3), "commits": len(merges), "trigger_seconds": bs.trigger_seconds,
-            "batch_ms_p50": round(_pct(trig, 50)), "batch_ms_max": max(trig) if trig else None,
+            "batch_ms_p50": round(pct(trig, 50)), "batch_ms_max": max(trig) if trig else None,
             "batches": summary["batches"], "duration_ms_total": summary["duration_ms_total"]}
 
 
 # ---- report -------------------------------------------------------------------------------------
-def machine(spark=None) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def ver(pkg: str) -> str | None:
-        try:
-            return version(pkg)
-        except PackageNotFoundError:
-            return None
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
-    import confluent_kafka
-
-    return {"cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)), "cpu_model": model,
-            "memory_gib": mem_gib, "python": platform.python_version(), "platform": platform.platform(),
-            "spark": spark.version if spark is not None else None, "pyspark": ver("pyspark"),
-            "delta_spark": ver("delta-spark"), "confluent_kafka": confluent_kafka.version()[0],
-            "librdkafka": confluent_kafka.libversion()[0]}
 
 
 def _limits(r: dict) -> dict[str, str]:
@@ -589,7 +417,7 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
         r["produce"] = measure_produce(bs, ticks, broker_pid)
         if r["produce"]["sent"] != ticks or r["produce"]["failed"]:
             raise RuntimeError(f"producer sent {r['produce']['sent']} of {ticks} ({r['produce']['failed']} failed)")
-        r["produce"]["partition_offsets"] = _high_watermarks(bs)
+        r["produce"]["partition_offsets"] = high_watermarks(bs)
         n_po = min(ticks, PUBLISHER_ONLY_TICKS)
         say(f"(a) Publisher alone over {n_po:,} pre-encoded records")
         r["publisher_only"] = measure_publisher_only(bs, n_po, broker_pid)
@@ -606,11 +434,11 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
         say(f"(b) ingest {ticks:,} ticks (availableNow)")
         r["ingest"] = measure_ingest(spark, bs, ticks, broker_pid)
         say("(c) ceiling: same topic into noop")
-        r["ceiling"] = _run_noop(spark, bs, "ceiling")
+        r["ceiling"] = run_noop(spark, bs, "ceiling")
         say("(c) parse+validate into noop")
-        r["parse_only"] = _run_noop(spark, bs, "parse-only", _parse_only(bs))
+        r["parse_only"] = run_noop(spark, bs, "parse-only", _parse_only(bs))
         say("(c) JSON parse alone into noop")
-        r["json_only"] = _run_noop(spark, bs, "json-only", _json_only)
+        r["json_only"] = run_noop(spark, bs, "json-only", _json_only)
         say("(c) the Kafka columns unparsed into Delta")
         r["raw_delta"] = _run_raw_delta(spark, bs, "raw-delta")
         r["ratio"] = round(r["ingest"]["ticks_per_s"] / r["ceiling"]["rows_per_s"], 3)

@@ -57,7 +57,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _pct(values: list[float], p: float) -> float:
+def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     v = sorted(values)
@@ -114,8 +114,8 @@ def reference(s: Settings, rate: float, seconds: float) -> dict:
     poller.join(5)
     c = pub.close(120)
     out["paced"] = {"rate": rate, "sent": c.sent, "failed": c.failed, "msgs_per_s": round(n / seconds),
-                    "latency_samples": len(lat), "p50_ms": round(_pct(lat, 50) * 1000, 2),
-                    "p99_ms": round(_pct(lat, 99) * 1000, 2), "max_ms": round(max(lat) * 1000, 2) if lat else None}
+                    "latency_samples": len(lat), "p50_ms": round(pct(lat, 50) * 1000, 2),
+                    "p99_ms": round(pct(lat, 99) * 1000, 2), "max_ms": round(max(lat) * 1000, 2) if lat else None}
     return out
 
 
@@ -207,8 +207,8 @@ def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> d
         "catch_up_after_pause_s": drained_s,
         "gapfilled": sum(prod.gapfilled.values()), "reconnects": prod.stats["reconnects"],
         "duplicates": prod.seq.duplicates, "violations": st1["violations"],
-        "latency_samples": len(lat), "p50_ms": round(_pct(lat, 50) * 1000, 2),
-        "p99_ms": round(_pct(lat, 99) * 1000, 2), "max_ms": round(max(lat) * 1000, 2) if lat else None,
+        "latency_samples": len(lat), "p50_ms": round(pct(lat, 50) * 1000, 2),
+        "p99_ms": round(pct(lat, 99) * 1000, 2), "max_ms": round(max(lat) * 1000, 2) if lat else None,
         "producer_cores": round((c1 - c0) / dt, 2), "standin_cores": round((sc1 - sc0) / dt, 2),
         "producer_cpu_us_per_msg": round((c1 - c0) / max(sent1 - sent0, 1) * 1e6, 1),
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
@@ -217,7 +217,7 @@ def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> d
 
 
 def live_bench(s: Settings, seconds: float, peak_rate: float, out: Path) -> dict:
-    from bench.ingest import machine  # deferred: heavy (imports numpy)
+    from bench.measure import machine
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

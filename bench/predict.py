@@ -30,9 +30,9 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
 
     from jobs import predict, sim_history  # deferred: heavy (imports pyspark, numpy)
     from jobs.scoring import Scorer  # deferred: heavy (imports pyspark, numpy)
-    from producers.simulate import SimConfig  # deferred: heavy (imports pandas, pyarrow, numpy)
+    from tickcast.sources.simulator import SimConfig  # deferred: heavy (imports pandas, pyarrow, numpy)
     from tickcast import model_io, training  # deferred: heavy (imports mlflow)
-    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
+    from bench.measure import machine, report
 
     out.mkdir(parents=True, exist_ok=True)
     (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)

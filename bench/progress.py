@@ -37,7 +37,7 @@ def _cpu(pid: int) -> float:
     return t.user + t.system
 
 
-def _jvm_pid(spark) -> int:
+def jvm_pid(spark) -> int:
     """The driver JVM's pid (PySpark starts it as spark-submit, which execs java)."""
     import psutil
 
@@ -71,7 +71,7 @@ def _listener_class():
 
 
 def _run_way(spark, way: str, seconds: float, root: Path, jvm: int) -> dict:
-    from jobs.progress import last_progress  # deferred: heavy (imports numpy)
+    from tickcast.engine.progress_json import last_progress
 
     batches = []
     stream = (spark.readStream.format("rate").option("rowsPerSecond", 5).load()
@@ -111,7 +111,7 @@ def _run_way(spark, way: str, seconds: float, root: Path, jvm: int) -> dict:
 
 def _per_read(spark, root: Path, reads: int, jvm: int) -> dict:
     """Each poll read alone, `reads` times on a query that has progress: seconds per call."""
-    from jobs.progress import last_progress  # deferred: heavy (imports numpy)
+    from tickcast.engine.progress_json import last_progress
 
     q = (spark.readStream.format("rate").option("rowsPerSecond", 5).load()
          .writeStream.foreachBatch(lambda df, bid: None)
@@ -134,7 +134,7 @@ def _per_read(spark, root: Path, reads: int, jvm: int) -> dict:
 
 
 def progress_bench(s: Settings, seconds: float, rounds: int, reads: int, out: Path) -> dict:
-    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
+    from bench.measure import machine, report
 
     out.mkdir(parents=True, exist_ok=True)
     (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def progress_bench(s: Settings, seconds: float, rounds: int, reads: int, out: Pa
         ls = dataclasses.replace(s, lake_uri=str(root / "delta"), checkpoint_uri=str(root / "checkpoints"))
         spark = session(ls, app="tickcast-bench-progress", extra={"spark.ui.enabled": "false"})
         spark.sparkContext.setLogLevel("ERROR")
-        jvm = _jvm_pid(spark)
+        jvm = jvm_pid(spark)
         _run_way(spark, "none", seconds / 2, root, jvm)          # warm-up (JIT, first queries), not counted
         runs = []
         for r in range(rounds):

@@ -177,7 +177,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
     import numpy as np
 
     from tickcast import lake, model_io, tables  # deferred: heavy (imports mlflow)
-    from bench.ingest import machine, report  # deferred: heavy (imports numpy)
+    from bench.measure import machine, report
     from tickcast.litert import LiteModel  # deferred: heavy (imports numpy)
 
     seconds = float(seconds or 20)

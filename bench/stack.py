@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from bench.ingest import _pct, private_settings, report
+from bench.measure import pct, private_settings, report
 from bench.bars import IDLE_WARMUP_S, _load, _say, measure_idle
 from tickcast import kafka_broker, lake, tables
 from tickcast.settings import Settings
@@ -99,7 +99,7 @@ def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0) 
 
     def stats(k: str) -> dict:
         v = [r[k] for r in done if r[k] is not None]
-        return {"p50": round(_pct(v, 50), 2), "p95": round(_pct(v, 95), 2), "max": round(max(v), 2)} if v else {}
+        return {"p50": round(pct(v, 50), 2), "p95": round(pct(v, 95), 2), "max": round(max(v), 2)} if v else {}
 
     out = {"bars": len(rows), "predicted": len(done), "missing_prediction": len(rows) - len(done),
            "total_s": stats("total"), "stages_s": {k: stats(k) for k in ("bar", "features", "predict")},

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from jobs.delta_io import ensure_table
-from producers.live import KlinesClient
-from producers.replay import open_bytes
+from tickcast.lake.write import ensure_table
+from tickcast.sources.klines import KlinesClient
+from tickcast.sources.public_data import open_bytes
 from tickcast import lake, schemas, tables
 from tickcast.settings import Settings
 

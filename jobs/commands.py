@@ -113,7 +113,7 @@ def rest_backfill(s: Settings, symbols: list[str], lookback_hours: float, spark=
 @click.option("--end", "end", default=None, help="the history's end (ISO UTC) [default: now]")
 def simulate_history(minutes, symbols, rate, seed, plant_signal, signal_kind, signal_strength, end) -> None:
     from jobs import sim_history  # deferred: heavy (numpy)
-    from producers.simulate import SimConfig  # deferred: heavy (pandas)
+    from tickcast.sources.simulator import SimConfig  # deferred: heavy (pandas)
 
     s = cli_common.settings(quiet_tensorflow=True)
     end_ms = cli_common.time_ms(end) or int(time.time() * 1000)

@@ -11,7 +11,9 @@ from typing import Callable
 
 import numpy as np
 
-from jobs.delta_io import append_once, arrow_rows, utc
+from jobs.delta_io import utc
+from tickcast.engine.arrow_frames import arrow_rows
+from tickcast.lake.write import append_once
 from jobs.predict_models import Slot
 from tickcast import drift, features, lake, schemas, tables
 from tickcast.settings import Settings

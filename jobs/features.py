@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from jobs.delta_io import InsertOnce, QuerySink, append_once, ensure_table, read_stream, spans_of, start_sink
+from jobs.delta_io import InsertOnce, QuerySink, read_stream, spans_of, start_sink
+from tickcast.lake.write import append_once, ensure_table
 from tickcast import features, lake, schemas, tables
-from tickcast.pyworker import cheap_import_invalidation
+from tickcast.engine.zipimport_cache import cheap_import_invalidation
 from tickcast.settings import Settings
 
 QUERY = "features"

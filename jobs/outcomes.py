@@ -26,10 +26,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from jobs.delta_io import QuerySink, append_once, ensure_table, local_frame, read_stream, start_sink
+from jobs.delta_io import QuerySink, read_stream, start_sink
+from tickcast.engine.arrow_frames import local_frame
+from tickcast.lake.write import append_once, ensure_table
 from tickcast import metrics, schemas, tables
 from tickcast.evaluation import Sample, per_row
-from tickcast.pyworker import cheap_import_invalidation
+from tickcast.engine.zipimport_cache import cheap_import_invalidation
 from tickcast.settings import Settings
 
 QUERY = "outcomes"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 
-from jobs.delta_io import InsertOnce, QuerySink, ensure_table, read_stream, spans_of, start_sink, utc
+from jobs.delta_io import InsertOnce, QuerySink, read_stream, spans_of, start_sink, utc
+from tickcast.lake.write import ensure_table
 from jobs.drift_window import DriftWindow
 from jobs.predict_models import ModelResolver, Slot
 from jobs.predict_plan import QUERY, BatchPlans, counts_of

@@ -14,7 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-from jobs.delta_io import append_once, arrow_rows, rs_table, utc
+from jobs.delta_io import utc
+from tickcast.engine.arrow_frames import arrow_rows
+from tickcast.lake.follow import table as rs_table
+from tickcast.lake.write import append_once
 from jobs.predict_models import ModelResolver, Slot
 from tickcast import lake, schemas, tables
 from tickcast.settings import Settings

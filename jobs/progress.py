@@ -5,7 +5,9 @@ import json
 import logging
 from datetime import datetime
 
-from jobs.delta_io import arrow_rows, ensure_table, rs_append
+from tickcast.engine.arrow_frames import arrow_rows
+from tickcast.engine.progress_json import last_progress, recent_progress  # noqa: F401 (re-exported)
+from tickcast.lake.write import ensure_table, rs_append
 from tickcast import metrics, tables
 from tickcast.settings import Settings
 
@@ -29,21 +31,6 @@ def with_notes(row: dict) -> dict:
     for k, v in _NOTES.pop((row["query_name"], row["batch_id"]), {}).items():
         row[k] = (row.get(k) or 0) + v
     return row
-
-
-def last_progress(q) -> dict | None:
-    """The query's latest progress event as a plain dict, read as one JSON string.
-
-    pyspark's `lastProgress` walks the Java object field by field over py4j, and ends every
-    collection by catching a Java exception (a dozen more round trips each): ~300 calls per read.
-    """
-    p = q._jsq.lastProgress()
-    return None if p is None else json.loads(p.json())
-
-
-def recent_progress(q) -> list[dict]:
-    """The query's recent progress events (up to 100), as `last_progress` reads them."""
-    return [json.loads(p.json()) for p in q._jsq.recentProgress()]
 
 
 def _offsets(o):

@@ -10,7 +10,8 @@ import numpy as np
 from pyspark.accumulators import AccumulatorParam
 
 from jobs.predict_models import Slot
-from tickcast.pyworker import cheap_import_invalidation
+from tickcast.engine.columns import Columns
+from tickcast.engine.zipimport_cache import cheap_import_invalidation
 from tickcast.settings import Settings
 
 OUT_FIELDS = ("prob_up", "pred_return", "climatology_prob_up", "momentum_prob_up", "momentum_return")
@@ -64,7 +65,7 @@ class Scorer:
         self.s = s
         self.loads = spark.sparkContext.accumulator({}, PerWorker())
         self.udfs: dict[tuple[str, str], object] = {}
-        self._outs: dict[tuple[str, str, int], object] = {}     # (name, version, position) -> output Column
+        self._outs = Columns()      # (name, version, position) -> output Column (ADR 0008)
 
     def udf(self, slot: Slot):
         """The slot's model as a `predict_batch_udf` (one per version)."""
@@ -91,10 +92,10 @@ class Scorer:
 
         # Built once per (slot, position) and reused: a Column is an unresolved expression, and its
         # few dozen py4j calls would otherwise be paid at every batch.
-        key = (sl.name, sl.version, i)
-        if key not in self._outs:
+        def build():
             names = sl.meta["features"]
             ok = ~F.col("warmup") & (F.col("feature_version") == sl.feature_version)
             x = F.when(ok, F.array(*[F.col(f) for f in names])).otherwise(F.array(*[F.lit(0.0)] * len(names)))
-            self._outs[key] = self.udf(sl)(x).alias(f"_out{i}")
-        return self._outs[key]
+            return self.udf(sl)(x).alias(f"_out{i}")
+
+        return self._outs.get((sl.name, sl.version, i), build)

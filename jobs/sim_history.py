@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from jobs import bars
-from jobs.delta_io import ensure_table
+from tickcast.lake.write import ensure_table
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
@@ -21,7 +21,7 @@ def end_at(df, end_prices: dict[str, float]):
     """The simulated trades with each symbol's prices scaled so its last trade is at `end_prices[base]`
     (on the same tick grid): the history then ends where a simulator started at that price goes
     on. Returns are unchanged (up to the tick rounding), and so are the features."""
-    from producers.simulate import profile, sim_base  # deferred: heavy (imports pandas, pyarrow)
+    from tickcast.sources.simulator import profile, sim_base  # deferred: heavy (imports pandas, pyarrow)
 
     df = df.copy()
     for name in df["symbol"].cat.categories:
@@ -40,7 +40,7 @@ def ticks_frame(spark, cfg, minutes: int, end_prices: dict[str, float] | None = 
     import pandas as pd
     from pyspark.sql import functions as F
 
-    from producers.simulate import simulate_frame  # deferred: heavy (imports pandas, pyarrow)
+    from tickcast.sources.simulator import simulate_frame  # deferred: heavy (imports pandas, pyarrow)
 
     df = simulate_frame(cfg, minutes)
     if end_prices:

@@ -28,7 +28,7 @@ def _speed(value: str) -> float | None:
 
 def _start_prices(items: tuple[str, ...]) -> dict[str, float]:
     """`--start-price BTCUSDT=58512.3` values as {base: price} (a -SIM/-SIMSIG name is taken as its base)."""
-    from producers.simulate import sim_base  # deferred: heavy (imports numpy, pandas)
+    from tickcast.sources.simulator import sim_base  # deferred: heavy (imports numpy, pandas)
 
     out = {}
     for item in items:
@@ -108,7 +108,8 @@ def _produce_live(s: Settings, symbols: str, kind: str) -> None:
     import signal
     import threading
 
-    from producers.live import LiveOptions, LiveProducer, usdt_symbols  # deferred: asyncio, +30 ms per CLI start
+    from producers.live import LiveOptions, LiveProducer  # deferred: asyncio, +30 ms per CLI start
+    from tickcast.sources.rest import usdt_symbols
 
     if symbols.strip().upper() == "ALL-USDT":
         try:

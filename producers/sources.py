@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from producers import replay
+from tickcast.sources import public_data as replay
 from tickcast import events
 
 
@@ -23,7 +23,7 @@ def simulate_records(symbols: list[str], rate: float, seed: int = 0, count: int 
                      signal_strength: float = 0.15, start_prices: dict[str, float] | None = None
                      ) -> Iterator[events.Record]:
     """Simulated trades; `backdate` ends the stream near now so max-speed runs never look future-dated."""
-    from producers.simulate import SimConfig, encode_events, simulate_batches  # deferred: heavy (imports numpy, pandas)
+    from tickcast.sources.simulator import SimConfig, encode_events, simulate_batches  # deferred: heavy (imports numpy, pandas)
 
     if start_ms is None:
         start_ms = int(time.time() * 1000)

@@ -4,9 +4,9 @@ It runs in the registry watcher (`FeedWriter`, below), never in a worker: pyarro
 and pandas would cost each worker ~200 MiB.
 
 The first read takes only the files whose newest bar is within `FIRST_READ_SPAN_MS` of the table's
-newest (file statistics); after that `DeltaTable.update_incremental()` and only the files new since
-the last version are read (MEASURED.md: 1.4 ms with nothing new, ~4 ms after an append; a full
-read of a week in small files is ~725 ms). A table rewritten (compaction, overwrite) is read again.
+newest (file statistics); after that only the files new since the last version are read
+(`tickcast.lake.follow`, the one incremental reader). A table rewritten (compaction, overwrite) is
+read again.
 At most one refresh per `min_interval` seconds: a bar closes once a minute.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 from serving.feed import FEED, Row
 from tickcast import data_loss, features, lake, tables
+from tickcast.lake import follow
 from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.serving.latest")
@@ -37,8 +38,7 @@ class LatestRows:
         self.s, self.min_interval = s, min_interval
         self.feature_cols = list(features.COLUMNS)  # the summary features and the history columns
         self.uri = lake.uri(tables.FEATURES, s)
-        self._dt = None
-        self._paths: frozenset = frozenset()
+        self._follower = follow.Follower(self.uri, stats=("window_start",))
         self._rows: dict[tuple[str, str], Row] = {}
         self._checked = -1e18
         self._lock = threading.Lock()
@@ -78,41 +78,19 @@ class LatestRows:
             log.warning("%s", self.error)
 
     def _refresh(self) -> None:
-        from deltalake import DeltaTable
-
-        if self._dt is None:
-            if not DeltaTable.is_deltatable(self.uri):
-                raise FileNotFoundError(f"no Delta table at {self.uri} (run the features job)")
-            self._dt = DeltaTable(self.uri)
-        else:
-            self._dt.update_incremental()
-            if self._dt.version() == self.version:
-                return
-        adds = self._adds()
-        paths = frozenset(adds)
-        if not self._paths <= paths:            # files removed: compaction or overwrite, read again
-            self._rows, self._paths = {}, frozenset()
-        new = [p for p in adds if p not in self._paths]
-        if not self._paths and new:             # first read: only files with recent bars
+        if self.version is None and not self._follower.exists():
+            raise FileNotFoundError(f"no Delta table at {self.uri} (run the features job)")
+        change = self._follower.poll()
+        if change is None:
+            return
+        adds = _newest_bars(change.added)
+        if change.reread:                       # first read, or files removed: only files with recent bars
+            self._rows = {}
             top = max((m for m in adds.values() if m is not None), default=None)
             if top is not None:
-                new = [p for p in new if adds[p] is None or adds[p] >= top - FIRST_READ_SPAN_MS]
-        self._read(new)
-        self._paths, self.version = paths, self._dt.version()
-
-    def _adds(self) -> dict[str, int | None]:
-        """Live data files -> their newest window_start (epoch ms; None without statistics)."""
-        import pyarrow as pa
-
-        # Through the Arrow C stream, not pa.table(): that one asks pandas whether it was given a
-        # DataFrame, which imports pandas into the worker (~50 MiB).
-        t = pa.RecordBatchReader.from_stream(self._dt.get_add_actions(flatten=True)).read_all()
-        paths = t.column("path").to_pylist()
-        if "max.window_start" in t.column_names:
-            mx = lake.to_ms(t.column("max.window_start").fill_null(0))
-            valid = t.column("max.window_start").is_valid().to_pylist()
-            return {p: (int(m) if ok else None) for p, m, ok in zip(paths, mx, valid)}
-        return {p: None for p in paths}
+                adds = {p: m for p, m in adds.items() if m is None or m >= top - FIRST_READ_SPAN_MS}
+        self._read(list(adds))
+        self.version = change.version
 
     def _read(self, paths: list[str]):
         """The new files' rows, newest per key only, read in batches (a worker's memory stays small)."""
@@ -131,7 +109,7 @@ class LatestRows:
                         yield from f.iter_batches(batch_size=2048, columns=cols)
         else:
             wanted = set(paths)
-            ds = self._dt.to_pyarrow_dataset()
+            ds = self._follower.table().to_pyarrow_dataset()
 
             def batches():
                 for f in ds.get_fragments():
@@ -159,6 +137,16 @@ class LatestRows:
         cols = {c: pc.cast(sub.column(c), "double").to_pylist() for c in self.feature_cols}
         for j, i in enumerate(take):
             self._rows[(sym[i], fv[i])] = Row(sym[i], fv[i], int(ms[i]), {c: cols[c][j] for c in self.feature_cols})
+
+
+def _newest_bars(adds) -> dict[str, int | None]:
+    """Add rows (`follow.live_files`) -> {path: its newest window_start in epoch ms (None without statistics)}."""
+    paths = adds.column("path").to_pylist()
+    if "max.window_start" not in adds.column_names:
+        return {p: None for p in paths}
+    col = adds.column("max.window_start")
+    mx, valid = lake.to_ms(col.fill_null(0)), col.is_valid().to_pylist()
+    return {p: (int(m) if ok else None) for p, m, ok in zip(paths, mx, valid)}
 
 
 class FeedWriter:

@@ -48,7 +48,7 @@ def sim_bars(s: Settings, base_symbols: list[str]) -> dict[str, tuple[int, float
     """Per base symbol with simulated (-SIMSIG) bars in silver.bars_1m: (their count, the newest close)."""
     import pyarrow.compute as pc
 
-    from producers.simulate import sim_symbol  # deferred: heavy (pandas)
+    from tickcast.sources.simulator import sim_symbol  # deferred: heavy (pandas)
 
     names = {sim_symbol(b, True): b for b in base_symbols}
     if not names or not lake.exists(tables.BARS, s):
@@ -67,7 +67,7 @@ def sim_start_prices(s: Settings, base_symbols: list[str]) -> dict[str, float]:
     """Where the simulator should start each base symbol: its newest simulated close in the lake (a
     restart continues the chart), else its profile's price (a first run; the bootstrap history then
     ends there, `ensure_models`)."""
-    from producers.simulate import profile  # deferred: heavy (pandas)
+    from tickcast.sources.simulator import profile  # deferred: heavy (pandas)
 
     have = sim_bars(s, base_symbols)
     return {b: have[b][1] if b in have else profile(b).price for b in base_symbols}
@@ -81,7 +81,7 @@ def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow
     has enough (an earlier run's history and live minutes), else SIM_HISTORY_MINUTES written now,
     ending at `start_prices` (where the live simulator started), so the chart has no jump.
     """
-    from producers.simulate import SimConfig, sim_symbol  # deferred: heavy (pandas)
+    from tickcast.sources.simulator import SimConfig, sim_symbol  # deferred: heavy (pandas)
 
     missing = missing_models(s)
     if not missing:

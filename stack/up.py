@@ -15,7 +15,7 @@ import click
 
 from jobs.commands import rest_backfill
 from jobs.runner import run
-from producers.live import rest_reachable
+from tickcast.sources.rest import rest_reachable
 from stack import JOBS
 from stack.bootstrap import SIM_SIGNAL, ensure_models, sim_start_prices
 from stack.processes import Children, QuietStderr

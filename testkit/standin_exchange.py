@@ -38,7 +38,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from jobs.backfill import symbol_of
-from producers.replay import open_bytes, read_file
+from tickcast.sources.public_data import open_bytes, read_file
 
 ID = {"trade": "t", "aggTrade": "a"}
 IN_FLIGHT_GRACE = 0.25   # s after a 429 during which a request was already on its way

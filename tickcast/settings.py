@@ -56,7 +56,6 @@ class Settings:
     metrics_port: int                       # the streaming stack's Prometheus endpoint (the Spark driver); 0 = off
     metrics_host: str                       # its bind address; loopback unless set
     spark_ui_host: str                      # bind address of the local Spark UI (SPARK_LOCAL_IP); loopback unless set
-    test_kill_at: str                       # tests only: a write point where a job kills its own process group
     # Predictions, outcomes and drift (issue 7).
     horizons: tuple[int, ...]               # minutes ahead; one registered model tickcast-h<H> each
     model_ref: str                          # alias or version number the predict job scores with
@@ -123,10 +122,6 @@ class Settings:
     def quiet_tensorflow(self) -> None:
         """Keep TensorFlow's C++ start-up chatter out of CLI output (read by TF when it is imported)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-# Where TICKCAST_TEST_KILL_AT may aim a job's self-kill (jobs.delta_io.kill_point).
-KILL_POINTS = ("", "after-commit", "mid-merge", "mid-append")
 
 
 def _int(name: str, raw: str, minimum: int | None = None) -> int:
@@ -249,10 +244,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     dashboard_host = get("DASHBOARD_HOST", "127.0.0.1")
     metrics_host = get("PRODUCER_METRICS_HOST", "127.0.0.1")
     stack_metrics_host = get("METRICS_HOST", "127.0.0.1")
-    test_kill_at = get("TEST_KILL_AT", "")
-    if test_kill_at not in KILL_POINTS:
-        raise SettingsError(f"{PREFIX}TEST_KILL_AT: one of {', '.join(p or repr(p) for p in KILL_POINTS)}, "
-                            f"got {test_kill_at!r}")
     spark_ui_host = get("SPARK_UI_HOST", "127.0.0.1")
     for name, host in (("SERVE_HOST", serve_host), ("DASHBOARD_HOST", dashboard_host),
                        ("PRODUCER_METRICS_HOST", metrics_host), ("METRICS_HOST", stack_metrics_host),
@@ -295,7 +286,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=stack_metrics_port,
         metrics_host=stack_metrics_host,
         spark_ui_host=spark_ui_host,
-        test_kill_at=test_kill_at,
         horizons=horizons,
         model_ref=model_ref,
         drift_window_hours=_float("DRIFT_WINDOW_HOURS", get("DRIFT_WINDOW_HOURS", "24")),
@@ -363,8 +353,6 @@ HELP: dict[str, str] = {
                     "SparkApplication); 0 = off",
     "metrics_host": "bind address of the stack's /metrics (loopback unless set; 0.0.0.0 on Kubernetes)",
     "spark_ui_host": "bind address of the local Spark driver's UI (loopback unless set; its kill links are off)",
-    "test_kill_at": "tests only (the chaos test): the write point where a job SIGKILLs its own process group "
-                    "(after-commit: a sink's Delta commit, before the checkpoint's; mid-merge; mid-append)",
     "horizons": "minutes ahead the predict job scores; one registered model tickcast-h<H> each",
     "model_ref": "the alias (or version number) the predict job scores with",
     "drift_window_hours": "live feature window compared with the model's training reference",

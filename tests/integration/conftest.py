@@ -33,7 +33,7 @@ class Pipeline:
 def pipeline(spark, base_settings, tmp_path_factory) -> Pipeline:
     from jobs import sim_history
     from jobs.runner import run
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
     from tickcast import training
 
     horizon = 1

@@ -32,7 +32,7 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 def _history(spark, s, minutes: int, seed: int, **sim) -> None:
     from jobs import sim_history
     from jobs.runner import run
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
 
     cfg = SimConfig(symbols=SYMBOLS, rate=1.0, seed=seed, start_ms=END_MS - minutes * MIN, **sim)
     assert sim_history.run(spark, s, cfg, minutes) > 0

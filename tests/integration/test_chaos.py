@@ -6,7 +6,7 @@ paced) through the real broker into the streaming jobs ingest, bars, features an
 by `tickcast job ...` as a Spark driver process of its own; predict scores with the shared
 pipeline's TensorFlow champion (MLflow). Meanwhile a seeded schedule:
 - SIGKILLs the driver's process group 10 times: at random moments of its life, and at least three
-  times at aimed write points through the test-only hook `TICKCAST_TEST_KILL_AT` (after a sink's
+  times at aimed write points through the test-only hooks of `testkit.faults` (after a sink's
   Delta commit before the checkpoint's commit, inside a MERGE, inside a driver-side append);
 - stops the broker for 20-25 s and starts it again (a driver and the producer keep running);
 - SIGKILLs the producer and starts it again: the new one replays the whole file (faster), so every
@@ -40,6 +40,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
+from testkit import faults
 from tests.integration.test_ingest import BAD
 from tickcast import lake, tables
 
@@ -70,7 +71,7 @@ class Source:
 
 def _source(tmp_path: Path, seed: int) -> Source:
     """The replay file: simulated trades with BAD's records spread among them at seeded places."""
-    from producers.simulate import SimConfig, encode_events, simulate_batches
+    from tickcast.sources.simulator import SimConfig, encode_events, simulate_batches
     from tickcast import events
 
     def config(rate: float) -> SimConfig:
@@ -148,7 +149,6 @@ def _run_faults(s, broker, src: Source, plan: dict, logs: Path) -> tuple[Counter
     from tickcast import kafka_broker
 
     env = s.child_env()
-    env.pop("TICKCAST_TEST_KILL_AT", None)
     injected: Counter = Counter()
     events: list[str] = []
     t0 = time.monotonic()
@@ -201,7 +201,7 @@ def _run_faults(s, broker, src: Source, plan: dict, logs: Path) -> tuple[Counter
             runs += 1
             log = logs / f"driver-{runs}.log"
             drv = _tickcast(["job", "ingest", "bars", "features", "predict"],
-                            dict(env, TICKCAST_TEST_KILL_AT=aim), log)
+                            faults.child_env(env, aim), log)
             life = AIM_TIMEOUT if aim else plan["lifetimes"][kills]
             note(f"driver run {runs} started" + (f", aimed at {aim}" if aim else f", to be killed {life} s into its work"))
             born, working = time.time(), None
@@ -220,7 +220,7 @@ def _run_faults(s, broker, src: Source, plan: dict, logs: Path) -> tuple[Counter
                 kills += 1
                 injected["driver SIGKILL at a random moment"] += 1
                 note(f"driver run {runs} SIGKILLed" + (f" ({aim} not reached in {life:.0f} s)" if aim else ""))
-            elif aim and drv.returncode == -signal.SIGKILL and f"TICKCAST_TEST_KILL_AT={aim}" in text:
+            elif aim and drv.returncode == -signal.SIGKILL and faults.message(aim) in text:
                 kills += 1
                 aims.pop(0)
                 injected[f"driver SIGKILL at {aim}"] += 1

@@ -73,7 +73,7 @@ def _roll_back_newest_batch(checkpoint: Path) -> int | None:
 def test_deleted_or_rolled_back_checkpoints_neither_duplicate_nor_drop(spark, lane, pipeline, tmp_path):
     from jobs import bars as bars_job
     from jobs.runner import run
-    from producers.simulate import SimConfig, encode_events, simulate_batches
+    from tickcast.sources.simulator import SimConfig, encode_events, simulate_batches
 
     s = dataclasses.replace(lane, mlflow_uri=pipeline.settings.mlflow_uri, horizons=(pipeline.horizon,))
     ref = dataclasses.replace(s, lake_uri=str(tmp_path / "ref" / "delta"),

@@ -44,7 +44,7 @@ def dash_settings(shared_data, pipeline, spark, broker, tmp_path_factory):
 
     from jobs import sim_history
     from jobs.runner import run
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
     from tests.integration.conftest import PIPELINE_END_MS, PIPELINE_SYMBOLS
     from tickcast import kafka_broker
 
@@ -202,7 +202,7 @@ def ms(ts) -> float:
 def test_the_cache_equals_a_full_read_of_every_table_the_jobs_wrote(dash_settings, tmp_path):
     """Every table the jobs wrote, read by the caches, equals a full read; and so does each cache
     saved and restored by a new process's caches (a dashboard restart) without reading a file."""
-    from dashboard import data
+    from dashboard import data, table_cache
 
     s = dataclasses.replace(dash_settings, dashboard_cache_dir=str(tmp_path / "cache"))
     cache = data.Lake(s)
@@ -214,7 +214,7 @@ def test_the_cache_equals_a_full_read_of_every_table_the_jobs_wrote(dash_setting
     for name, c in cache.caches.items():
         if c.version is None:
             continue
-        full = data.full_read(c.spec, dash_settings)
+        full = table_cache.full_read(c.spec, dash_settings)
         keys = [(col, "ascending") for col in c.spec.columns if col not in ("raw_value",)]
         assert c.data.sort_by(keys).equals(full.sort_by(keys)), name
         r = restarted[name]
@@ -267,7 +267,7 @@ def test_a_bar_written_while_the_page_is_open_appears_after_the_next_refresh(ser
     """The new minutes go through the bars job's own transforms and writer (`jobs.sim_history`:
     simulated trades -> bars.aggregate/to_bars -> BarWriter), as the pipeline fixture's were."""
     from jobs import sim_history
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
     from tests.integration.conftest import PIPELINE_END_MS, PIPELINE_SYMBOLS
 
     sym = pipeline.symbols[0]

@@ -407,7 +407,7 @@ def test_the_standin_counts_a_misbehaving_client(standin_factory):
 
 
 def test_rest_reachability_decides_auto(base_settings, standin_factory):
-    from producers.live import rest_reachable
+    from tickcast.sources.rest import rest_reachable
 
     ex = standin_factory("--paused")
     assert rest_reachable(ex.settings(base_settings), timeout=3)

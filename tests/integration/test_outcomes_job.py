@@ -117,7 +117,7 @@ class Predictions:
         return [p for p in (self.make(*a, **k) for a, k in specs) if p is not None]
 
     def write(self, spark, s, rows: list[dict]) -> None:
-        from jobs.delta_io import ensure_table
+        from tickcast.lake.write import ensure_table
 
         t0 = self.m.t0
         data = [(p["symbol"], ts(t0 + p["_m"] * M), p["horizon"], ts(t0 + (p["_m"] + p["horizon"]) * M),
@@ -342,7 +342,7 @@ def test_within_one_run_a_batch_scans_only_what_can_still_be_pending(spark, lake
 
     from pyspark.sql import functions as F
 
-    from jobs.delta_io import ensure_table
+    from tickcast.lake.write import ensure_table
     from jobs.outcomes import OutcomeWriter, candidates
 
     s = lake_lane

@@ -24,7 +24,7 @@ T_END = 1_790_000_000_000 // MIN * MIN        # 2026-09-21: a fixed, recent end 
 
 def _sim(spark, s, start_ms: int, minutes: int, seed: int = 11):
     from jobs import sim_history
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
 
     cfg = SimConfig(symbols=("BTCUSDT", "ETHUSDT"), rate=1.0, seed=seed, start_ms=start_ms, plant_signal=True,
                     signal_kind="interaction", signal_strength=0.6)
@@ -224,7 +224,7 @@ def test_rerun_after_predictions_committed_but_not_the_plan_keeps_their_version(
     from pyspark.sql import functions as F
 
     from jobs import predict
-    from jobs.delta_io import ensure_table
+    from tickcast.lake.write import ensure_table
 
     s0, rep = trained
     s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))

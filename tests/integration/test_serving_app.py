@@ -375,7 +375,9 @@ def test_lost_offsets_are_a_metric(served, spark, tmp_path):
     as tickcast_lost_offsets per topic and partition, summed over batches like `up`'s status line."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from jobs.delta_io import append_once, arrow_rows, ensure_table, utc
+    from jobs.delta_io import utc
+    from tickcast.engine.arrow_frames import arrow_rows
+    from tickcast.lake.write import append_once, ensure_table
     from serving import create_app
     from tickcast import data_loss, schemas
 

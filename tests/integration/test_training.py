@@ -25,7 +25,7 @@ def _history(spark, s, minutes=12_000, **sim):
     """Simulated bars (real bars job code) -> silver.features (real features job)."""
     from jobs import sim_history
     from jobs.runner import run
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
     from tickcast.cli_common import time_ms as _time_ms
 
     cfg = SimConfig(symbols=("BTCUSDT", "ETHUSDT"), rate=1.0, seed=7,

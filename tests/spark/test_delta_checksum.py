@@ -57,7 +57,7 @@ def _spark_state(spark, path: str) -> tuple[int, int, int]:
 def test_each_delta_rs_append_writes_a_checksum_equal_to_sparks_state(spark, lake):
     from delta.tables import DeltaTable
 
-    from jobs.delta_io import ensure_table, rs_append
+    from tickcast.lake.write import ensure_table, rs_append
 
     path = ensure_table(spark, tables.FEATURES, lake)
     logdir = Path(path, "_delta_log")
@@ -110,7 +110,7 @@ VERIFY = {
 def test_checksums_hold_under_deltas_own_verification_through_both_engines_merge_optimize_vacuum(spark, lake):
     from delta.tables import DeltaTable
 
-    from jobs.delta_io import ensure_table, rs_append
+    from tickcast.lake.write import ensure_table, rs_append
 
     old = {k: spark.conf.get(k, None) for k in VERIFY}
     for k, v in VERIFY.items():

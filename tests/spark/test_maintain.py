@@ -32,7 +32,7 @@ def lake(base_settings, tmp_path):
 def test_maintain_compacts_vacuums_keeps_values_and_skips_absent_tables(spark, lake, capsys):
     from deltalake import DeltaTable
 
-    from jobs.delta_io import ensure_table
+    from tickcast.lake.write import ensure_table
     from jobs.maintain import run
 
     path = ensure_table(spark, tables.QUARANTINE, lake)
@@ -68,7 +68,7 @@ def test_maintain_compacts_vacuums_keeps_values_and_skips_absent_tables(spark, l
 
 
 def test_vacuum_only_tables_are_not_optimized_and_short_retention_needs_consent(spark, lake):
-    from jobs.delta_io import ensure_table
+    from tickcast.lake.write import ensure_table
     from jobs.maintain import run
 
     path = ensure_table(spark, tables.QUARANTINE, lake)

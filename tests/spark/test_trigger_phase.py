@@ -1,7 +1,7 @@
 """The ingest trigger phase: a real query's processing-time batches start at the phase, not on the boundary."""
 import time
 
-from jobs import trigger_phase
+from tickcast.engine import trigger_clock as trigger_phase
 
 
 def test_phased_clock_waits_past_the_target():

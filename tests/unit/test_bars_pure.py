@@ -1,5 +1,5 @@
 """Bar completeness and kind choice (pure, no JVM)."""
-from jobs.bars import Prev, mark_complete
+from jobs.bar_rows import Prev, mark_complete
 
 
 def bar(ms, first, last, kind="trade", gapless=True, sym="BTCUSDT"):
@@ -27,7 +27,7 @@ def test_trade_bar_preferred_over_agg_trade_bar_and_prev_without_ids():
 
 
 def test_a_minute_closes_once_the_watermark_reaches_its_end():
-    from jobs.bars import closed_through
+    from jobs.bar_rows import closed_through
 
     m = 1723161300000                                   # 23:55:00
     assert closed_through(m + 5_000, 5) == m            # 23:55:05 -> 23:55:00: 23:54 closed, 23:55 open
@@ -50,7 +50,7 @@ def test_a_sinks_counts_join_its_batchs_progress_row_once():
 
 
 def test_id_run_makes_a_minute_final_only_when_every_id_up_to_a_later_minute_is_seen():
-    from jobs.bars import IdRun
+    from jobs.bar_rows import IdRun
 
     m = 1723161300000                                   # 23:55:00
     r = IdRun()
@@ -68,7 +68,7 @@ def test_id_run_makes_a_minute_final_only_when_every_id_up_to_a_later_minute_is_
 
 
 def test_id_run_islands_merge_and_a_close_jumps_a_gap():
-    from jobs.bars import IdRun
+    from jobs.bar_rows import IdRun
 
     r = IdRun()
     r.add(10, 12, 1_000)
@@ -94,7 +94,7 @@ def _ticks(rows):
 
 
 def test_batch_groups_bounds_last_id_time_cut_and_late_ticks():
-    from jobs.bars import batch_groups, tick_frame
+    from jobs.bar_rows import batch_groups, tick_frame
 
     t = tick_frame(_ticks([
         ("ETH", "trade", 7, 119_000, 5), ("BTC", "trade", 12, 61_000, 9), ("BTC", "trade", 10, 59_500, 9),
@@ -116,7 +116,7 @@ def test_batch_groups_bounds_last_id_time_cut_and_late_ticks():
 
 
 def test_id_islands_split_at_gaps_per_symbol_and_kind():
-    from jobs.bars import id_islands, tick_frame
+    from jobs.bar_rows import id_islands, tick_frame
 
     t = tick_frame(_ticks([("BTC", "trade", i, 1000 * i, 0) for i in (5, 1, 2, 3, 7, 8)]
                           + [("BTC", "aggTrade", 2, 50, 0), ("ETH", "trade", 4, 40, 0), ("ETH", "trade", 4, 40, 0)]))

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dashboard import data
+from dashboard import data, table_cache
 from tickcast import schemas, tables
 
 MIN = 60_000
@@ -68,7 +68,7 @@ def sorted_rows(t: pa.Table) -> pa.Table:
 
 
 def test_missing_table_is_empty_not_an_error(settings):
-    c = data.TableCache(data.SPECS["bars"], settings)
+    c = table_cache.TableCache(data.SPECS["bars"], settings)
     assert c.refresh() is None and c.error is None
     assert list(c.frame().columns) == list(data.SPECS["bars"].columns) and c.frame().empty
 
@@ -78,9 +78,9 @@ def test_appends_read_only_new_files_and_optimize_reloads(settings):
     syms = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     for k in range(6):                      # six small appends, as the live pipeline writes them
         write(settings, bar_rows(syms, T0 + k * MIN, 1))
-    c = data.TableCache(spec, settings)
+    c = table_cache.TableCache(spec, settings)
     assert c.refresh() == 5 and c.full_loads == 1
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings)))
     assert c.data.num_rows == 18
 
     # Nothing new: nothing read, same rows.
@@ -91,7 +91,7 @@ def test_appends_read_only_new_files_and_optimize_reloads(settings):
     write(settings, bar_rows(syms, T0 + 6 * MIN, 1))
     new = added_paths(settings) - before
     assert c.refresh() == 6 and set(c.last_read) == new and len(new) == 1 and c.full_loads == 1
-    full = data.full_read(spec, settings)
+    full = table_cache.full_read(spec, settings)
     assert sorted_rows(c.data).equals(sorted_rows(full)) and full.num_rows == 21
     assert c.frame()["close"].iloc[-1] == pytest.approx(float(bar_rows(syms, T0 + 6 * MIN, 1)["close"][-1].as_py()))
 
@@ -100,7 +100,7 @@ def test_appends_read_only_new_files_and_optimize_reloads(settings):
     for k in (7, 8):
         write(settings, bar_rows(syms, T0 + k * MIN, 1))
     assert c.refresh() == 8 and set(c.last_read) == added_paths(settings) - before and c.full_loads == 1
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings)))
 
     # OPTIMIZE removes the small files: a full reload, same rows.
     from deltalake import DeltaTable
@@ -108,17 +108,17 @@ def test_appends_read_only_new_files_and_optimize_reloads(settings):
     DeltaTable(tables.BARS.path(settings)).optimize.compact()
     v = c.refresh()
     assert v == 9 and c.full_loads == 2 and set(c.last_read) == added_paths(settings) and len(c.last_read) == 1
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings)))
     assert c.data.num_rows == 27
 
     # And appends after the compaction are incremental again.
     write(settings, bar_rows(syms, T0 + 9 * MIN, 1))
     assert c.refresh() == 10 and len(c.last_read) == 1 and c.full_loads == 2
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings)))
 
 
 def test_appends_come_from_the_log_and_match_delta_rs(settings):
-    """Plain appends are read from the commits' JSON (dashboard/delta_log.py), not by moving
+    """Plain appends are read from the commits' JSON (tickcast/lake/log.py), not by moving
     delta-rs's snapshot; the file list then equals delta-rs's own, and a later read that needs the
     snapshot (a wider span) catches it up first."""
     from deltalake import DeltaTable
@@ -127,12 +127,12 @@ def test_appends_come_from_the_log_and_match_delta_rs(settings):
     syms = ["BTCUSDT", "ETHUSDT"]
     for k in range(4):
         write(settings, bar_rows(syms, T0 + k * MIN, 1))
-    c = data.TableCache(spec, settings)
+    c = table_cache.TableCache(spec, settings)
     assert c.refresh(span_ms=MIN) == 3 and c.data.num_rows == 4            # the newest two minutes
     for k in (4, 5):
         write(settings, bar_rows(syms, T0 + k * MIN, 1))
     assert c.refresh(span_ms=MIN) == 5 and len(c.last_read) == 2
-    assert c._dt.version() == 3                                            # delta-rs not asked
+    assert c.follower._dt.version() == 3                                            # delta-rs not asked
     theirs = pa.table(DeltaTable(tables.BARS.path(settings)).get_add_actions(flatten=True)).to_pandas()
     mine = c.files.sort_values("path").reset_index(drop=True)
     theirs = theirs.sort_values("path").reset_index(drop=True)
@@ -140,77 +140,78 @@ def test_appends_come_from_the_log_and_match_delta_rs(settings):
     assert mine["num_records"].tolist() == theirs["num_records"].tolist()
     assert (mine["max.window_start"] == theirs["max.window_start"]).all()
     assert (mine["min.window_start"] == theirs["min.window_start"]).all()
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, lower=c.lower)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings, lower=c.lower)))
     c.refresh()                                                            # every row: a query of older rows
-    assert c._dt.version() == 5 and c.full_loads == 1
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 12
+    assert c.follower._dt.version() == 5 and c.full_loads == 1
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings))) and c.data.num_rows == 12
 
 
 def test_only_plain_appends_are_read_from_the_log():
-    from dashboard import delta_log
+    from tickcast.lake import log as delta_log
 
     add = {"add": {"path": "part-1%20x.parquet", "modificationTime": 1_780_000_000_000, "partitionValues": {},
                    "stats": '{"numRecords": 3, "minValues": {"window_start": "2026-06-01T10:00:00.000Z"},'
                             ' "maxValues": {"window_start": "2026-06-01T10:02:00.000Z"}}'}}
     info = {"commitInfo": {"operation": "WRITE"}}
     lines = lambda *xs: "\n".join(__import__("json").dumps(x) for x in xs)  # noqa: E731
-    rows = delta_log.appended_files(lines(info, add), "window_start")
+    rows = delta_log.appended_files(lines(info, add), ("window_start",)).to_pandas()
     assert rows["path"].tolist() == ["part-1 x.parquet"] and rows["num_records"].tolist() == [3]
     assert rows["max.window_start"].iloc[0] == __import__("pandas").Timestamp("2026-06-01T10:02:00Z")
-    assert rows["modification_time"].iloc[0].value // 1_000_000 == 1_780_000_000_000
+    assert rows["min.window_start"].iloc[0] == __import__("pandas").Timestamp("2026-06-01T10:00:00Z")
+    assert rows["modification_time"].iloc[0] == 1_780_000_000_000
     for other in ({"remove": {"path": "p"}}, {"metaData": {}}, {"protocol": {}},
                   {"add": {**add["add"], "deletionVector": {"storageType": "u"}}},
                   {"add": {**add["add"], "partitionValues": {"date": "2026-06-01"}}}):
-        assert delta_log.appended_files(lines(info, add, other), "window_start") is None, other
+        assert delta_log.appended_files(lines(info, add, other), ("window_start",)) is None, other
 
 
 def test_a_kept_span_prunes_files_and_equals_a_full_read_with_that_bound(settings):
     spec = dataclasses.replace(data.SPECS["bars"], keep_ms=3 * MIN)
     for k in range(8):
         write(settings, bar_rows(["BTCUSDT"], T0 + k * MIN, 1))
-    c = data.TableCache(spec, settings)
+    c = table_cache.TableCache(spec, settings)
     c.refresh()
     # Files whose newest row is older than newest - 3 min are not even opened.
     assert len(c.last_read) == 4
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings)))
     assert c.data.num_rows == 4
     write(settings, bar_rows(["BTCUSDT"], T0 + 8 * MIN, 1))
     c.refresh()
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 4
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings))) and c.data.num_rows == 4
 
 
 def test_a_row_filter_holds_only_matching_rows(settings):
     spec = dataclasses.replace(data.SPECS["bars"], where=("symbol", "ETHUSDT"))
     write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0, 5))
-    c = data.TableCache(spec, settings)
+    c = table_cache.TableCache(spec, settings)
     c.refresh()
     assert set(c.data["symbol"].to_pylist()) == {"ETHUSDT"} and c.data.num_rows == 5
     write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0 + 5 * MIN, 2))
     c.refresh()
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 7
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings))) and c.data.num_rows == 7
 
 
 def test_a_span_reads_only_its_rows_then_widens_to_a_full_read(settings):
     spec = data.SPECS["bars"]
     for k in range(10):
         write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0 + k * MIN, 1))
-    c = data.TableCache(spec, settings)
+    c = table_cache.TableCache(spec, settings)
     c.refresh(span_ms=2 * MIN)                       # a first page that shows the last 2 minutes
     newest = c.max("window_start")
     assert c.lower == newest - data.pd.Timedelta(minutes=2)
     assert len(c.last_read) == 3 and c.data.num_rows == 6
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, c.lower)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings, c.lower)))
     write(settings, bar_rows(["BTCUSDT", "ETHUSDT"], T0 + 10 * MIN, 1))
     write(settings, bar_rows(["SOLUSDT"], T0, 1))    # a late row older than the span: not held
     c.refresh(span_ms=2 * MIN)
     assert c.data.num_rows == 8 and c.full_loads == 1
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, c.lower)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings, c.lower)))
     c.refresh(span_ms=5 * MIN)                       # a wider range: only the older rows are read
     assert c.full_loads == 1 and c.data.num_rows == 12
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, c.lower)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings, c.lower)))
     c.refresh()                                      # every row, the late one included
     assert c.lower is None and c.full_loads == 1
-    full = data.full_read(spec, settings)
+    full = table_cache.full_read(spec, settings)
     assert sorted_rows(c.data).equals(sorted_rows(full)) and full.num_rows == 23
 
 
@@ -223,34 +224,34 @@ def test_a_saved_cache_restarts_reading_only_what_changed(settings, tmp_path):
     spec, syms, folder = data.SPECS["bars"], ["BTCUSDT", "ETHUSDT"], str(tmp_path / "cache")
     for k in range(4):
         write(settings, bar_rows(syms, T0 + k * MIN, 1))
-    first = data.TableCache(spec, settings, cache_dir=folder)
+    first = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert first.refresh(span_ms=2 * MIN) == 3 and first.save() and not first.save()   # unchanged: not rewritten
 
     # A new process: the saved rows, no file read, delta-rs not even opened.
-    c = data.TableCache(spec, settings, cache_dir=folder)
+    c = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert c.refresh(span_ms=2 * MIN) == 3 and c.restored == 3 and c.full_loads == 0 and c.last_read == []
-    assert c._dt is None and c.lower == first.lower
+    assert c.follower._dt is None and c.lower == first.lower
     assert sorted_rows(c.data).equals(sorted_rows(first.data))
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, lower=c.lower)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings, lower=c.lower)))
 
     # Appends while it was down: only their files are read.
     before = added_paths(settings)
     for k in (4, 5):
         write(settings, bar_rows(syms, T0 + k * MIN, 1))
-    c = data.TableCache(spec, settings, cache_dir=folder)
+    c = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert c.refresh(span_ms=2 * MIN) == 5 and c.restored == 3 and c.full_loads == 0
     assert set(c.last_read) == added_paths(settings) - before
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings, lower=c.lower)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings, lower=c.lower)))
     # A wider span than was saved reads the older rows (and equals a full read).
     c.refresh()
-    assert c.lower is None and sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert c.lower is None and sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings)))
     assert c.save()
 
     # OPTIMIZE while it was down: the saved file list is stale, a full reload.
     DeltaTable(tables.BARS.path(settings)).optimize.compact()
-    c = data.TableCache(spec, settings, cache_dir=folder)
+    c = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert c.refresh() == 6 and c.restored == 5 and c.full_loads == 1 and len(c.last_read) == 1
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings))) and c.data.num_rows == 12
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings))) and c.data.num_rows == 12
 
 
 def test_a_saved_cache_of_another_table_at_the_same_path_is_ignored(settings, tmp_path):
@@ -259,17 +260,17 @@ def test_a_saved_cache_of_another_table_at_the_same_path_is_ignored(settings, tm
     spec, folder = data.SPECS["bars"], str(tmp_path / "cache")
     for k in range(3):
         write(settings, bar_rows(["BTCUSDT"], T0 + k * MIN, 1))
-    first = data.TableCache(spec, settings, cache_dir=folder)
+    first = table_cache.TableCache(spec, settings, cache_dir=folder)
     first.refresh()
     assert first.save()
     # The table re-created with other rows and as many commits: same version, another commit.
     shutil.rmtree(tables.BARS.path(settings))
     for k in range(3):
         write(settings, bar_rows(["ETHUSDT"], T0 + k * MIN, 1, seed=7))
-    c = data.TableCache(spec, settings, cache_dir=folder)
+    c = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert c.refresh() == 2 and c.restored is None and c.full_loads == 1
     assert c.unique("symbol") == ["ETHUSDT"]
-    assert sorted_rows(c.data).equals(sorted_rows(data.full_read(spec, settings)))
+    assert sorted_rows(c.data).equals(sorted_rows(table_cache.full_read(spec, settings)))
 
     # A damaged snapshot is ignored too (read the table instead), and a missing table stays empty.
     from dashboard import snapshot
@@ -280,12 +281,12 @@ def test_a_saved_cache_of_another_table_at_the_same_path_is_ignored(settings, tm
     leftover.write_bytes(b"ARROW1 half")
     assert c.save()
     assert not leftover.exists()
-    restored = data.TableCache(spec, settings, cache_dir=folder)
+    restored = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert restored.refresh() == 2 and restored.restored == 2 and restored.full_loads == 0
     pointer = tmp_path / "cache" / snapshot.key(c.uri, spec) / "current.json"
     pointer.write_text("{not json")
-    c = data.TableCache(spec, settings, cache_dir=folder)
+    c = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert c.refresh() == 2 and c.restored is None and c.full_loads == 1
     shutil.rmtree(tables.BARS.path(settings))
-    c = data.TableCache(spec, settings, cache_dir=folder)
+    c = table_cache.TableCache(spec, settings, cache_dir=folder)
     assert c.refresh() is None and c.data is None and c.error is None

@@ -1,8 +1,5 @@
-"""Lost Kafka offsets from a checkpoint's own offset log (pure parts), and the test-only kill hook."""
+"""Lost Kafka offsets from a checkpoint's own offset log (pure parts)."""
 from __future__ import annotations
-
-import subprocess
-import sys
 
 from tickcast import data_loss
 
@@ -29,15 +26,3 @@ def test_planned_ranges_come_from_the_checkpoint_and_losses_are_planned_minus_re
     assert data_loss.losses(planned, {}) == {("ticks", 0): 150}        # every record of the range gone
     assert data_loss.describe({}) == "lost 0"
     assert data_loss.describe({("ticks", 1): 3, ("ticks", 0): 120}) == "LOST 123 offsets (ticks/0: 120, ticks/1: 3)"
-
-
-def test_the_kill_hook_is_inert_unless_aimed_and_kills_the_process_group_when_aimed():
-    code = ("import dataclasses, sys\nfrom tickcast.settings import load\nfrom jobs import delta_io\n"
-            "s = load({'TICKCAST_TEST_KILL_AT': sys.argv[1]})\ndelta_io.arm_kill_point(s)\n"
-            "delta_io.kill_point('after-commit')\nprint('alive')\n")
-    calm = subprocess.run([sys.executable, "-c", code, ""], capture_output=True, text=True, timeout=60)
-    assert calm.returncode == 0 and calm.stdout.strip() == "alive"
-    aimed = subprocess.run([sys.executable, "-c", code, "after-commit"], capture_output=True, text=True, timeout=60,
-                           start_new_session=True)
-    assert aimed.returncode == -9 and "alive" not in aimed.stdout
-    assert "TICKCAST_TEST_KILL_AT=after-commit: killing process group" in aimed.stderr

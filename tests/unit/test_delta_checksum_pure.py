@@ -1,7 +1,7 @@
-"""jobs.delta_checksum's pure parts: carrying protocol and metadata across commits; the file body."""
+"""tickcast.lake._checksum's pure parts: carrying protocol and metadata across commits; the file body."""
 import json
 
-from jobs.delta_checksum import Known, carry, checksum
+from tickcast.lake._checksum import Known, carry, checksum
 
 P1 = {"minReaderVersion": 1, "minWriterVersion": 2}
 M1 = {"id": "t", "format": {"provider": "parquet", "options": {}}, "schemaString": "{}", "partitionColumns": [],

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from producers.replay import read_file
+from tickcast.sources.public_data import read_file
 from tickcast import events
 
 TRADE = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",
@@ -139,7 +139,7 @@ def test_paced_replay_of_a_file_with_poison_lines_sends_every_line(tmp_path):
     every line sent (the real Publisher code path, its Kafka producer replaced by a recorder)."""
     import time as _time
 
-    from producers import replay
+    from tickcast.sources import public_data as replay
     from producers.publisher import Counts, Publisher
 
     good = [b'{"e":"trade","E":%d,"s":"BTCUSDT","t":%d,"p":"1.0","q":"1.0","T":%d,"m":true}' % (t, i, t)

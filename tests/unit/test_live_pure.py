@@ -5,8 +5,10 @@ import random
 import pytest
 
 from producers import live
-from producers.live import (Backoff, Sequencer, SlidingWindow, Spacing, WeightBudget, agg_row_to_event,
-                            chunk_streams, classify, retry_after_seconds, trade_row_to_event)
+from tickcast.sources.limits import Backoff, SlidingWindow, Spacing, WeightBudget, retry_after_seconds
+from producers.live.sequencer import Sequencer
+from tickcast.sources.rest import agg_row_to_event, trade_row_to_event
+from producers.live.frames import chunk_streams, classify
 from tickcast import events
 
 TRADE = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",

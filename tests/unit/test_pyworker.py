@@ -5,7 +5,7 @@ import zipimport
 
 import pytest
 
-from tickcast import pyworker
+from tickcast.engine import zipimport_cache as pyworker
 
 pytestmark = pytest.mark.skipif(sys.version_info >= (3, 12), reason="Python >= 3.12 invalidates zip caches lazily")
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from producers.realism import minute_returns, realism_report, signal_edge, signal_edge_detail
-from producers.simulate import (
+from tickcast.sources.simulator import (
     TRADE_ID_BASE, SimConfig, first_trade_id, TradeBatch, encode_events, sim_symbol, simulate_batches, simulate_frame,
 )
 
@@ -282,7 +282,7 @@ def test_produce_parses_start_prices_and_refuses_bad_ones():
 
 
 def test_a_signal_flip_leaves_the_minutes_before_it_unchanged_and_reverses_the_edge_after_it():
-    from producers.simulate import MINUTE_MS, SimConfig, simulate_frame
+    from tickcast.sources.simulator import MINUTE_MS, SimConfig, simulate_frame
 
     start = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE_MS
     flip = start + 30 * MINUTE_MS

@@ -1,5 +1,5 @@
 """The session recipe's pure parts: pinning PySpark's hot JVM names on the py4j view."""
-from tickcast.spark import HOT_JVM_NAMES, pin_jvm_names
+from tickcast.engine.py4j_names import HOT_JVM_NAMES, pin_jvm_names
 
 
 class View:

@@ -1,4 +1,7 @@
-"""Reading the Delta tables without a JVM (delta-rs): training, serving and the dashboard."""
+"""The one Delta I/O layer: table locations and plain delta-rs reads here; `follow` (the one
+incremental reader: the service's watcher, the dashboard, the jobs' driver-side reads), `write`
+(the one write path, which picks delta-rs or Spark per batch), `log` (appends read from the
+commit JSON). `_checksum` is private to `write`."""
 from __future__ import annotations
 
 from tickcast.settings import Settings

@@ -1,4 +1,4 @@
-"""A Delta version checksum (`<version>.crc`) for each commit delta-rs makes from a Spark driver.
+"""A Delta version checksum (`<version>.crc`) for each commit delta-rs makes from a Spark driver (ADR 0004; private to `tickcast.lake.write`).
 
 Why: a Spark reader of a Delta table (the streams of features, predict and outcomes) that finds a
 new version without a checksum file rebuilds its protocol and metadata with a Spark job over the
@@ -23,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-log = logging.getLogger("tickcast.delta_checksum")
+log = logging.getLogger("tickcast.lake")
 
 
 @dataclass

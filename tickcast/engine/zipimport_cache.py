@@ -1,4 +1,5 @@
-"""Set-up for the PySpark Python workers that run tickcast's UDFs (called from inside them)."""
+"""ADR 0002: the zipimport cache re-read only on change in the PySpark Python workers
+(docs/adr/0002-python-worker-zip-reread.md); called from inside the UDFs that run there."""
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,4 @@
-"""Start a query's processing-time micro-batches a fixed time after each trigger boundary.
+"""ADR 0001 (docs/adr/0001-ingest-trigger-phase.md): Start a query's processing-time micro-batches a fixed time after each trigger boundary.
 
 Spark fires a processing-time trigger on multiples of its interval since the epoch: with the
 1-second default, on whole seconds, which is exactly when minutes end. A minute's bars close on
