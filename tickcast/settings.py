@@ -79,6 +79,28 @@ class Settings:
     alert_freshness_seconds: float          # bar end -> prediction commit above this -> red
     alert_lag_seconds: float                # Kafka lag (seconds) above this -> red
     alert_batch_seconds: float              # a query's batch duration above this -> red
+    # Model lifecycle (issue 32): durations as written (`24h`, `90d`); `duration_seconds` reads them.
+    retrain_every: str                      # the retrainer retrains each horizon this often
+    train_window: str                       # ... on this much of silver.features, up to its newest row
+    decay_window: str                       # live outcomes (by bar time) a champion is judged on
+    decay_min_outcomes: int                 # ... and at least this many of them, else no judgement
+    model_max_age: str                      # a champion whose training data ended longer ago is flagged; off = never
+
+    @property
+    def retrain_every_s(self) -> float:
+        return duration_seconds(self.retrain_every)
+
+    @property
+    def train_window_s(self) -> float:
+        return duration_seconds(self.train_window)
+
+    @property
+    def decay_window_s(self) -> float:
+        return duration_seconds(self.decay_window)
+
+    @property
+    def model_max_age_s(self) -> float | None:
+        return None if self.model_max_age == "off" else duration_seconds(self.model_max_age)
 
     @property
     def kafka_host(self) -> str:
@@ -120,8 +142,9 @@ class Settings:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-# Where TICKCAST_TEST_KILL_AT may aim a job's self-kill (jobs.delta_io.kill_point).
-KILL_POINTS = ("", "after-commit", "mid-merge", "mid-append")
+# Where TICKCAST_TEST_KILL_AT may aim a job's self-kill (jobs.delta_io.kill_point; mid-register: a
+# training run between two model registrations, tickcast.training.command).
+KILL_POINTS = ("", "after-commit", "mid-merge", "mid-append", "mid-register")
 
 
 def _int(name: str, raw: str, minimum: int | None = None) -> int:
@@ -159,6 +182,32 @@ _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 _MEM = re.compile(r"^\d+[kmgKMG]$")
 _URL = re.compile(r"^[a-z][a-z0-9+.\-]*://\S+$")
 _HOST = re.compile(r"^[A-Za-z0-9_.\-:]{1,253}$")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_seconds(raw: str) -> float:
+    """`90s`, `30m`, `24h`, `90d`, `2w` -> seconds (a bare number is seconds); ValueError otherwise."""
+    m = _DURATION.match(raw.strip().lower()) or re.match(r"^(\d+(?:\.\d+)?)()$", raw.strip())
+    if not m:
+        raise ValueError(raw)
+    return float(m.group(1)) * _UNIT_SECONDS.get(m.group(2) or "s", 1)
+
+
+def _duration(name: str, raw: str, off: bool = False) -> str:
+    """A positive duration (or `off` where allowed), returned as written (children re-read it)."""
+    if off and raw.lower() in ("off", "0", "none"):
+        return "off"
+    try:
+        seconds = duration_seconds(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name}: expected a duration such as 30m, 24h or 90d"
+                            f"{' (or off)' if off else ''}, got {raw!r}") from None
+    if seconds <= 0:
+        raise SettingsError(f"{PREFIX}{name}: must be > 0, got {raw!r}")
+    return raw.lower().replace(" ", "")
 
 
 def _port(name: str, raw: str) -> int:
@@ -249,6 +298,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         if not _HOST.match(host):
             raise SettingsError(f"{PREFIX}{name}: expected a host name or IP address, got {host!r}")
     api_keys = tuple(k.strip() for k in get("SERVE_API_KEYS", "").split(",") if k.strip())
+    retrain_every = _duration("RETRAIN_EVERY", get("RETRAIN_EVERY", "24h"))
+    train_window = _duration("TRAIN_WINDOW", get("TRAIN_WINDOW", "90d"))
+    decay_window = _duration("DECAY_WINDOW", get("DECAY_WINDOW", "24h"))
+    if duration_seconds(train_window) < 86400:
+        raise SettingsError(f"{PREFIX}TRAIN_WINDOW: must be at least 1d (walk-forward folds need days), "
+                            f"got {train_window!r}")
 
     return Settings(
         data_dir=data_dir,
@@ -304,6 +359,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         alert_freshness_seconds=_float("ALERT_FRESHNESS_SECONDS", get("ALERT_FRESHNESS_SECONDS", "10")),
         alert_lag_seconds=_float("ALERT_LAG_SECONDS", get("ALERT_LAG_SECONDS", "30")),
         alert_batch_seconds=_float("ALERT_BATCH_SECONDS", get("ALERT_BATCH_SECONDS", "5")),
+        retrain_every=retrain_every,
+        train_window=train_window,
+        decay_window=decay_window,
+        decay_min_outcomes=_int("DECAY_MIN_OUTCOMES", get("DECAY_MIN_OUTCOMES", "720"), minimum=1),
+        model_max_age=_duration("MODEL_MAX_AGE", get("MODEL_MAX_AGE", "off"), off=True),
     )
 
 
@@ -345,7 +405,8 @@ HELP: dict[str, str] = {
     "producer_metrics_host": "bind address of the live producer's /metrics (loopback unless set; 0.0.0.0 on Kubernetes)",
     "spark_ui_host": "bind address of the local Spark driver's UI (loopback unless set; its kill links are off)",
     "test_kill_at": "tests only (the chaos test): the write point where a job SIGKILLs its own process group "
-                    "(after-commit: a sink's Delta commit, before the checkpoint's; mid-merge; mid-append)",
+                    "(after-commit: a sink's Delta commit, before the checkpoint's; mid-merge; mid-append; "
+                    "mid-register: a training run after its first model registration)",
     "horizons": "minutes ahead the predict job scores; one registered model tickcast-h<H> each",
     "model_ref": "the alias (or version number) the predict job scores with",
     "drift_window_hours": "live feature window compared with the model's training reference",
@@ -368,6 +429,15 @@ HELP: dict[str, str] = {
     "alert_freshness_seconds": "bar end -> prediction commit above this turns the status red",
     "alert_lag_seconds": "Kafka lag (seconds) above this turns the status red",
     "alert_batch_seconds": "a query's batch duration above this turns the status red",
+    "retrain_every": "the retrainer (a child of `up`; the cluster's `train` schedule) retrains each horizon this "
+                     "often (durations: 30m, 24h, 90d, 2w)",
+    "train_window": "a retrain learns from this much of silver.features, ending at its newest row (at least 1d)",
+    "decay_window": "a champion's live outcomes over this span (by bar time, ending at the newest outcome) are "
+                    "compared with climatology and momentum; significantly worse demotes it",
+    "decay_min_outcomes": "outcomes (nonzero returns, after the training end) the decay window needs before a "
+                          "champion is judged",
+    "model_max_age": "a champion whose training data ended longer ago than this (before the newest feature row) "
+                     "loses `champion` as on decay; off = never",
 }
 
 
