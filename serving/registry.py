@@ -111,7 +111,12 @@ def sync(s: Settings, folder: Path, before_write=None) -> dict:
                  "versions": [v["version"] for v in versions],      # for the V2 version segment
                  "challengers": [_version_info(client, name, v, live) for v in versions
                                  if model_io.CHALLENGER in v["aliases"]][:5]}
-        if champ is None:
+        last_move = next((e for e in recent if e["model_name"] == name
+                          and e["event"] in ("demotion", "expiry", "promotion", "manual_promotion", "rollback")), None)
+        if champ is None and last_move is not None and last_move["event"] in ("demotion", "expiry"):
+            entry["error"] = (f"{name} has no champion: v{last_move['model_version']} lost it "
+                              f"({last_move['event']}: {last_move['reason']})")
+        elif champ is None:
             newest = versions[0] if versions else None
             reason = (client.get_model_version(name, newest["version"]).tags or {}).get("gate_reason") \
                 if newest else None
