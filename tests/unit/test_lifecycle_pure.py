@@ -75,7 +75,7 @@ def test_the_decay_window_and_the_minimum_bound_the_judgement():
     assert v.decayed and v.numbers["window_start"] == "1970-01-02T16:00:00Z" and v.numbers["n"] == 1200
     few = judge(df, 1, 300 * MIN, 720, reps=200)       # 600 rows
     assert not few.decayed and "fewer than the 720 needed" in few.reason
-    # Outcomes from before the training end, or made after the outcome, never count.
+    # Outcomes from before the training end never count.
     assert not judge(_outcomes(1440, -0.08, after=False), 1, 1440 * MIN, 10, reps=200).decayed
 
 

@@ -1,8 +1,10 @@
 """Demotion on live decay or age: the champion's realised outcomes against the naive baselines.
 
-The judgement (`judge`) is pure: the champion's counted outcomes (after its training end, made before
-the outcome, as gold.model_scores counts them) whose bar lies in the decay window, ending at the newest
-outcome (bar time, so a replay is judged like a live run). With at least `min_outcomes` nonzero
+The judgement (`judge`) is pure: the champion's outcomes after its training end (out of sample) whose
+bar lies in the decay window, ending at the newest outcome (bar time, so a replay is judged like a live
+run). Unlike gold.model_scores it does not also ask that the prediction was made before the outcome:
+on a replay of past days every prediction is made after its outcome, and the features never see past
+their own bar, so those rows are as out-of-sample as live ones. With at least `min_outcomes` nonzero
 returns, each baseline's Brier improvement over the champion gets the paired moving-block bootstrap
 interval the gate uses (tickcast.evaluation.compare); if its lower end is above zero for climatology
 or momentum, the champion is significantly worse than that baseline and loses `champion`.
@@ -38,7 +40,7 @@ def judge(outcomes: pd.DataFrame, horizon: int, window_ms: int, min_outcomes: in
         window_ms: the decay window's width; it ends at the newest counted bar.
         min_outcomes: nonzero-return rows needed before any judgement.
     """
-    o = outcomes[outcomes["after_training_end"].astype(bool) & outcomes["made_before_outcome"].astype(bool)]
+    o = outcomes[outcomes["after_training_end"].astype(bool)]
     if o.empty:
         return Verdict(False, "no live outcomes after the training end yet", {"n": 0})
     end = int(o["window_ms"].max())
