@@ -47,6 +47,8 @@ SPECS: dict[str, Spec] = {
                                          "climatology_accuracy", "momentum_accuracy"), "computed_at"),
     "drift": Spec(tables.DRIFT, ("computed_at", "batch_id", "model_name", "model_version", "feature", "n", "psi",
                                  "ks", "drifted"), "computed_at"),
+    "model_events": Spec(tables.MODEL_EVENTS, ("event_time", "horizon", "model_name", "model_version", "event",
+                                               "reason", "numbers", "source"), "event_time"),
     "progress": Spec(tables.STREAM_PROGRESS, ("query_name", "timestamp", "num_input_rows", "input_rows_per_second",
                                               "processed_rows_per_second", "batch_duration_ms", "lag",
                                               "rows_dropped_by_watermark"), "timestamp", keep_ms=8 * DAY_MS),

@@ -32,6 +32,8 @@ MODEL_REPORT = "model-report"
 MODEL_VERSIONS = "model-versions"
 MODEL_SEEN = "model-seen"
 MODEL_REGISTRY_SEEN = "model-registry-seen"
+MODEL_EVENTS = "model-events"
+MODEL_HORIZON_AUTO = "model-horizon-auto"
 
 # Pipeline page (/pipeline).
 SPAN = "pipeline-span"

@@ -23,6 +23,7 @@ from tickcast.settings import SettingsError, load  # noqa: E402
 BATCH_JOBS = {
     "maintain": "jobs.maintain:main",
     "train": "jobs.train:main",
+    "retrain": "jobs.retrain:main",
 }
 
 

@@ -81,6 +81,18 @@ class VersionInfo(BaseModel):
     live: list[LiveScore]
 
 
+class ModelEvent(BaseModel):
+    event_time: str = Field(description="ISO 8601 UTC")
+    horizon: int
+    model_name: str
+    model_version: Optional[str] = None
+    event: str = Field(description="promotion, refusal, demotion, expiry, failed_retrain, abandoned, "
+                                   "manual_promotion or rollback")
+    reason: str
+    numbers: Optional[dict] = None
+    source: str
+
+
 class HorizonModels(BaseModel):
     name: str
     horizon: int
@@ -88,6 +100,7 @@ class HorizonModels(BaseModel):
     challengers: list[VersionInfo]
     serving: Optional[str] = Field(None, description="the version this worker answers with")
     error: Optional[str] = None
+    events: list[ModelEvent] = Field(default_factory=list, description="the newest rows of ops.model_events")
 
 
 class Models(BaseModel):

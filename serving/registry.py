@@ -26,6 +26,7 @@ from tickcast.settings import Settings
 log = logging.getLogger("tickcast.serving.registry")
 
 STATE = "state.json"
+EVENTS_SHOWN = 10     # newest ops.model_events rows per horizon in /v1/models
 
 
 def run_dir(s: Settings, port: int | None = None) -> Path:
@@ -94,6 +95,13 @@ def sync(s: Settings, folder: Path, before_write=None) -> dict:
         live_error = None
     except Exception as e:      # a table being written: the models still load
         live, live_error = {}, f"{type(e).__name__}: {e}"
+    try:
+        from tickcast import model_events as events
+
+        recent = events.newest(s, limit=EVENTS_SHOWN * 8)
+    except Exception as e:      # being written: the models still load
+        recent = []
+        log.warning("ops.model_events unreadable: %s: %s", type(e).__name__, e)
     models = {}
     for name in model_io.registered_names(client):
         horizon = int(name[len("tickcast-h"):])
@@ -103,7 +111,12 @@ def sync(s: Settings, folder: Path, before_write=None) -> dict:
                  "versions": [v["version"] for v in versions],      # for the V2 version segment
                  "challengers": [_version_info(client, name, v, live) for v in versions
                                  if model_io.CHALLENGER in v["aliases"]][:5]}
-        if champ is None:
+        last_move = next((e for e in recent if e["model_name"] == name
+                          and e["event"] in ("demotion", "expiry", "promotion", "manual_promotion", "rollback")), None)
+        if champ is None and last_move is not None and last_move["event"] in ("demotion", "expiry"):
+            entry["error"] = (f"{name} has no champion: v{last_move['model_version']} lost it "
+                              f"({last_move['event']}: {last_move['reason']})")
+        elif champ is None:
             newest = versions[0] if versions else None
             reason = (client.get_model_version(name, newest["version"]).tags or {}).get("gate_reason") \
                 if newest else None
@@ -119,6 +132,7 @@ def sync(s: Settings, folder: Path, before_write=None) -> dict:
             except Exception as e:
                 entry["error"] = f"{name} v{champ['version']} cannot be served: {type(e).__name__}: {e}"
                 log.error("%s", entry["error"])
+        entry["events"] = [e for e in recent if e["model_name"] == name][:EVENTS_SHOWN]
         models[str(horizon)] = entry
     state = {"synced_at": time.time(), "pid": os.getpid(), "models": models, "live_scores_error": live_error}
     folder.mkdir(parents=True, exist_ok=True)

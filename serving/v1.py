@@ -106,7 +106,7 @@ def models():
         served = snap.served.get(int(h))
         out.append({"name": m["name"], "horizon": m["horizon"], "champion": m["champion"],
                     "challengers": m["challengers"], "serving": served.version if served else None,
-                    "error": snap.errors.get(int(h))})
+                    "error": snap.errors.get(int(h)), "events": m.get("events", [])})
     return jsonify({"models": out, "synced_at": snap.state.get("synced_at")})
 
 

@@ -27,10 +27,16 @@ class Children:
         self.s, self.log_dir = s, log_dir
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def start(self, name: str, cmd: list[str], nice: int = 0) -> subprocess.Popen:
+        """Start `cmd` as child `name`; `nice` > 0 lowers its CPU priority (the retrainer's)."""
+        def prepare() -> None:
+            _die_with_parent()
+            if nice:
+                os.nice(nice)
+
         log = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.s.child_env(), start_new_session=True, preexec_fn=_die_with_parent)
+                                env=self.s.child_env(), start_new_session=True, preexec_fn=prepare)
         log.close()
         self.procs[name] = proc
         return proc

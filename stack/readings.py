@@ -92,3 +92,30 @@ class StackMeter:
             except self.psutil.NoSuchProcess:
                 pass
         return f"cpu {cores:.2f} cores, mem {rss / 2**30:.2f} GiB"
+
+
+LIFECYCLE_WORDS = {"promotion": "promoted", "refusal": "refused by the gate", "demotion": "DEMOTED (live decay)",
+                   "expiry": "EXPIRED (max age)", "failed_retrain": "retrain FAILED", "abandoned": "abandoned",
+                   "manual_promotion": "promoted by hand", "rollback": "rolled back"}
+
+
+def lifecycle_summary(s: Settings, retrainer=None) -> str:
+    """The newest ops.model_events row per horizon, in words, and whether the retrainer runs."""
+    from tickcast import model_events as events
+
+    parts = []
+    if retrainer is not None and retrainer.poll() is not None:
+        parts.append(f"retrainer not running (exit {retrainer.returncode}; see retrainer.log)")
+    try:
+        df = events.read(s)
+    except Exception:  # being written: nothing this refresh
+        return " | ".join(parts)
+    for h, g in sorted(df.groupby("horizon"), key=lambda kv: int(kv[0])):
+        r = g.iloc[0]
+        what = LIFECYCLE_WORDS.get(r["event"], r["event"])
+        v = f" v{r['model_version']}" if isinstance(r["model_version"], str) else ""
+        line = f"h{int(h)}{v} {what} {r['event_time']:%m-%d %H:%M}"
+        if r["event"] in ("failed_retrain", "demotion", "expiry"):
+            line += f": {r['reason'][:120]}"
+        parts.append(line)
+    return " | ".join(parts)

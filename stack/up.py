@@ -19,7 +19,7 @@ from tickcast.sources.rest import rest_reachable
 from stack import JOBS
 from stack.bootstrap import SIM_SIGNAL, ensure_models, sim_start_prices
 from stack.processes import Children, QuietStderr
-from stack.readings import StackMeter, prediction_summary, table_rows
+from stack.readings import StackMeter, lifecycle_summary, prediction_summary, table_rows
 from stack.terminal import Terminal
 from tickcast import data_loss, kafka_broker, metrics, status
 from tickcast.lock import LockHeld, hold_writer_lock
@@ -49,6 +49,7 @@ def _producer_cmd(source: str, files: list[Path], rate: float, symbols: str,
 # imported here): name -> (command, URL setting attributes).
 COMPONENTS = {"service": (["serve"], "serve_host", "serve_port"),
               "dashboard": (["dashboard"], "dashboard_host", "dashboard_port")}
+RETRAINER_NICE = 10     # the retrainer yields the CPU to the streams, the service and the dashboard
 
 
 def serve_metrics(s: Settings) -> metrics.MetricsServer | None:
@@ -139,6 +140,7 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
                     st.data_loss = data_loss.describe(data_loss.lost_offsets(s))
                 except Exception:  # the table being written: keep the last reading, never crash the panel
                     pass
+                st.lifecycle = lifecycle_summary(s, children.procs.get("retrainer"))
                 last_count = time.monotonic()
             st.elapsed_s = time.monotonic() - t0
             st.queries = dict(last)
@@ -165,6 +167,10 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
         if "predict" in jobs and not stop.is_set():
             ensure_models(spark, s, bases, echo=term.say, allow_simulated=source != "live",
                           start_prices=start_prices)
+            # After the first training (one trainer at a time), at low priority: predictions keep flowing.
+            children.start("retrainer", [sys.executable, "-m", "tickcast.cli", "retrain"], nice=RETRAINER_NICE)
+            term.say(f"retrainer: every {s.retrain_every} on the last {s.train_window} (nice {RETRAINER_NICE}, "
+                     f"log {log_dir / 'retrainer.log'})")
         if not stop.is_set():
             run(jobs, s, available_now=False, on_progress=show, stop_event=stop,
                 log_level="WARN" if verbose else "ERROR", spark=spark)

@@ -87,10 +87,23 @@ def promote(version, horizon, reason) -> None:
 
     client = model_io.configure(cli_common.settings(quiet_tensorflow=True))
     name = model_io.model_name(horizon)
-    if model_io.resolve(client, name, version) is None:
+    mv = model_io.resolve(client, name, version)
+    if mv is None:
         raise click.ClickException(f"{name} has no version {version}")
-    model_io.set_alias(client, name, model_io.CHAMPION, version, f"manual promote: {reason}")
-    click.echo(f"{name}: champion -> v{version}")
+    state = (mv.tags or {}).get(model_io.REGISTRATION, model_io.COMPLETE)
+    if state != model_io.COMPLETE:
+        raise click.ClickException(f"{name} v{version} is {state}: its training run stopped before registering all "
+                                   "its candidates, so it is never served")
+    model_io.set_alias(client, name, model_io.CHAMPION, str(mv.version), f"manual promote: {reason}")
+    _event(horizon, name, str(mv.version), "manual_promotion", f"manual promote: {reason}")
+    click.echo(f"{name}: champion -> v{mv.version}")
+
+
+def _event(horizon: int, name: str, version: str, event: str, reason: str, numbers: dict | None = None) -> None:
+    from tickcast import model_events as events
+
+    events.record(cli_common.settings(), horizon=horizon, model_name=name, version=version, event=event,
+                  reason=reason, numbers=numbers, source="models-cli")
 
 
 @models.command("rollback", help="Give `champion` back to the previous champion.")
@@ -104,9 +117,48 @@ def rollback(horizon, reason) -> None:
         cur, prev = model_io.rollback(client, model_io.model_name(horizon), reason)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    _event(horizon, model_io.model_name(horizon), prev, "rollback", f"rollback from v{cur}: {reason}",
+           {"from_version": cur, "to_version": prev})
     click.echo(f"{model_io.model_name(horizon)}: champion v{cur} -> v{prev}")
 
 
+@click.command(help="The retrainer: judge each champion's live outcomes against the naive baselines (demoting "
+                    "it on decay or age), and retrain each horizon every TICKCAST_RETRAIN_EVERY on the last "
+                    "TICKCAST_TRAIN_WINDOW of silver.features through the gate. `tickcast up` runs it at low "
+                    "priority; every decision is a row of ops.model_events.")
+@click.option("--once", is_flag=True, help="one pass (checks, and the retrains that are due), then exit")
+@click.option("--force", is_flag=True, help="with --once: retrain every horizon now, due or not")
+@click.option("--check-seconds", type=click.FloatRange(1, 86400), default=60.0, show_default=True,
+              help="how often the champions are judged and the cadence is checked")
+@click.option("--candidates", default=",".join(("linear", "mlp", "conv")), show_default=True,
+              help="comma-separated candidate families (linear, mlp, conv)")
+def retrain(once, force, check_seconds, candidates) -> None:
+    import signal
+    import threading
+
+    from tickcast import model_io
+    from tickcast.lifecycle import loop
+    from tickcast.lifecycle import retrain as one
+
+    s = cli_common.settings(quiet_tensorflow=True)
+    families = cli_common.symbols(candidates)
+    echo = click.echo
+    if once:
+        if force:
+            for h in s.horizons:
+                one.retrain(s, h, families, echo)
+        else:
+            loop.cycle(s, model_io.configure(s), echo, families)
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"retrainer: every {s.retrain_every} on the last {s.train_window}, decay window {s.decay_window} "
+               f"(>= {s.decay_min_outcomes} outcomes), max age {s.model_max_age}; horizons "
+               f"{', '.join(map(str, s.horizons))}")
+    loop.run(s, stop, echo, check_seconds, families)
+
+
 def register(cli: click.Group) -> None:
-    for cmd in (train, models):
+    for cmd in (train, models, retrain):
         cli.add_command(cmd)

@@ -102,9 +102,11 @@ def export_litert(model, path: Path, reference_rows: np.ndarray, convert=None) -
                               f"(max abs diff {worst:.3g}, rtol {LITERT_RTOL}): not registered")
 
 
-def log_model(model, meta: dict, reference: dict, input_example, reference_rows=None) -> tuple[str, str]:
+def log_model(model, meta: dict, reference: dict, input_example, reference_rows=None,
+              version_tags: dict | None = None) -> tuple[str, str]:
     """Log the Keras model (and its verified LiteRT artefact) as a pyfunc in the active run and
-    register it; returns (name, version). ExportError if the LiteRT artefact differs from Keras."""
+    register it, born with `version_tags` (one registry write, so a kill cannot leave it untagged);
+    returns (name, version). ExportError if the LiteRT artefact differs from Keras."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -125,8 +127,9 @@ def log_model(model, meta: dict, reference: dict, input_example, reference_rows=
         info = mlflow.pyfunc.log_model(
             name="model", python_model=KerasForecaster(),
             artifacts={"keras": str(kpath), "meta": str(mpath), "reference": str(rpath), "litert": str(lpath)},
-            signature=signature, input_example=input_example, registered_model_name=name)
-    return name, str(info.registered_model_version)
+            signature=signature, input_example=input_example)
+        mv = mlflow.register_model(info.model_uri, name, tags=version_tags or None)
+    return name, str(mv.version)
 
 
 @dataclass
@@ -239,6 +242,29 @@ def set_alias(client, name: str, alias: str, version: str, reason: str) -> None:
         client.set_registered_model_tag(name, "champion_history", json.dumps(hist))
 
 
+# A version registered by a training run that has not finished registering all its candidates: never
+# given an alias (aliases move only after the last registration), and refused by `models promote`.
+REGISTRATION, UNFINISHED, COMPLETE, ABANDONED = "registration", "unfinished", "complete", "abandoned"
+
+
+def unfinished(client, name: str) -> list[str]:
+    """Versions of `name` still tagged as part of an unfinished registration (oldest first)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name='{name}' and tag.{REGISTRATION}='{UNFINISHED}'")
+    except MlflowException:
+        return []
+    return sorted((str(mv.version) for mv in found), key=int)
+
+
+def demote(client, name: str, version: str, event: str, reason: str) -> None:
+    """Take `champion` from `version` (live decay or age), with the reason kept on the version."""
+    client.delete_registered_model_alias(name, CHAMPION)
+    client.set_model_version_tag(name, version, event, reason[:5000])
+    client.set_model_version_tag(name, version, "champion_reason", f"{event}: {reason}"[:5000])
+
+
 def rollback(client, name: str, reason: str) -> tuple[str, str]:
     """Give `champion` back to the previous champion; returns (from version, to version)."""
     rm = client.get_registered_model(name)
@@ -270,6 +296,7 @@ def versions(client, name: str) -> list[dict]:
         out.append({"name": name, "version": str(mv.version), "aliases": sorted(aliases.get(str(mv.version), [])),
                     "brier": t.get("brier"), "accuracy": t.get("accuracy"), "training_end": t.get("training_end"),
                     "feature_version": t.get("feature_version"), "gate": t.get("gate"),
+                    "registration": t.get(REGISTRATION, COMPLETE), "demoted": t.get("demotion") or t.get("expiry"),
                     "run_id": mv.run_id})
     return sorted(out, key=lambda r: int(r["version"]), reverse=True)
 

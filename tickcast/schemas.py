@@ -339,3 +339,15 @@ BACKTEST = Schema((
     Col("threshold", "double", False),
 ))
 BACKTEST_KEY = ("run_id", "horizon", "period")
+MODEL_EVENTS = Schema((
+    Col("event_time", "timestamp", False, "when it happened (wall clock)"),
+    Col("horizon", "int", False),
+    Col("model_name", "string", False),
+    Col("model_version", "string", True, "the version concerned; NULL for a retrain that registered none"),
+    Col("event", "string", False,
+        "promotion, refusal, demotion, expiry, failed_retrain, abandoned, manual_promotion or rollback"),
+    Col("reason", "string", False, "in words"),
+    Col("numbers", "string", True, "the numbers behind it, as a JSON object"),
+    Col("source", "string", False, "who wrote the row: train, retrainer, models-cli"),
+))
+MODEL_EVENTS_KEY = ("event_time", "model_name", "event")

@@ -83,6 +83,28 @@ class Settings:
     alert_quarantine_ratio: float           # quarantined / ingested records (5 min) above this -> alert
     alert_min_outcomes: int                 # live outcomes (24 h) before a champion is judged against the baselines
     alert_model_age_seconds: float          # served version's training data older than this -> stale champion
+    # Model lifecycle (issue 32): durations as written (`24h`, `90d`); `duration_seconds` reads them.
+    retrain_every: str                      # the retrainer retrains each horizon this often
+    train_window: str                       # ... on this much of silver.features, up to its newest row
+    decay_window: str                       # live outcomes (by bar time) a champion is judged on
+    decay_min_outcomes: int                 # ... and at least this many of them, else no judgement
+    model_max_age: str                      # a champion whose training data ended longer ago is flagged; off = never
+
+    @property
+    def retrain_every_s(self) -> float:
+        return duration_seconds(self.retrain_every)
+
+    @property
+    def train_window_s(self) -> float:
+        return duration_seconds(self.train_window)
+
+    @property
+    def decay_window_s(self) -> float:
+        return duration_seconds(self.decay_window)
+
+    @property
+    def model_max_age_s(self) -> float | None:
+        return None if self.model_max_age == "off" else duration_seconds(self.model_max_age)
 
     @property
     def kafka_host(self) -> str:
@@ -159,6 +181,32 @@ _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 _MEM = re.compile(r"^\d+[kmgKMG]$")
 _URL = re.compile(r"^[a-z][a-z0-9+.\-]*://\S+$")
 _HOST = re.compile(r"^[A-Za-z0-9_.\-:]{1,253}$")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_seconds(raw: str) -> float:
+    """`90s`, `30m`, `24h`, `90d`, `2w` -> seconds (a bare number is seconds); ValueError otherwise."""
+    m = _DURATION.match(raw.strip().lower()) or re.match(r"^(\d+(?:\.\d+)?)()$", raw.strip())
+    if not m:
+        raise ValueError(raw)
+    return float(m.group(1)) * _UNIT_SECONDS.get(m.group(2) or "s", 1)
+
+
+def _duration(name: str, raw: str, off: bool = False) -> str:
+    """A positive duration (or `off` where allowed), returned as written (children re-read it)."""
+    if off and raw.lower() in ("off", "0", "none"):
+        return "off"
+    try:
+        seconds = duration_seconds(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name}: expected a duration such as 30m, 24h or 90d"
+                            f"{' (or off)' if off else ''}, got {raw!r}") from None
+    if seconds <= 0:
+        raise SettingsError(f"{PREFIX}{name}: must be > 0, got {raw!r}")
+    return raw.lower().replace(" ", "")
 
 
 def _port(name: str, raw: str) -> int:
@@ -251,6 +299,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         if not _HOST.match(host):
             raise SettingsError(f"{PREFIX}{name}: expected a host name or IP address, got {host!r}")
     api_keys = tuple(k.strip() for k in get("SERVE_API_KEYS", "").split(",") if k.strip())
+    retrain_every = _duration("RETRAIN_EVERY", get("RETRAIN_EVERY", "24h"))
+    train_window = _duration("TRAIN_WINDOW", get("TRAIN_WINDOW", "90d"))
+    decay_window = _duration("DECAY_WINDOW", get("DECAY_WINDOW", "24h"))
+    if duration_seconds(train_window) < 86400:
+        raise SettingsError(f"{PREFIX}TRAIN_WINDOW: must be at least 1d (walk-forward folds need days), "
+                            f"got {train_window!r}")
 
     return Settings(
         data_dir=data_dir,
@@ -310,6 +364,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         alert_quarantine_ratio=_float("ALERT_QUARANTINE_RATIO", get("ALERT_QUARANTINE_RATIO", "0.01")),
         alert_min_outcomes=_int("ALERT_MIN_OUTCOMES", get("ALERT_MIN_OUTCOMES", "100"), minimum=1),
         alert_model_age_seconds=_float("ALERT_MODEL_AGE_SECONDS", get("ALERT_MODEL_AGE_SECONDS", "172800")),
+        retrain_every=retrain_every,
+        train_window=train_window,
+        decay_window=decay_window,
+        decay_min_outcomes=_int("DECAY_MIN_OUTCOMES", get("DECAY_MIN_OUTCOMES", "720"), minimum=1),
+        model_max_age=_duration("MODEL_MAX_AGE", get("MODEL_MAX_AGE", "off"), off=True),
     )
 
 
@@ -380,6 +439,15 @@ HELP: dict[str, str] = {
                           "against the baselines",
     "alert_model_age_seconds": "Prometheus alert: the served version's training data ends longer ago than this "
                                "(stale champion; 2 days = twice the retrain cadence)",
+    "retrain_every": "the retrainer (a child of `up`; the cluster's `train` schedule) retrains each horizon this "
+                     "often (durations: 30m, 24h, 90d, 2w)",
+    "train_window": "a retrain learns from this much of silver.features, ending at its newest row (at least 1d)",
+    "decay_window": "a champion's live outcomes over this span (by bar time, ending at the newest outcome) are "
+                    "compared with climatology and momentum; significantly worse demotes it",
+    "decay_min_outcomes": "outcomes (nonzero returns, after the training end) the decay window needs before a "
+                          "champion is judged",
+    "model_max_age": "a champion whose training data ended longer ago than this (before the newest feature row) "
+                     "loses `champion` as on decay; off = never",
 }
 
 

@@ -19,6 +19,7 @@ class Status:
     stack: str = ""                                          # CPU and memory of the whole stack
     urls: dict[str, str] = field(default_factory=dict)       # component -> URL (or why it is not running)
     data_loss: str = ""                                      # Kafka offsets lost to retention, never silent
+    lifecycle: str = ""                                      # the newest model event per horizon, the retrainer
     log_dir: str = ""
 
 
@@ -38,7 +39,7 @@ def plain_line(st: Status) -> str:
         parts.append(f"{n} {rate} {batch}" + (f" lag {lag}" if lag else ""))
     if st.rows:
         parts.append("rows " + " ".join(f"{k}={v}" for k, v in st.rows.items()))
-    parts += [x for x in (st.prediction, st.scores, st.data_loss, st.stack) if x]
+    parts += [x for x in (st.prediction, st.scores, st.lifecycle, st.data_loss, st.stack) if x]
     return " | ".join(parts)
 
 
@@ -76,6 +77,9 @@ def panel(st: Status):
     model.add_row(st.prediction or "no prediction yet")
     if st.scores:
         model.add_row(st.scores)
+    if st.lifecycle:
+        model.add_row(st.lifecycle, style="bold red" if "FAILED" in st.lifecycle or "not running" in st.lifecycle
+                      else None)
 
     body = Table.grid(padding=(0, 3))
     body.add_column()

@@ -40,10 +40,12 @@ MODEL_SCORES = Table("gold.model_scores", schemas.MODEL_SCORES, schemas.MODEL_SC
 DRIFT = Table("gold.drift", schemas.DRIFT, schemas.DRIFT_KEY)
 LOST_OFFSETS = Table("ops.lost_offsets", schemas.LOST_OFFSETS, schemas.LOST_OFFSETS_KEY)
 BACKTEST = Table("gold.backtest", schemas.BACKTEST, schemas.BACKTEST_KEY)
+# Appended by delta-rs from several processes (tickcast/model_events.py says why that is safe).
+MODEL_EVENTS = Table("ops.model_events", schemas.MODEL_EVENTS, schemas.MODEL_EVENTS_KEY)
 
 ALL: dict[str, Table] = {t.name: t for t in (TICKS, QUARANTINE, BARS, STREAM_PROGRESS, FEATURES, LATE_BARS,
                                              PREDICTIONS, PREDICT_BATCHES, OUTCOMES, MODEL_SCORES, DRIFT,
-                                             LOST_OFFSETS, BACKTEST)}
+                                             LOST_OFFSETS, BACKTEST, MODEL_EVENTS)}
 
 _NAME = re.compile(r"\b(bronze|silver|gold|ops)\.([a-z_][a-z0-9_]*)\b")
 

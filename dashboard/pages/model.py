@@ -30,11 +30,13 @@ def layout(**_query):
         html.Div([html.Div(graph(ids.ROLLING_HIT), style=half), html.Div(graph(ids.ROLLING_BRIER), style=half)]),
         html.Div([html.Div(graph(ids.CUMULATIVE), style=half), html.Div(graph(ids.CALIBRATION), style=half)]),
         graph(ids.DRIFT),
+        html.H3("Lifecycle: promotions, refusals, demotions, retrains (ops.model_events)", style={"fontSize": "16px"}),
+        html.Div(id=ids.MODEL_EVENTS),
         html.H3("Registered versions", style={"fontSize": "16px"}),
         html.Div(id=ids.MODEL_VERSIONS),
         html.H3("Walk-forward report of the selected version", style={"fontSize": "16px"}),
         dcc.Markdown(id=ids.MODEL_REPORT),
-        dcc.Store(id=ids.MODEL_SEEN), dcc.Store(id=ids.MODEL_REGISTRY_SEEN),
+        dcc.Store(id=ids.MODEL_SEEN), dcc.Store(id=ids.MODEL_REGISTRY_SEEN), dcc.Store(id=ids.MODEL_HORIZON_AUTO),
     ])
 
 
@@ -54,17 +56,59 @@ def _versions_table(info) -> html.Table:
     return html.Table([head, *rows], style={"borderCollapse": "collapse", "fontSize": "13px"})
 
 
+def pick_horizon(horizons: list[int], with_data: set[int], current, auto):
+    """The horizon the selector shows: the user's choice; else (first load, or still on the one picked
+    for them) the first horizon with a champion or outcomes, so the page opens where the data is."""
+    if current in horizons and current != auto:
+        return current                      # chosen by the user: kept
+    if current in horizons and current in with_data:
+        return current
+    having = [h for h in horizons if h in with_data]
+    return having[0] if having else (current if current in horizons else horizons[0])
+
+
+def _events_table(cache, horizon: int, limit: int = 10):
+    if cache.data is None or not cache.data.num_rows:
+        return message("No model events yet: every training, retrain, demotion and manual move is logged here.",
+                       "info")
+    df = cache.rows(pc.field("horizon") == horizon)
+    if df.empty:
+        return message(f"No model events for the {horizon}-minute model yet.", "info")
+    df = df.sort_values("event_time", ascending=False).head(limit)
+    head = html.Tr([html.Th(c, style={"textAlign": "left", "paddingRight": "14px"})
+                    for c in ("time (UTC)", "event", "version", "reason", "by")])
+    bad = {"demotion", "expiry", "failed_retrain", "abandoned"}
+    rows = [html.Tr([html.Td(f"{r.event_time:%Y-%m-%d %H:%M}"), html.Td(r.event),
+                     html.Td(f"v{r.model_version}" if isinstance(r.model_version, str) else "–"),
+                     html.Td(r.reason, style={"fontSize": "12px", "maxWidth": "720px"}), html.Td(r.source)],
+                    style={"color": "#b00020"} if r.event in bad else {})
+            for r in df.itertuples()]
+    return html.Table([head, *rows], style={"borderCollapse": "collapse", "fontSize": "13px"})
+
+
 def register_callbacks(app, context) -> None:
     lake, s = context.lake, context.settings
 
-    @app.callback(Output(ids.HORIZON, "options"), Output(ids.HORIZON, "value"),
-                  Input(ids.TICK, "n_intervals"), State(ids.HORIZON, "value"), State(ids.HORIZON, "options"))
-    def horizons(_n, current, options):
+    @app.callback(Output(ids.HORIZON, "options"), Output(ids.HORIZON, "value"), Output(ids.MODEL_HORIZON_AUTO, "data"),
+                  Input(ids.TICK, "n_intervals"), State(ids.HORIZON, "value"), State(ids.HORIZON, "options"),
+                  State(ids.MODEL_HORIZON_AUTO, "data"))
+    def horizons(_n, current, options, auto):
         lake.refresh("outcomes")
-        hs = sorted(set(s.horizons) | set(int(h) for h in lake["outcomes"].unique("horizon")))
+        with_outcomes = {int(h) for h in lake["outcomes"].unique("horizon")}
+        info_all, _ = context.models.get(wait=0)
+        with_champion = {h for h, i in (info_all or {}).items() if i.champion is not None}
+        hs = sorted(set(s.horizons) | with_outcomes)
         opts = [{"label": f"{h} min", "value": h} for h in hs]
-        value = current if current in hs else hs[0]
-        return (no_update if opts == options else opts), (no_update if value == current else value)
+        value = pick_horizon(hs, with_champion | with_outcomes, current, auto)
+        return ((no_update if opts == options else opts), (no_update if value == current else value),
+                value if current is None or current == auto else no_update)
+
+    @app.callback(Output(ids.MODEL_EVENTS, "children"), Input(ids.TICK, "n_intervals"), Input(ids.HORIZON, "value"))
+    def lifecycle(_n, horizon):
+        if horizon is None:
+            raise PreventUpdate
+        lake.refresh("model_events")
+        return _events_table(lake["model_events"], int(horizon))
 
     @app.callback(Output(ids.VERSION, "options"), Output(ids.VERSION, "value"), Output(ids.MODEL_BANNER, "children"),
                   Output(ids.MODEL_VERSIONS, "children"), Output(ids.MODEL_REPORT, "children"),

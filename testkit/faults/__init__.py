@@ -5,7 +5,9 @@ A process with a hook installed SIGKILLs its own process group at one aimed writ
   has not recorded the batch yet;
 - `mid-merge`: 0.2 s into a Delta MERGE (`DeltaMergeBuilder.execute`);
 - `mid-append`: a delta-rs append has written its data file and not committed it (the file is
-  left in the table's folder, named by no commit, as a kill inside `write_deltalake` leaves it).
+  left in the table's folder, named by no commit, as a kill inside `write_deltalake` leaves it);
+- `mid-register`: a training run has registered its first model version and not the others
+  (only this process is killed: a `tickcast retrain` run shares its parent's process group).
 
 In this process: `install(point)`. In a child (a `tickcast job` driver): `child_env(env, point)`
 puts `site/` on the child's PYTHONPATH; its `sitecustomize` installs the hook at start-up. The
@@ -22,7 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
-POINTS = ("after-commit", "mid-merge", "mid-append")
+POINTS = ("after-commit", "mid-merge", "mid-append", "mid-register")
 ENV = "TESTKIT_KILL_AT"           # read by site/sitecustomize.py in the child, never by the product
 SITE = Path(__file__).with_name("site")
 
@@ -91,11 +93,24 @@ def _mid_append(mod) -> None:
     mod.write_deltalake = write_deltalake
 
 
+def _mid_register(mod) -> None:
+    original = mod.log_model
+
+    def log_model(*a, **k):
+        out = original(*a, **k)
+        print(f"{message('mid-register')} (this process only)", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+    mod.log_model = log_model
+
+
 # point -> (module whose import the hook waits for, the patch)
 HOOKS = {
     "after-commit": ("pyspark.sql.streaming.readwriter", _after_commit),
     "mid-merge": ("delta.tables", _mid_merge),
     "mid-append": ("deltalake", _mid_append),
+    "mid-register": ("tickcast.model_io", _mid_register),
 }
 
 

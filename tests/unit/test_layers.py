@@ -40,6 +40,7 @@ def test_each_command_is_registered_by_its_component():
 
     owner = {name: cmd.callback.__module__.split(".")[0] for name, cmd in cli.commands.items()}
     assert owner == {"kafka": "tickcast", "sql": "tickcast", "train": "tickcast", "models": "tickcast", "backtest": "tickcast",
+                     "retrain": "tickcast",
                      "job": "jobs", "backfill": "jobs", "simulate-history": "jobs", "produce": "producers",
                      "serve": "serving", "dashboard": "dashboard", "up": "stack", "bench": "bench"}
 

@@ -76,7 +76,7 @@ def decide(prep: Prepared, cfg: TrainConfig, champion=None, echo=print) -> tuple
     return ev, report
 
 
-def train(s: Settings, cfg: TrainConfig, echo=print) -> dict:
+def train(s: Settings, cfg: TrainConfig, echo=print, source: str = "train") -> dict:
     """Evaluate every candidate for `cfg.horizon`, register each, and promote at most one; returns the report.
 
     The report's `model`, `version` and `alias` are those of the best-Brier candidate (the champion
@@ -90,11 +90,15 @@ def train(s: Settings, cfg: TrainConfig, echo=print) -> dict:
     champion = model_io.load(s, model_io.model_name(cfg.horizon), model_io.CHAMPION)
     ev, report = decide(prep, cfg, champion, echo)
     report["walk_forward_seconds"] = round(time.monotonic() - t_start, 1)
-    return register(s, cfg, prep, report, t_start, echo)
+    return register(s, cfg, prep, report, t_start, echo, source)
 
 
-def register(s: Settings, cfg: TrainConfig, prep: Prepared, report: dict, t_start: float, echo=print) -> dict:
-    """Refit every candidate on all of the window's rows, log and register each; `champion` only on the gate's yes."""
+def register(s: Settings, cfg: TrainConfig, prep: Prepared, report: dict, t_start: float, echo=print,
+             source: str = "train") -> dict:
+    """Refit every candidate on all of the window's rows, log and register each; `champion` only on the gate's yes.
+
+    The decision is one ops.model_events row (promotion or refusal), written by `source`.
+    """
     import mlflow
 
     from tickcast import model_io  # deferred: heavy (imports mlflow)
@@ -130,35 +134,47 @@ def register(s: Settings, cfg: TrainConfig, prep: Prepared, report: dict, t_star
         for fr in report["folds"]:
             for m, mt in fr["metrics"].items():
                 mlflow.log_metrics({f"fold_{m}_{k}": v["value"] for k, v in mt.items()}, step=fr["fold"])
+        # Every final fit first: a failure (or a kill) while fitting leaves nothing registered.
+        finals = {}
         for fam in order:
             cols = report["inputs"][fam]
             X = data[cols].to_numpy(np.float32)
-            final = fit(fam, X, y, cfg)
+            finals[fam] = (cols, X, fit(fam, X, y, cfg))
+        # Then every registration, each version born tagged `registration=unfinished` (one registry
+        # write); aliases move only once all are registered, so a version of a run killed in between
+        # is never served, and the retrainer marks it abandoned (tickcast.lifecycle.retrain).
+        tags = {}
+        for fam in order:
+            cols, X, final = finals[fam]
             meta = {"horizon": cfg.horizon, "family": fam, "features": cols, "feature_version": version,
                     "training_start_ms": int(ms.min()), "training_end_ms": training_end_ms,
                     "training_end": iso(training_end_ms), "symbols": symbols, "rows": len(data),
                     "baselines": base_params}
             ref = model_io.reference_distribution(X[:, :len(summary)].astype(float), summary, seed=cfg.seed)
             example = pd.DataFrame(X[:5].astype(np.float64), columns=cols)   # the table's doubles: the signature
+            mt = report["overall"][fam]
+            promoted = g["promoted"] and fam == g["best"]
+            tags[fam] = {"brier": f"{mt['brier']['value']:.6f}", "accuracy": f"{mt['accuracy']['value']:.4f}",
+                         "family": fam, "training_end": iso(training_end_ms), "feature_version": version,
+                         "gate": "promoted" if promoted else "not promoted", "gate_reason": g["reasons"][fam][:5000],
+                         "run_id": run.info.run_id,
+                         # What the streaming job needs per batch without downloading artifacts.
+                         "meta": json.dumps(meta)}
             with mlflow.start_run(run_name=f"{name} {fam}", nested=True):
-                mt = report["overall"][fam]
                 mlflow.log_metrics({f"{k}{sfx}": v[key] for k, v in mt.items()
                                     for sfx, key in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))})
                 mlflow.set_tags({"family": fam, "training_end": iso(training_end_ms), "feature_version": version})
-                _, mv = model_io.log_model(final.model, meta, ref, example, reference_rows=X[-256:])
-            promoted = g["promoted"] and fam == g["best"]
-            reason = g["reasons"][fam]
-            for k, v in {"brier": f"{mt['brier']['value']:.6f}", "accuracy": f"{mt['accuracy']['value']:.4f}",
-                         "family": fam, "training_end": iso(training_end_ms), "feature_version": version,
-                         "gate": "promoted" if promoted else "not promoted", "gate_reason": reason[:5000],
-                         "run_id": run.info.run_id,
-                         # What the streaming job needs per batch without downloading artifacts.
-                         "meta": json.dumps(meta)}.items():
-                client.set_model_version_tag(name, mv, k, v)
-            alias = model_io.CHAMPION if promoted else model_io.CHALLENGER
-            model_io.set_alias(client, name, alias, mv, reason[:5000])
-            registered[fam] = {"version": mv, "alias": alias, "reason": reason}
-            echo(f"train: {name} v{mv} ({fam}) -> {alias}")
+                _, mv = model_io.log_model(final.model, meta, ref, example, reference_rows=X[-256:],
+                                           version_tags={**tags[fam], model_io.REGISTRATION: model_io.UNFINISHED})
+            registered[fam] = {"version": mv, "promoted": promoted, "reason": g["reasons"][fam]}
+        for fam in order:
+            client.set_model_version_tag(name, registered[fam]["version"], model_io.REGISTRATION, model_io.COMPLETE)
+        for fam in order:
+            r = registered.pop(fam)
+            alias = model_io.CHAMPION if r["promoted"] else model_io.CHALLENGER
+            model_io.set_alias(client, name, alias, r["version"], r["reason"][:5000])
+            registered[fam] = {"version": r["version"], "alias": alias, "reason": r["reason"]}
+            echo(f"train: {name} v{r['version']} ({fam}) -> {alias}")
         if g["promoted"]:   # the best loser keeps `challenger` (aliases are one version each)
             losers = [f for f in order if f != g["best"]]
             if losers:
@@ -177,4 +193,26 @@ def register(s: Settings, cfg: TrainConfig, prep: Prepared, report: dict, t_star
     best = registered[g["best"]]
     report.update(model=name, version=best["version"], alias=best["alias"], family=g["best"],
                   seconds=report["train_seconds"], training_end=iso(training_end_ms))
+    _record_decision(s, cfg, report, int(ms.min()), training_end_ms, source, echo)
     return report
+
+
+def _record_decision(s: Settings, cfg: TrainConfig, report: dict, start_ms: int, end_ms: int, source: str,
+                     echo) -> None:
+    """The gate's decision as an ops.model_events row; the registry is already right if this fails."""
+    from tickcast import model_events as events
+
+    g = report["gate"]
+    o = report["overall"]
+    numbers = {"family": g["best"], "rows": report["rows"], "tested_rows": report["tested_rows"],
+               "training_start": iso(start_ms), "training_end": iso(end_ms),
+               "window_start": iso(cfg.start_ms) if cfg.start_ms is not None else None,
+               "window_end": iso(cfg.end_ms) if cfg.end_ms is not None else None,
+               "brier": {m: o[m]["brier"] for m in o}, "accuracy": {m: o[m]["accuracy"] for m in o},
+               "margins": report["margins"], "run_id": report.get("run_id")}
+    try:
+        events.record(s, horizon=cfg.horizon, model_name=report["model"], version=report["version"],
+                      event=events.PROMOTION if g["promoted"] else events.REFUSAL, reason=g["decision"],
+                      numbers=numbers, source=source)
+    except Exception as e:  # the lake unwritable: the models are registered; say so loudly, do not undo them
+        echo(f"train: could not append to ops.model_events: {type(e).__name__}: {e}")
