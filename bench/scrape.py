@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from bench.bars import _load, _say
-from bench.ingest import _free_port, private_settings, report
+from bench.measure import _free_port, private_settings, report
 from bench.stack import ready_after_first_prediction
 from tickcast import kafka_broker
 from tickcast.settings import Settings

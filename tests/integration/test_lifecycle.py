@@ -39,7 +39,7 @@ def regime(spark, base_settings, tmp_path_factory):
     champion trained on the minutes before the flip; predictions and outcomes of all minutes."""
     from jobs import sim_history
     from jobs.runner import run
-    from producers.simulate import SimConfig
+    from tickcast.sources.simulator import SimConfig
 
     s = dataclasses.replace(own_lake(base_settings, tmp_path_factory.mktemp("regime")), horizons=(1,),
                             train_window="31h", decay_window="2d", decay_min_outcomes=720, serve_reload_seconds=0.2)
