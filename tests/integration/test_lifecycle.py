@@ -14,6 +14,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -104,7 +105,9 @@ def test_regime_change_demotes_the_old_champion_and_a_retrain_promotes_the_new_r
     with pytest.raises(NoModel):
         resolver.resolve()
     assert resolver.waiting_for() is not None
-    r = web.get(f"/v1/predict/{symbol}?horizon=1")
+    deadline = time.monotonic() + 30      # the service re-reads the aliases every serve_reload_seconds
+    while (r := web.get(f"/v1/predict/{symbol}?horizon=1")).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert r.status_code == 503 and "champion" in r.get_json()["error"]
 
     # The next retrain, on the last TRAIN_WINDOW (after the flip), promotes a model of the new regime.
@@ -127,8 +130,6 @@ def test_regime_change_demotes_the_old_champion_and_a_retrain_promotes_the_new_r
 
     # Both consumers follow the alias without a restart.
     assert resolver.resolve()[0].version == new
-    import time
-
     deadline = time.monotonic() + 30
     while True:
         r = web.get(f"/v1/predict/{symbol}?horizon=1")
