@@ -1,5 +1,5 @@
 # The README's commands. Each sets up what it needs first (idempotent, quick the second time).
-.PHONY: setup setup-k8s-tools setup-oip-clients setup-monitoring-tools up lint test test-unit test-k8s bench clean
+.PHONY: setup setup-k8s-tools setup-oip-clients setup-monitoring-tools up lint test test-fast test-unit test-k8s bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -25,6 +25,10 @@ lint: setup
 
 test: setup setup-k8s-tools setup-oip-clients setup-monitoring-tools lint
 	.venv/bin/python -m pytest tests
+
+# The quick tier (at most 5 minutes): unit tests and the Spark transforms, no broker, no browser.
+test-fast: setup lint
+	.venv/bin/python -m pytest tests/unit tests/spark
 
 test-unit: setup
 	.venv/bin/python -m pytest tests/unit

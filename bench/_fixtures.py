@@ -9,8 +9,8 @@ from pathlib import Path
 from jobs.runner import run
 from tickcast.settings import Settings
 from tickcast.spark import session
+from tickcast.timeunits import MINUTE_MS as MIN
 
-MIN = 60_000
 
 
 def demo_lake(s: Settings, root: Path, minutes: int = 4000, symbols=("BTCUSDT", "ETHUSDT")) -> tuple[Settings, dict]:

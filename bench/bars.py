@@ -43,6 +43,7 @@ from producers.publisher import Publisher
 from producers.sources import simulate_records
 from stack.readings import table_rows
 from tickcast import kafka_broker, tables
+from tickcast.timeunits import MINUTE_MS
 from tickcast.settings import REPO_ROOT, Settings
 from tickcast.spark import session
 
@@ -153,8 +154,8 @@ def expected_bars(spark, ls: Settings) -> int:
     if latest is None:
         return 0
     wm_ms = latest - ls.watermark_seconds * 1000
-    minutes = t.select("symbol", F.floor(F.unix_millis("trade_time") / 60_000).alias("m")).distinct()
-    return minutes.where((F.col("m") + 1) * 60_000 <= wm_ms).count()
+    minutes = t.select("symbol", F.floor(F.unix_millis("trade_time") / MINUTE_MS).alias("m")).distinct()
+    return minutes.where((F.col("m") + 1) * MINUTE_MS <= wm_ms).count()
 
 
 def measure_pipeline(spark, bs: Settings, ticks: int, broker_pid: int | None) -> dict:
@@ -216,7 +217,7 @@ def write_klines(folder: Path, symbol: str = KLINE_SYMBOL, months=KLINE_MONTHS, 
         end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.timezone.utc)
         t0 = int(start.timestamp() * 1000)
         n = int((end - start).total_seconds()) // 60
-        open_time = t0 + np.arange(n, dtype=np.int64) * 60_000
+        open_time = t0 + np.arange(n, dtype=np.int64) * MINUTE_MS
         close = price * np.exp(np.cumsum(rng.normal(0.0, 0.0008, n)))
         open_ = np.concatenate([[price], close[:-1]])
         price = float(close[-1])

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,8 +44,9 @@ import pandas as pd
 from jobs.outcomes import model_scores, realize_frames
 from tickcast import features as F, schemas, tables
 from tickcast.settings import Settings
+from tickcast.timeunits import DAY_MS, MINUTE_MS as MIN
+from testkit.net import free_port, wait_http
 
-MIN = 60_000
 WEEK_MINUTES = 7 * 1440
 CHUNK_MINUTES = 20
 LIVE_MINUTES = 60
@@ -249,7 +249,7 @@ class Writer:
 
     def scores(self, hi: int, _o) -> None:
         allo = self.data["outcomes"]
-        recent = allo[(self._o_ms > hi - 86_400_000) & (self._o_ms < hi)]
+        recent = allo[(self._o_ms > hi - DAY_MS) & (self._o_ms < hi)]
         sc = model_scores(recent, hi - MIN)
         if sc.empty:
             return
@@ -261,7 +261,7 @@ class Writer:
         from tickcast import drift, model_io  # deferred: heavy (imports mlflow)
 
         f = self.data["features"]
-        live = f[(self._f_ms > hi - 86_400_000) & (self._f_ms < hi) & ~f["warmup"]]
+        live = f[(self._f_ms > hi - DAY_MS) & (self._f_ms < hi) & ~f["warmup"]]
         if self.ref is None:
             X = f[list(F.FEATURES)].to_numpy(float)[:1440]
             self.ref = model_io.reference_distribution(X, list(F.FEATURES))
@@ -425,24 +425,20 @@ def server_times(s: Settings, writer: Writer, next_minute: int, echo=print) -> t
 
 # ---------------------------------------------------------------- browser
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def browser_times(s: Settings, echo=print) -> dict:
     if not Path(CHROMIUM).exists():
         return {"skipped": f"{CHROMIUM} is absent"}
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     env = dataclasses.replace(s, dashboard_port=port).child_env()
     proc = subprocess.Popen([sys.executable, "-m", "tickcast.cli", "dashboard", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(base + "/healthz", proc)
+        wait_http(base + "/healthz", 60, proc, "the dashboard",
+                  detail=lambda: proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "")
         out = {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -496,21 +492,6 @@ def browser_times(s: Settings, echo=print) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
 
-
-def _wait_http(url: str, proc, timeout: float = 60.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tickcast dashboard exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 # ---------------------------------------------------------------- entry

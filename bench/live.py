@@ -35,6 +35,7 @@ from producers.live import LiveOptions, LiveProducer
 from producers.publisher import Publisher
 from tickcast import kafka_broker
 from tickcast.settings import Settings
+from testkit.net import free_port
 
 SYMBOLS = 400
 PEAK_RATE = 20_000
@@ -48,13 +49,6 @@ METHOD = {
             "frame came out of the WebSocket read, every 10th live event",
 }
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -161,7 +155,7 @@ def _cpu(pid: int) -> float:
 
 def live_run(s: Settings, rate: float, seconds: float, warmup: float = 3.0) -> dict:
     """The stand-in at `rate` events/s for `seconds` (after a warm-up), the producer in this process."""
-    port = _free_port()
+    port = free_port()
     ex = _Standin(port, rate)
     ls = dataclasses.replace(s, binance_ws_url=f"ws://127.0.0.1:{port}", binance_rest_url=ex.url,
                              producer_metrics_port=0)
@@ -224,7 +218,7 @@ def live_bench(s: Settings, seconds: float, peak_rate: float, out: Path) -> dict
     (s.data_dir / "bench").mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="live-", dir=s.data_dir / "bench"))
     bs = dataclasses.replace(s, data_dir=root, lake_uri=str(root / "delta"), checkpoint_uri=str(root / "ckpt"),
-                             kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(),
+                             kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
                              topic="bench-live-ref")
     r: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "method": METHOD,
                "assumption": {"usdt_pairs": SYMBOLS, "peak_trades_per_s": peak_rate,

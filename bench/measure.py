@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import platform
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -15,12 +14,7 @@ from pathlib import Path
 from jobs import ingest
 from tickcast.engine.progress_json import recent_progress
 from tickcast.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from testkit.net import free_port
 
 
 def private_settings(s: Settings, out: Path, prefix: str, lane: str, topic: str, **extra) -> tuple[Path, Settings]:
@@ -31,7 +25,7 @@ def private_settings(s: Settings, out: Path, prefix: str, lane: str, topic: str,
     return root, dataclasses.replace(
         s, data_dir=root, lake_uri=str(root / lane / "delta"), checkpoint_uri=str(root / lane / "checkpoints"),
         mlflow_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",   # never the user's registry
-        kafka_bootstrap=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(), topic=topic, **extra)
+        kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(), topic=topic, **extra)
 
 
 def lane_settings(bs: Settings, root: Path, name: str, topic: str) -> Settings:

@@ -21,6 +21,7 @@ from pathlib import Path
 from jobs.runner import run
 from tickcast.settings import Settings
 from tickcast.spark import session
+from tickcast.timeunits import MINUTE_MS
 
 
 def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
@@ -43,8 +44,8 @@ def predict_bench(s: Settings, rows: int, row_udf_rows: int, out: Path) -> dict:
         spark = session(ls, app="tickcast-bench-predict", extra={"spark.ui.enabled": "false"})
         spark.sparkContext.setLogLevel("ERROR")
         t0 = time.monotonic()
-        end = int(time.time() * 1000) // 60_000 * 60_000
-        sim_history.run(spark, ls, SimConfig(("BTCUSDT", "ETHUSDT"), 1.0, 7, end - 3000 * 60_000, True,
+        end = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
+        sim_history.run(spark, ls, SimConfig(("BTCUSDT", "ETHUSDT"), 1.0, 7, end - 3000 * MINUTE_MS, True,
                                              signal_kind="interaction", signal_strength=0.6), 3000)
         run(["features"], ls, available_now=True, spark=spark)
         rep = training.train(ls, training.TrainConfig(horizon=1, bootstrap_reps=200), echo=lambda *_: None)

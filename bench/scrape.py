@@ -23,10 +23,11 @@ from pathlib import Path
 import psutil
 
 from bench.bars import _load, _say
-from bench.measure import _free_port, private_settings, report
+from bench.measure import private_settings, report
 from bench.stack import ready_after_first_prediction
 from tickcast import kafka_broker
 from tickcast.settings import Settings
+from testkit.net import free_port
 
 RATE = 50.0
 TOPIC = "bench-scrape-ticks"
@@ -83,8 +84,8 @@ def _phase(pids: list[int], seconds: float, url: str | None, interval: float) ->
 def scrape_bench(s: Settings, seconds: float, rounds: int, interval: float, out: Path, keep: bool = False) -> dict:
     """Run the bench on a private broker and data dir; print and return the numbers."""
     out = Path(out)
-    root, bs = private_settings(s, out, "scrape-", "scrape", TOPIC, metrics_port=_free_port(),
-                                serve_port=_free_port(), dashboard_port=_free_port())
+    root, bs = private_settings(s, out, "scrape-", "scrape", TOPIC, metrics_port=free_port(),
+                                serve_port=free_port(), dashboard_port=free_port())
     url = f"http://127.0.0.1:{bs.metrics_port}/metrics"
     r: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "method": METHOD, "target_cores": TARGET_CORES,
                "seconds_per_phase": seconds, "rounds": rounds, "interval_s": interval, "load": {"start": _load()}}

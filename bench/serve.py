@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,9 @@ from pathlib import Path
 from bench._fixtures import demo_lake
 from serving import gunicorn_conf, launch, registry
 from tickcast.settings import Settings
+from testkit.net import free_port, wait_http
 
-CONNECTIONS = 8          # as MEASURED.md's serving table
+CONNECTIONS = 8          # as the serving baseline in docs/performance.md#serving-connections
 THREADS = 2
 # Closed-loop latency at saturation is mostly queueing (mean latency = connections / throughput), so
 # the one-row POST is also run at each of these connection counts (one wrk thread: it needs < 0.2
@@ -40,11 +40,6 @@ P99_TARGET_MS = 5
 WORKER_CLASSES = {"sync": "--worker-class sync", "gthread x1": "--worker-class gthread --threads 1",
                   "gthread x4": "--worker-class gthread --threads 4"}
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cpu(pid: int) -> tuple[float, dict[int, float]]:
@@ -132,20 +127,6 @@ def load(url: str, method: str, body: str | None, seconds: float, server_pid: in
     return r
 
 
-def _wait(url: str, timeout: float, proc) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
-
 
 def _stop(proc) -> None:
     import signal
@@ -219,7 +200,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
         post_name = list(bodies)[0]
         for wclass, env_args in WORKER_CLASSES.items():     # every route with the default, the POST with each
             routes = list(bodies) if wclass == default else [post_name]
-            ss = launch.with_port(ls, _free_port(), workers=2)
+            ss = launch.with_port(ls, free_port(), workers=2)
             env = ss.child_env()
             env["GUNICORN_CMD_ARGS"] = env_args      # gunicorn's own override of its config
             proc = subprocess.Popen([launch.tickcast_exe(), "serve"], env=env, stdout=open(root / f"{wclass}.log", "ab"),
@@ -255,7 +236,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
         # Reference: mlflow models serve of the same version, same load.
         import mlflow
 
-        port = _free_port()
+        port = free_port()
         env = ls.child_env()
         env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = ls.mlflow_uri
         # mlflow serve execs `uvicorn` from PATH: this environment's.
@@ -265,7 +246,7 @@ def run(settings: Settings, seconds: float | None, out: Path) -> dict:
                                 "-h", "127.0.0.1", "-p", str(port), "-w", "2"], env=env,
                                stdout=open(root / "mlflow.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(mlf)
-        _wait(f"http://127.0.0.1:{port}/ping", 180, mlf)
+        wait_http(f"http://127.0.0.1:{port}/ping", 180, mlf)
         mbody = json.dumps({"dataframe_split": {"columns": feats, "data": [x[0].tolist()]}})
         with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=mbody.encode(),
                                     headers={"Content-Type": "application/json"}), timeout=30) as r:

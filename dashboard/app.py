@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from dashboard import figures, health, ids
-from dashboard.data import DAY_MS, MINUTE_MS, NEWEST, Lake, Models, newest_source
+from dashboard.data import NEWEST, Lake, Models, newest_source
+from tickcast.timeunits import DAY_MS, MINUTE_MS
 from tickcast.settings import PREFIX, Settings, SettingsError, load
 
 log = logging.getLogger("tickcast.dashboard")

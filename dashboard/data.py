@@ -24,11 +24,10 @@ from deltalake import DeltaTable
 from dashboard.table_cache import FileReader, Spec, TableCache
 from tickcast import lake, tables
 from tickcast.settings import Settings
+from tickcast.timeunits import DAY_MS
 
 log = logging.getLogger("tickcast.dashboard")
 
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 NEWEST = 0                   # a span that holds only the newest rows (callers that need file metadata)
 
 # What the pages read. Stream progress can grow by a row a second per query: kept for 8 days.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from tickcast.timeunits import MINUTE_MS
 
-MINUTE_MS = 60_000
-MAX_CANDLES = 1_500                                  # the browser never draws more (MEASURED: 1,440 -> ~300 ms)
+MAX_CANDLES = 1_500                                  # the browser never draws more (docs/performance.md#browser-candles)
 CANDLE_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 240, 720, 1440)
 RANGES = {"1h": 60, "6h": 360, "1d": 1440, "1w": 10080}   # minutes
 UP, DOWN, PENDING = "#2ca02c", "#d62728", "#9e9e9e"
@@ -179,7 +179,7 @@ def _note(y: float, text: str) -> dict:
 def market_figure(candles: pd.DataFrame, points: dict[int, pd.DataFrame], symbol: str, minutes: int,
                   uirevision: str) -> dict:
     """Candles + volume + P(up) per horizon (green right, red wrong, grey not known yet), one x axis."""
-    step = minutes * 60_000
+    step = minutes * MINUTE_MS
     cx = epoch_ms(candles["window_start"])           # once: the candles' and the volume's x
     x = arr(cx)
     vx, vol = broken_at_gaps(cx, step, candles["volume"], fill=0.0) if len(candles) else ([], [])
@@ -187,7 +187,7 @@ def market_figure(candles: pd.DataFrame, points: dict[int, pd.DataFrame], symbol
         {"type": "candlestick", "x": x, "open": arr(candles["open"]), "high": arr(candles["high"]),
          "low": arr(candles["low"]), "close": arr(candles["close"]), "name": symbol, "yaxis": "y",
          "increasing": {"line": {"color": UP}}, "decreasing": {"line": {"color": DOWN}}, "showlegend": False},
-        # A stepped area, not a bar trace: bars cost the browser ~5x more per point (MEASURED.md).
+        # A stepped area, not a bar trace: bars draw slower (docs/performance.md#browser-candles).
         {"type": "scatter", "x": arr(vx), "y": arr(vol), "name": "volume", "mode": "lines",
          "line": {"width": 1, "color": "#7f7f7f", "shape": "hv"}, "fill": "tozeroy", "yaxis": "y2",
          "showlegend": False, "hovertemplate": "%{y:.4f}<extra>volume</extra>"},

@@ -17,6 +17,7 @@ from tickcast.sources.klines import KlinesClient
 from tickcast.sources.public_data import open_bytes
 from tickcast import lake, schemas, tables
 from tickcast.settings import Settings
+from tickcast.timeunits import HOUR_MS, MINUTE_MS
 
 KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
                  "trade_count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
@@ -89,7 +90,7 @@ def to_bars(raw):
     return raw.select(
         "symbol",
         F.timestamp_millis(ms).alias("window_start"),
-        F.timestamp_millis(ms + 60_000).alias("window_end"),
+        F.timestamp_millis(ms + MINUTE_MS).alias("window_end"),
         *[F.col(c).cast(schemas.PRICE).alias(c) for c in ("open", "high", "low", "close")],
         vol.alias("volume"),
         F.col("quote_volume").cast(schemas.QUOTE_VOLUME).alias("quote_volume"),
@@ -152,7 +153,7 @@ def klines_frontier(s: Settings, symbol: str, start_ms: int, end_ms: int) -> int
                   filters=[("symbol", "=", symbol), ("source", "=", "klines")])
     ms = lake.to_ms(t["window_start"])
     ms = ms[(ms >= start_ms) & (ms < end_ms)]
-    return int(ms.max()) + 60_000 if len(ms) else start_ms
+    return int(ms.max()) + MINUTE_MS if len(ms) else start_ms
 
 
 def rest_backfill(spark, s: Settings, symbols: list[str], lookback_hours: float, end_ms: int | None = None,
@@ -172,14 +173,14 @@ def rest_backfill(spark, s: Settings, symbols: list[str], lookback_hours: float,
         return total
     with KlinesClient(s) as client:
         end = end_ms if end_ms is not None else client.closed_minute_ms()
-        end -= end % 60_000
-        start = end - int(lookback_hours * 3600_000) // 60_000 * 60_000
+        end -= end % MINUTE_MS
+        start = end - int(lookback_hours * HOUR_MS) // MINUTE_MS * MINUTE_MS
         for sym in symbols:
             resume = klines_frontier(s, sym, start, end)
-            span = max(1, (end - start) // 60_000)
+            span = max(1, (end - start) // MINUTE_MS)
             if resume > start:
                 echo(f"backfill --rest {sym}: resuming at {_iso(resume)} "
-                     f"({(resume - start) // 60_000:,} of {span:,} minutes already in {tables.BARS.name})")
+                     f"({(resume - start) // MINUTE_MS:,} of {span:,} minutes already in {tables.BARS.name})")
             buf: list[list] = []
             t0 = time.monotonic()
 
@@ -189,7 +190,7 @@ def rest_backfill(spark, s: Settings, symbols: list[str], lookback_hours: float,
                 r = insert_klines(spark, s, rest_klines_table({sym: buf}))
                 for k in ("rows_read", "inserted", "already_present"):
                     total[k] += r[k]
-                done = (upto_ms - start) // 60_000
+                done = (upto_ms - start) // MINUTE_MS
                 echo(f"backfill --rest {sym}: up to {_iso(upto_ms)}: {done:,} of {span:,} minutes "
                      f"({100 * done / span:.0f}%), +{r['inserted']:,} bars, {time.monotonic() - t0:.0f} s, "
                      f"REST weight {client.budget.used}/{client.budget.limit} this minute")
@@ -198,7 +199,7 @@ def rest_backfill(spark, s: Settings, symbols: list[str], lookback_hours: float,
             for page in client.pages(sym, resume, end):
                 buf.extend(page)
                 if len(buf) >= chunk_minutes:
-                    flush(int(buf[-1][0]) + 60_000)
+                    flush(int(buf[-1][0]) + MINUTE_MS)
             flush(end)
         total["requests"] = client.rest.requests
     return total

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tickcast.timeunits import MINUTE_MS
 
 KIND_PREFERENCE = ("trade", "aggTrade")   # a symbol-minute with both kinds keeps its `trade` bar
 
@@ -76,7 +77,7 @@ class IdRun:
 
     def final_before(self) -> int | None:
         """Minutes ending at or before this epoch ms are complete by id (None: unknown)."""
-        return None if self.through_ms is None else self.through_ms - self.through_ms % 60_000
+        return None if self.through_ms is None else self.through_ms - self.through_ms % MINUTE_MS
 
     def _advance(self) -> None:
         if self.through is None:          # nothing closed in this run yet: no base to count from
@@ -93,7 +94,7 @@ class IdRun:
 def closed_through(max_trade_ms: int, watermark_seconds: int) -> int:
     """The latest minute boundary the watermark has passed: minutes ending at or before it are final (pure)."""
     wm = max_trade_ms - watermark_seconds * 1000
-    return wm - wm % 60_000
+    return wm - wm % MINUTE_MS
 
 
 def tick_frame(arrow):
@@ -166,7 +167,7 @@ def bar_rows(ticks) -> list[dict]:
     cols = t.to_pydict()
     out, groups = [], {}
     for i, (sym, kind, us) in enumerate(zip(cols["symbol"], cols["event_kind"], cols["us"])):
-        groups.setdefault((sym, kind, (us // 1000) // 60_000 * 60_000), []).append(i)
+        groups.setdefault((sym, kind, (us // 1000) // MINUTE_MS * MINUTE_MS), []).append(i)
     zero8, zero16 = decimal.Decimal("0E-8"), decimal.Decimal("0E-16")
     with decimal.localcontext(decimal.Context(prec=80)):
         for (sym, kind, window_ms), idx in groups.items():

@@ -28,6 +28,7 @@ from tickcast.lake.follow import query as rs_query
 from tickcast.lake.write import ensure_table
 from tickcast import schemas, tables
 from tickcast.settings import Settings
+from tickcast.timeunits import MINUTE_MS
 
 QUERY = "bars"
 # The checkpoint, inside the query's folder. v2: the query has no stateful operator any more (bars
@@ -38,7 +39,7 @@ CHECKPOINT = "v2"
 # The bronze.ticks columns `aggregate` reads.
 AGGREGATE_INPUT = ("symbol", "event_kind", "id", "first_trade_id", "last_trade_id", "price", "quantity",
                    "quote_quantity", "trade_time", "is_buyer_maker")
-RECENT_MS = 10 * 60_000     # closes spanning at most this much per symbol read bronze with delta-rs
+RECENT_MS = 10 * MINUTE_MS     # closes spanning at most this much per symbol read bronze with delta-rs
 
 
 def aggregate(ticks):
@@ -302,7 +303,7 @@ class BarWriter(QuerySink):
         t = F.col("trade_time")
         near = F.lit(False)
         for sym, ms in sorted(known.items()):
-            near = near | ((F.col("symbol") == sym) & (t >= F.timestamp_millis(F.lit(ms - 60_000))))
+            near = near | ((F.col("symbol") == sym) & (t >= F.timestamp_millis(F.lit(ms - MINUTE_MS))))
         rows = (spark.read.format("delta").load(tables.TICKS.path(self.s))
                 .where(near & (F.unix_micros("ingest_time") <= F.lit(cut)))
                 .select("symbol", "event_kind", "id", "trade_time", "ingest_time",
@@ -333,7 +334,7 @@ class BarWriter(QuerySink):
         # From the driver's rows to the table as Arrow: a DataFrame of them only to collect them
         # again for delta-rs cost a Spark job in the batch that closes a minute.
         now = dt.datetime.now(dt.timezone.utc)
-        out = arrow_rows([b | {"window_start": utc(b["window_ms"]), "window_end": utc(b["window_ms"] + 60_000),
+        out = arrow_rows([b | {"window_start": utc(b["window_ms"]), "window_end": utc(b["window_ms"] + MINUTE_MS),
                                "created_at": now} for b in bars], schemas.BARS.spark_type())
         spans = spans_of([b["symbol"] for b in bars], [b["window_ms"] for b in bars])
         self.insert(out, spans, None if batch_id is None else self.app_id(QUERY), batch_id, spark=spark)

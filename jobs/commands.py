@@ -13,6 +13,7 @@ from tickcast.kafka_broker import BrokerError, require_reachable
 from tickcast.lock import LockHeld, hold_writer_lock
 from tickcast.settings import Settings
 from tickcast.spark import session
+from tickcast.timeunits import MINUTE_MS
 
 
 @click.command(help="Run a streaming job in a local Spark driver (same code as spark-submit jobs/main.py).")
@@ -117,9 +118,9 @@ def simulate_history(minutes, symbols, rate, seed, plant_signal, signal_kind, si
 
     s = cli_common.settings(quiet_tensorflow=True)
     end_ms = cli_common.time_ms(end) or int(time.time() * 1000)
-    end_ms -= end_ms % 60_000
+    end_ms -= end_ms % MINUTE_MS
     try:
-        cfg = SimConfig(symbols=cli_common.symbols(symbols), rate=rate, seed=seed, start_ms=end_ms - minutes * 60_000,
+        cfg = SimConfig(symbols=cli_common.symbols(symbols), rate=rate, seed=seed, start_ms=end_ms - minutes * MINUTE_MS,
                         plant_signal=plant_signal, signal_kind=signal_kind, signal_strength=signal_strength)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None

@@ -17,6 +17,7 @@ from tickcast.lake.write import append_once
 from jobs.predict_models import Slot
 from tickcast import drift, features, lake, schemas, tables
 from tickcast.settings import Settings
+from tickcast.timeunits import HOUR_MS
 
 APP = "predict-drift"         # the app id (with the query's id) of gold.drift's idempotent appends
 
@@ -68,7 +69,7 @@ class DriftWindow:
 
     def __init__(self, s: Settings, reference: Callable[[Slot], dict], app_id: Callable[[str], str]):
         self.s, self.reference, self.app_id = s, reference, app_id
-        self.window_ms = int(s.drift_window_hours * 3600_000)
+        self.window_ms = int(s.drift_window_hours * HOUR_MS)
         self.live: deque | None = None           # (window_ms, feature row) of the window, oldest first
 
     def update(self, scored, slots: list[Slot], batch_id: int, now_ms: int) -> None:

@@ -33,11 +33,11 @@ from tickcast import metrics, schemas, tables
 from tickcast.evaluation import Sample, per_row
 from tickcast.engine.zipimport_cache import cheap_import_invalidation
 from tickcast.settings import Settings
+from tickcast.timeunits import DAY_MS, HOUR_MS, MINUTE_MS
 
 QUERY = "outcomes"
 SCORES_APP_ID = "outcomes-scores"
-MINUTE_MS = 60_000
-WINDOWS: tuple[tuple[str, int], ...] = (("1h", 3_600_000), ("24h", 86_400_000))
+WINDOWS: tuple[tuple[str, int], ...] = (("1h", HOUR_MS), ("24h", DAY_MS))
 ALL_SYMBOLS = "*"
 KEY = schemas.OUTCOMES_KEY
 # Up to this many pending predictions a batch realizes them in pandas on the driver; a bigger backlog
@@ -46,7 +46,7 @@ DRIVER_ROWS = 200_000
 # After the first batch of a run, a batch only looks at predictions that were not due at the previous
 # batch (target after that batch's latest bar) or that were scored since it started, less this margin
 # (a predict batch that started before and committed after the previous snapshot).
-RESCAN_MARGIN_MS = 3_600_000
+RESCAN_MARGIN_MS = HOUR_MS
 MAX_SYMBOL_TERMS = 64
 # Timestamps travel through pandas as epoch ms (PySpark hands pandas naive local-time datetimes).
 # Flooring to ms keeps both comparisons exact, as window_start and target_time are whole minutes;

@@ -14,8 +14,6 @@ from tickcast.lake.write import ensure_table
 from tickcast import schemas, tables
 from tickcast.settings import Settings
 
-MINUTE_MS = 60_000
-
 
 def end_at(df, end_prices: dict[str, float]):
     """The simulated trades with each symbol's prices scaled so its last trade is at `end_prices[base]`

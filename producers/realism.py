@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 import pandas as pd
+from tickcast.timeunits import MINUTE_MS
 
-MINUTE_MS = 60_000
 LAGS = 10
 
 

@@ -8,6 +8,7 @@ from typing import Iterable, Iterator
 
 from tickcast.sources import public_data as replay
 from tickcast import events
+from tickcast.timeunits import MINUTE_MS
 
 
 def replay_records(paths: Iterable[Path], symbol: str | None = None, loops: int = 1) -> Iterator[events.Record]:
@@ -29,7 +30,7 @@ def simulate_records(symbols: list[str], rate: float, seed: int = 0, count: int 
         start_ms = int(time.time() * 1000)
         if backdate:
             span = (count / rate) if count else (duration_s or 0)
-            start_ms -= int(span * 1000) + 60_000
+            start_ms -= int(span * 1000) + MINUTE_MS
     cfg = SimConfig(symbols=tuple(symbols), rate=rate, seed=seed, start_ms=start_ms, plant_signal=plant_signal,
                     signal_kind=signal_kind, signal_strength=signal_strength, start_prices=dict(start_prices or {}))
     end_ms = start_ms + int(duration_s * 1000) if duration_s else None

@@ -5,8 +5,9 @@ and pandas would cost each worker ~200 MiB.
 
 The first read takes only the files whose newest bar is within `FIRST_READ_SPAN_MS` of the table's
 newest (file statistics); after that only the files new since the last version are read
-(`tickcast.lake.follow`, the one incremental reader). A table rewritten (compaction, overwrite) is
-read again.
+(`tickcast.lake.follow`, the one incremental reader: milliseconds, against most of a second for a
+filtered full read of a week in small files: docs/performance.md#delta-incremental-read). A table
+rewritten (compaction, overwrite) is read again.
 At most one refresh per `min_interval` seconds: a bar closes once a minute.
 """
 from __future__ import annotations

@@ -13,11 +13,11 @@ from serving import metrics
 from serving.api_models import (ErrorBody, HorizonQuery, Latest, Models, PredictBody, Predictions, Reloaded,
                                 SymbolPath)
 from serving.predict import Refused, answer, champion, check_api_key, score, service, validated
+from tickcast.timeunits import MINUTE_MS as BAR_MS
 
 api = APIBlueprint("v1", __name__, url_prefix="/v1", abp_tags=[Tag(name="v1", description="tickcast JSON")])
 
 ERRORS = {401: ErrorBody, 404: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody, 503: ErrorBody}
-BAR_MS = 60_000
 
 
 def _fields(m, i: int, row: dict) -> None:

@@ -18,6 +18,7 @@ from jobs import sim_history
 from jobs.runner import run
 from tickcast import lake, tables
 from tickcast.settings import Settings
+from tickcast.timeunits import MINUTE_MS
 
 SIM_HISTORY_MINUTES = 4000            # ~2.8 days: enough for the gate to see the planted edge
 SIM_SIGNAL = dict(plant_signal=True, signal_kind="interaction", signal_strength=0.6)
@@ -102,11 +103,11 @@ def ensure_models(spark, s: Settings, base_symbols: list[str], echo=print, allow
             echo(f"models: no {s.model_ref} for horizon(s) {missing} and no real history: training on the "
                  f"SIMULATED bars already in silver.bars_1m ({', '.join(symbols)})")
         else:
-            end = int(time.time() * 1000) // 60_000 * 60_000
+            end = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
             echo(f"models: no {s.model_ref} for horizon(s) {missing} and no real history: training on "
                  f"{SIM_HISTORY_MINUTES} minutes of SIMULATED bars with the planted signal ({', '.join(symbols)})")
             cfg = SimConfig(symbols=tuple(base_symbols), rate=1.0, seed=7,
-                            start_ms=end - SIM_HISTORY_MINUTES * 60_000, **SIM_SIGNAL)
+                            start_ms=end - SIM_HISTORY_MINUTES * MINUTE_MS, **SIM_SIGNAL)
             sim_history.run(spark, s, cfg, SIM_HISTORY_MINUTES, end_prices=start_prices)
     run(["features"], s, available_now=True, spark=spark)
     reports = train_in_subprocess(s, missing, symbols, echo)

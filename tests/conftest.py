@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
+
+from testkit.lakes import own_lake
+from testkit.net import free_port  # noqa: F401  (re-exported: tests import it from here)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data" / "binance"
@@ -15,12 +17,6 @@ SHARED = REPO.parent / "shared" / "data" / "binance"
 def pytest_addoption(parser):
     parser.addoption("--chaos-seed", type=int, default=24,
                      help="seed of tests/integration/test_chaos.py's data and fault schedule (printed by the test)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +72,22 @@ def lane(base_settings, broker, tmp_path):
     return s
 
 
-def own_lake(base_settings, root: Path):
-    """Settings with a lake, checkpoints and MLflow store of their own (no broker needed)."""
-    return dataclasses.replace(base_settings, lake_uri=str(root / "delta"), checkpoint_uri=str(root / "checkpoints"),
-                               mlflow_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+@pytest.fixture
+def own_broker(base_settings, tmp_path):
+    """Like `lane`, on a broker of this test's own (data directory and ports): for tests that stop
+    the broker, so that the shared one never stops and no other test depends on their order."""
+    from tickcast import kafka_broker
+
+    d = tmp_path / "own"
+    s = dataclasses.replace(base_settings, data_dir=d, kafka_bootstrap=f"127.0.0.1:{free_port()}",
+                            kafka_controller_port=free_port(), topic=f"t-{uuid.uuid4().hex[:10]}",
+                            lake_uri=str(d / "delta"), checkpoint_uri=str(d / "checkpoints"))
+    kafka_broker.start(s)
+    try:
+        kafka_broker.ensure_topic(s)
+        yield s
+    finally:
+        kafka_broker.stop(s)
 
 
 @pytest.fixture

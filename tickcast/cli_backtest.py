@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from tickcast import cli_common
+from tickcast.timeunits import DAY_MS, HOUR_MS, MINUTE_MS
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
 _MONTHS = re.compile(r"^(\d+)mo$")
@@ -18,8 +19,8 @@ def span_ms(value: str, name: str) -> int:
     m = _SPAN.match(value.strip())
     if not m or float(m[1]) <= 0:
         raise click.BadParameter(f"expected a duration such as 90d, 12h or 30m, got {value!r}", param_hint=name)
-    ms = int(float(m[1]) * {"m": 60_000, "h": 3_600_000, "d": 86_400_000}[m[2]])
-    if ms % 60_000:
+    ms = int(float(m[1]) * {"m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}[m[2]])
+    if ms % MINUTE_MS:
         raise click.BadParameter(f"{value!r} is not a whole number of minutes", param_hint=name)
     return ms
 
@@ -73,7 +74,7 @@ def backtest(horizon, start, end, window, every, candidates, fee_bps, threshold,
         raise click.BadParameter("at least 1mo", param_hint="--retrain-every")
     cfg = bt.BacktestConfig(horizon=horizon, start_ms=cli_common.time_ms(start), end_ms=cli_common.time_ms(end),
                             window_ms=span_ms(window, "--window"), every_months=int(months[1]) if months else 0,
-                            every_ms=span_ms(every, "--retrain-every") if not months else bt.DAY_MS,
+                            every_ms=span_ms(every, "--retrain-every") if not months else DAY_MS,
                             fee_bps=fee_bps, threshold=threshold, serve=serve_rule, train=tcfg)
     try:
         result = bt.backtest(s, cfg, echo=click.echo, record=not no_record)

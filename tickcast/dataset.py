@@ -6,9 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tickcast import features
-
-MINUTE_MS = features.MINUTE_MS
+from tickcast.timeunits import MINUTE_MS
 
 
 def labels(bars: pd.DataFrame, horizon: int) -> pd.DataFrame:

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tickcast.timeunits import MINUTE_MS
 
 if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
     import pandas as pd
 
 WINDOW = 120          # minutes of look-back available to every feature (also the warm-up)
 GAP_RESET = 15        # more missing minutes in a row than this end a segment
-MINUTE_MS = 60_000
 # Bump when the implementation changes a number without changing the specification below.
 IMPL_REVISION = 1
 

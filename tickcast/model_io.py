@@ -75,7 +75,7 @@ def export_litert(model, path: Path, reference_rows: np.ndarray, convert=None) -
     """Write `model` as a LiteRT flatbuffer and check it against Keras on `reference_rows`.
 
     `model.export(format="litert")` keeps the Normalization constants; other converter routes
-    (`TFLiteConverter.from_concrete_functions`) silently turn them into NaN (MEASURED.md), so the
+    (`TFLiteConverter.from_concrete_functions`) silently turn them into NaN (docs/performance.md#litert-normalization-nan), so the
     artefact is trusted only after its outputs equal Keras's (rtol 1e-5); otherwise ExportError.
     `convert(model, path)` replaces the Keras export (tests check the check with the other routes).
     """

@@ -226,7 +226,7 @@ def linear_keras(X: np.ndarray, y: np.ndarray, seed: int = 0) -> Fitted:
 
 
 def batch_predictor(model) -> Predict:
-    """Whole-batch inference through a compiled graph (MEASURED.md: never `model.predict` on rows)."""
+    """Whole-batch inference through a compiled graph (never `model.predict` on rows: docs/performance.md#keras-predict)."""
     import tensorflow as tf
 
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)

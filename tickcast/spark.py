@@ -19,7 +19,7 @@ def conf(s: Settings) -> dict[str, str]:
         # validate 3-4x faster with the flag).
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -XX:+UseG1GC -XX:-DontCompileHugeMethods",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC -XX:-DontCompileHugeMethods",
-        # MEASURED.md: 200 shuffle partitions cannot keep a 1 s trigger; 2 matches the 2 cores.
+        # 2 matches the 2 cores; 200 could not keep a 1 s trigger (docs/performance.md#spark-shuffle-partitions).
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
         "spark.driver.memory": s.spark_driver_memory,

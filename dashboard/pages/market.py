@@ -8,7 +8,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, ids
 from dashboard.components import contained, empty_figure, message, skip_if_unchanged
-from dashboard.data import DAY_MS, MINUTE_MS
+from tickcast.timeunits import DAY_MS, MINUTE_MS
 
 RANGE_LABELS = {"1h": "1 hour", "6h": "6 hours", "1d": "1 day", "1w": "1 week"}
 SYMBOLS_SPAN_MS = DAY_MS     # the picker lists the symbols with a bar in the newest day

@@ -8,7 +8,8 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import figures, ids
 from dashboard.components import contained, empty_figure, message, skip_if_unchanged
-from dashboard.data import DAY_MS, MINUTE_MS, NEWEST
+from dashboard.data import NEWEST
+from tickcast.timeunits import DAY_MS, MINUTE_MS
 
 SPANS = {"1h": "1 hour", "6h": "6 hours", "1d": "1 day", "1w": "1 week"}
 EXAMPLES = 3          # rejected raw records shown per quarantine reason

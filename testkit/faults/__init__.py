@@ -3,7 +3,9 @@
 A process with a hook installed SIGKILLs its own process group at one aimed write point:
 - `after-commit`: a foreachBatch sink has returned (its Delta commit is made), Spark's commit log
   has not recorded the batch yet;
-- `mid-merge`: 0.2 s into a Delta MERGE (`DeltaMergeBuilder.execute`);
+- `mid-merge`: 0.2 s into a Delta MERGE (`DeltaMergeBuilder.execute`), only while it still runs
+  (`kill_window`: the message then says "inside the operation"; a MERGE that returned first is
+  not killed, and the next one is tried);
 - `mid-append`: a delta-rs append has written its data file and not committed it (the file is
   left in the table's folder, named by no commit, as a kill inside `write_deltalake` leaves it);
 - `mid-register`: a training run has registered its first model version and not the others
@@ -16,6 +18,7 @@ no trace of them.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -46,9 +49,34 @@ def message(point: str) -> str:
     return f"{ENV}={point}: killing process group"
 
 
-def kill(point: str) -> None:
-    print(f"{message(point)} {os.getpgrp()}", file=sys.stderr, flush=True)
+INSIDE = "inside the operation"   # a `kill_window` kill's message ends so: the block had not returned
+
+
+def kill(point: str, where: str = "") -> None:
+    print(f"{message(point)} {os.getpgrp()}{where}", file=sys.stderr, flush=True)
     os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def kill_window(point: str, after_seconds: float):
+    """SIGKILL this process's group `after_seconds` into the block, only while the block still runs
+    (a JVM operation such as a MERGE): the message says so; a block that ended first is not killed."""
+    lock, done = threading.Lock(), threading.Event()
+
+    def die():
+        with lock:
+            if not done.is_set():
+                kill(point, f" {INSIDE}")
+
+    timer = threading.Timer(after_seconds, die)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            done.set()
+        timer.cancel()
 
 
 def _after_commit(mod) -> None:
@@ -69,8 +97,8 @@ def _mid_merge(mod) -> None:
     original = cls.execute
 
     def execute(self, *a, **k):
-        threading.Timer(0.2, kill, args=("mid-merge",)).start()
-        return original(self, *a, **k)
+        with kill_window("mid-merge", 0.2):
+            return original(self, *a, **k)
 
     cls.execute = execute
 

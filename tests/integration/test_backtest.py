@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from tests.conftest import own_lake
 from tests.integration.test_dashboard import browser  # noqa: F401  (the module-scoped Chromium fixture)
 from tickcast import lake, tables
+from tickcast.timeunits import MINUTE_MS as MIN
 
 pytestmark = pytest.mark.spark
 
-MIN = 60_000
 HOUR = 60 * MIN
 END_MS = 1_790_000_000_000 // HOUR * HOUR
 WINDOW_MIN = 1440                    # a day of minutes to train on before each period

@@ -172,53 +172,6 @@ def test_backfill_months_once_and_the_stream_runs_on_the_same_table(spark, lane,
     assert len(after) == len(got) + 5                       # 00:00 .. 00:04 of 2024-08-09
 
 
-def test_kill_minus_9_during_bars_then_restart_bars_exact_and_unique(spark, lane, shared_data):
-    import dataclasses
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from tests.conftest import REPO
-
-    publish_files(lane, [shared_data / WS.format(8), shared_data / WS.format(9)])
-    s = dataclasses.replace(lane, max_offsets_per_trigger=1500, trigger_seconds=0.5, bars_trigger_seconds=0.5)
-    proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "main.py"), "--job", "ingest", "--job", "bars"],
-                            env=s.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    from jobs import bars as bars_job
-
-    commits = Path(bars_job.checkpoint(s)) / "commits"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the driver died on its own"
-            n = len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
-            if n >= 3:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("bars committed fewer than 3 batches in 300 s")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    assert spark.read.format("delta").load(tables.TICKS.path(s)).count() < 19904, "kill must land mid-replay"
-
-    ingest_now(spark, lane)
-    bars_now(spark, lane)
-    rows = spark.read.format("delta").load(tables.BARS.path(lane))
-    assert rows.count() == rows.select("symbol", "window_start").distinct().count() == 11
-    got = bars(spark, lane)
-    ref = {**klines(shared_data / KLINES.format("2024-08-08")), **klines(shared_data / KLINES.format("2024-08-09"))}
-    for m in (1723161300000 + i * 60_000 for i in range(10)):
-        for name, col in FIELDS.items():
-            want = int(ref[m][col]) if name == "trade_count" else Decimal(ref[m][col])
-            assert got[("BTCUSDT", m)][name] == want, (m, name)
-        assert got[("BTCUSDT", m)]["is_complete"] is True
-
-
 def test_tables_read_by_delta_rs_also_after_optimize_and_vacuum(spark, lane, shared_data):
     from deltalake import DeltaTable
 

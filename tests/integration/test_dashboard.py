@@ -13,8 +13,6 @@ import dataclasses
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -22,8 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from testkit.net import free_port, wait_http
+from testkit.wait import until
 from tickcast import lake, tables
+from tickcast.timeunits import MINUTE_MS as MIN
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -31,7 +32,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 REFRESH_S = 1.0
 EXTRA_MINUTES = 150           # simulated after the shared pipeline's end (its champion's training end)
-MIN = 60_000
 BAD = (b'{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":"x","p":"5.0","q":"1","T":1723161255342,"m":true}',
        b"not json at all {")
 
@@ -73,19 +73,6 @@ def dash_settings(shared_data, pipeline, spark, broker, tmp_path_factory):
     return s
 
 
-def _wait_http(url: str, proc, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"tickcast dashboard exited: {proc.stderr.read().decode()[-3000:]}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
-
-
 def _serve(s):
     """`tickcast dashboard` on a free loopback port as its own process group; (url, proc)."""
     port = free_port()
@@ -94,7 +81,8 @@ def _serve(s):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(url + "/healthz", proc)
+        wait_http(url + "/healthz", 60, proc, "the dashboard",
+                  detail=lambda: proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "")
     except BaseException:
         _stop(proc)
         raise
@@ -164,20 +152,19 @@ class Page:
         return self.page.evaluate("""id => {
             const gd = document.querySelector('#' + id + ' .js-plotly-plot');
             if (!gd || !gd._fullData) return null;
-            return gd._fullData.map(t => ({name: t.name, type: t.type, x: t.x ? Array.from(t.x) : [],
-                                           y: t.y ? Array.from(t.y) : [], close: t.close ? Array.from(t.close) : []}));
+            const arr = a => a ? Array.from(a) : [];
+            return gd._fullData.map(t => ({name: t.name, type: t.type, x: arr(t.x), y: arr(t.y), open: arr(t.open),
+                                           high: arr(t.high), low: arr(t.low), close: arr(t.close)}));
         }""", graph_id)
 
     def wait_traces(self, graph_id: str, ok=lambda t: bool(t), timeout: float = 30.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.traces(graph_id)
-            if last and ok(last):
-                return last
-            time.sleep(0.2)
-        raise AssertionError(f"#{graph_id}: not drawn as expected within {timeout:.0f} s; last: "
-                             f"{[(t['name'], len(t['x'])) for t in last or []]}")
+        last = []
+
+        def drawn():
+            last[:] = [self.traces(graph_id)]
+            return last[0] if last[0] and ok(last[0]) else None
+        return until(drawn, timeout, f"#{graph_id} drawn as expected",
+                     detail=lambda: f"last: {[(t['name'], len(t['x'])) for t in (last[0] if last else None) or []]}")
 
     def text(self, selector: str) -> str:
         return self.page.inner_text(selector)
@@ -191,12 +178,23 @@ class Page:
 
 
 def bars_of(s, symbol: str) -> pd.DataFrame:
-    t = lake.read(tables.BARS, s, columns=["symbol", "window_start", "close"]).to_pandas()
+    t = lake.read(tables.BARS, s, columns=["symbol", "window_start", *OHLC]).to_pandas()
     return t, t[t["symbol"] == symbol].sort_values("window_start")
 
 
 def ms(ts) -> float:
     return float(pd.Timestamp(ts).value // 10**6)
+
+
+OHLC = ("open", "high", "low", "close")
+
+
+def assert_candles(trace: dict, rows: pd.DataFrame) -> None:
+    """A candlestick trace as drawn equals bar rows (window_start and the OHLC columns): every time
+    exactly, every open, high, low and close to float precision (the figure's arithmetic rounds)."""
+    assert trace["x"] == [ms(t) for t in rows["window_start"]]
+    for k in OHLC:
+        np.testing.assert_allclose(trace[k], [float(v) for v in rows[k]], rtol=1e-12, atol=0, err_msg=k)
 
 
 def test_the_cache_equals_a_full_read_of_every_table_the_jobs_wrote(dash_settings, tmp_path):
@@ -212,7 +210,10 @@ def test_the_cache_equals_a_full_read_of_every_table_the_jobs_wrote(dash_setting
     restarted.refresh(*restarted.caches)
     checked = 0
     for name, c in cache.caches.items():
+        # A read that failed would keep no rows and look like "no table yet": errors fail here.
+        assert c.error is None and restarted[name].error is None, (name, c.error, restarted[name].error)
         if c.version is None:
+            assert not lake.exists(c.spec.table, dash_settings), f"{name}: the table exists but the cache is empty"
             continue
         full = table_cache.full_read(c.spec, dash_settings)
         keys = [(col, "ascending") for col in c.spec.columns if col not in ("raw_value",)]
@@ -239,7 +240,8 @@ def test_market_page_draws_the_tables_values_and_follows_the_symbol(server, brow
             rows = rows.sort_values("window_start")
             tr = p.wait_traces("market-graph", lambda t: t[0]["type"] == "candlestick"
                                and len(t[0]["close"]) == len(rows) and t[0]["close"][-1] == float(rows["close"].iloc[-1]))
-            assert tr[0]["name"] == sym and tr[0]["x"][-1] == ms(rows["window_start"].iloc[-1])
+            assert tr[0]["name"] == sym
+            assert_candles(tr[0], rows)                                            # every candle, all four values
             # The overlay: one P(up) per bar with a prediction, the newest one's probability last.
             pr = preds[(preds["symbol"] == sym) & (preds["horizon"] == pipeline.horizon)
                        & (preds["window_start"] > end - pd.Timedelta(hours=6))].sort_values("window_start")
@@ -255,9 +257,11 @@ def test_market_page_draws_the_tables_values_and_follows_the_symbol(server, brow
         p.page.get_by_label("1 week").check()
         sym = pipeline.symbols[1]
         week = all_bars[(all_bars["symbol"] == sym) & (all_bars["window_start"] > end - pd.Timedelta(days=7))]
-        ref = (week.set_index("window_start")["close"].resample("10min", origin="epoch").last().dropna())
+        ref = (week.set_index("window_start")[list(OHLC)].astype(float).resample("10min", origin="epoch")
+               .agg({"open": "first", "high": "max", "low": "min", "close": "last"}).dropna().reset_index())
         tr = p.wait_traces("market-graph", lambda t: len(t[0]["close"]) == len(ref))
-        assert len(ref) <= 1_500 and tr[0]["close"][-1] == float(ref.iloc[-1]) and tr[0]["x"][0] == ms(ref.index[0])
+        assert len(ref) <= 1_500
+        assert_candles(tr[0], ref)
         assert not p.errors, p.errors
         p.screenshot("market")
 

@@ -22,10 +22,10 @@ import pytest
 from testkit import faults
 from tests.conftest import REPO, own_lake
 from tickcast import lake, model_events, model_io, tables, training
+from tickcast.timeunits import MINUTE_MS as MIN
 
 pytestmark = pytest.mark.spark
 
-MIN = 60_000
 END_MS = 1_790_000_000_000 // MIN * MIN
 PRE, POST = 2400, 2600                      # minutes before and after the flip
 FLIP_MS = END_MS - POST * MIN

@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pytest
 
 from tickcast import lake, schemas, tables
+from tickcast.timeunits import MINUTE_MS as M
 
 pytestmark = pytest.mark.spark
 KLINES = "klines_1m/BTCUSDT-1m-2024-01.csv.gz"
-M = 60_000
 GAPS = set(range(100, 105)) | {200}          # minutes (row indices) removed from the bars
 TRAINING_END_MIN = 50                        # rows at or before minute 50 are inside the training data
 
@@ -292,10 +292,10 @@ def test_kill_minus_9_during_outcomes_then_restart_exact_and_unique(spark, lake_
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     from tests.conftest import REPO
+    from testkit.wait import until
 
     s = dataclasses.replace(lake_lane, trigger_seconds=0.5, outcomes_trigger_seconds=0.5)
     market = Market(read_csv(shared_data / KLINES, 400))
@@ -309,11 +309,7 @@ def test_kill_minus_9_during_outcomes_then_restart_exact_and_unique(spark, lake_
     cp = Path(tables.checkpoint(s, "outcomes"))
 
     def wait_for(path: Path, what: str, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            assert proc.poll() is None, "the driver died on its own"
-            assert time.monotonic() < deadline, f"no {what} in {timeout} s"
-            time.sleep(0.05)
+        until(path.exists, timeout, what, proc=proc, interval=0.05)
 
     try:
         wait_for(cp / "commits" / "0", "first committed batch")

@@ -19,4 +19,7 @@ def test_the_shared_pipeline_writes_every_read_side_table(pipeline):
     assert set(preds["model_version"]) == {pipeline.report["version"]}
     assert str(model_io.resolve(model_io.configure(s), model_io.model_name(pipeline.horizon),
                                 model_io.CHAMPION).version) == pipeline.report["version"]
-    assert lake.exists(tables.OUTCOMES, s) and lake.exists(tables.STREAM_PROGRESS, s)
+    # Every prediction whose next minute is in the history has its outcome, and the rolling scores exist.
+    outcomes = lake.read(tables.OUTCOMES, s, columns=["symbol"]).to_pandas()
+    assert 0.99 * len(preds) <= len(outcomes) <= len(preds) and len(outcomes) > 20_000
+    assert len(lake.read(tables.MODEL_SCORES, s, columns=["n"])) > 0 and lake.exists(tables.STREAM_PROGRESS, s)

@@ -4,21 +4,18 @@ running stream, no champion -> wait, refused feature versions, kill -9 and resta
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, own_lake
+from testkit.lakes import fork, own_lake
+from testkit.wait import until
 from tickcast import features, lake, model_io, modeling, tables, training
+from tickcast.timeunits import MINUTE_MS as MIN
 
 pytestmark = pytest.mark.spark
-MIN = 60_000
 T_END = 1_790_000_000_000 // MIN * MIN        # 2026-09-21: a fixed, recent end for the simulated history
 
 
@@ -70,6 +67,12 @@ def trained(spark, base_settings, tmp_path_factory):
     return s, rep
 
 
+def _fork(trained, root):
+    """`trained`'s features and registry, copied: each test changes aliases, versions and rows of its own."""
+    s0, rep = trained
+    return fork(s0, root, (tables.FEATURES,)), rep
+
+
 def _run_in_thread(s, spark, writer=None):
     import functools
 
@@ -87,18 +90,23 @@ def _run_in_thread(s, spark, writer=None):
 
 
 def _wait(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    until(cond, timeout, what, interval=1.0)
 
 
-def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark, trained, capsys):
+def _said(capsys, needle: str):
+    """A condition: `needle` is in what was printed since the first call (the runner prints from its thread)."""
+    seen = []
+
+    def cond() -> bool:
+        seen.append(capsys.readouterr().out)
+        return needle in "".join(seen)
+    return cond
+
+
+def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark, trained, capsys, tmp_path):
     from jobs import predict
 
-    s, rep = trained
+    s, rep = _fork(trained, tmp_path)
     v1 = rep["version"]
     client = model_io.configure(s)
     if rep["alias"] == "champion":          # start from "no champion yet"
@@ -106,9 +114,9 @@ def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark,
     writer = predict.PredictWriter(s, spark)                 # its scorer counts the model loads
     stop, th, _ = _run_in_thread(s, spark, writer)
     try:
-        time.sleep(20)
+        # The runner asked the gate and held the query back: nothing scored.
+        _wait(_said(capsys, "waiting for a champion of tickcast-h1"), 120, "the runner waiting for a champion")
         assert _predictions(s).empty, "scored without a champion"
-        assert "waiting for a champion of tickcast-h1" in capsys.readouterr().out
         model_io.set_alias(client, "tickcast-h1", "champion", v1, "test")
         direct = _direct(s, v1)
         _wait(lambda: len(_predictions(s)) >= len(direct), 300, "predictions of the history")
@@ -157,10 +165,10 @@ def test_waits_without_champion_then_scores_switches_alias_once_per_batch(spark,
     assert set(drift["feature"]) == set(model_io.load(s, "tickcast-h1", v2).features) and (drift["n"] > 0).all()
 
 
-def test_rows_of_another_feature_version_are_refused_and_counted(spark, trained):
+def test_rows_of_another_feature_version_are_refused_and_counted(spark, trained, tmp_path):
     from jobs.runner import run
 
-    s, rep = trained
+    s, rep = _fork(trained, tmp_path)
     client = model_io.configure(s)
     if rep["alias"] != "champion":
         model_io.set_alias(client, "tickcast-h1", "champion", rep["version"], "test")
@@ -180,55 +188,16 @@ def test_rows_of_another_feature_version_are_refused_and_counted(spark, trained)
     assert len(_predictions(s)) == before
 
 
-def test_kill_minus_9_during_predictions_then_restart_exact(spark, base_settings, trained, tmp_path):
-    s0, rep = trained
-    # A lane of its own over the same features and registry: a copy of the feature table.
-    s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
-    import shutil
-
-    shutil.copytree(tables.FEATURES.path(s0), tables.FEATURES.path(s))
-    client = model_io.configure(s)
-    if model_io.resolve(client, "tickcast-h1", "champion") is None:      # run on its own
-        model_io.set_alias(client, "tickcast-h1", "champion", rep["version"], "test")
-    version = str(client.get_model_version_by_alias("tickcast-h1", "champion").version)
-    env = s.child_env()
-    cmd = [sys.executable, str(REPO / "jobs" / "main.py"), "--job", "predict"]
-    commits = Path(tables.checkpoint(s, "predict")) / "commits"
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        # Killed after a committed batch that wrote predictions (a batch of warm-up rows writes none).
-        _wait(lambda: commits.is_dir() and any(c.name.isdigit() for c in commits.iterdir())
-              and len(_predictions(s)) > 0, 300, "a first committed batch with predictions")
-    finally:
-        p.kill()
-        p.wait(30)
-    first = len(_predictions(s))
-    r = subprocess.run(cmd + ["--available-now"], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    got = _predictions(s)
-    direct = _direct(s, version)
-    assert 0 < first < len(direct), (first, len(direct))          # killed mid-way
-    assert len(got) == len(direct) and not got.duplicated(["symbol", "window_ms", "horizon"]).any()
-    m = got.merge(direct, on=["symbol", "window_ms"], suffixes=("", "_direct"))
-    np.testing.assert_allclose(m["prob_up"], m["prob_up_direct"], rtol=1e-5)
-    plan = lake.read(tables.PREDICT_BATCHES, s).to_pandas()
-    assert not plan.duplicated(["batch_id", "horizon"]).any()
-
-
 def test_rerun_after_predictions_committed_but_not_the_plan_keeps_their_version(spark, trained, tmp_path):
     """A live batch appends its predictions, then writes its plan; a crash between the two, then the
     alias moves. The re-run (the next run's first batch) must take the committed version: scoring
     it anew with the new champion would add a second version's rows for the same bars."""
-    import shutil
-
     from pyspark.sql import functions as F
 
     from jobs import predict
     from tickcast.lake.write import ensure_table
 
-    s0, rep = trained
-    s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
-    shutil.copytree(tables.FEATURES.path(s0), tables.FEATURES.path(s))
+    s, rep = _fork(trained, tmp_path)
     for t in (tables.PREDICTIONS, tables.PREDICT_BATCHES, tables.DRIFT):
         ensure_table(spark, t, s)
     client = model_io.configure(s)
@@ -277,14 +246,10 @@ def test_rerun_after_predictions_committed_but_not_the_plan_keeps_their_version(
     model_io.set_alias(client, "tickcast-h1", "champion", v1, "back")
 
 
-def test_alias_removed_mid_run_waits_without_losing_a_batch_then_scores_it_once(spark, trained, tmp_path):
+def test_alias_removed_mid_run_waits_without_losing_a_batch_then_scores_it_once(spark, trained, tmp_path, capsys):
     """The champion alias disappears while the stream runs: the next batch commits nothing (the query
     stops, the runner waits for a model), and once the alias is back that batch is scored, once."""
-    import shutil
-
-    s0, rep = trained
-    s = dataclasses.replace(s0, lake_uri=str(tmp_path / "delta"), checkpoint_uri=str(tmp_path / "checkpoints"))
-    shutil.copytree(tables.FEATURES.path(s0), tables.FEATURES.path(s))
+    s, rep = _fork(trained, tmp_path)
     client = model_io.configure(s)
     version = rep["version"]
     model_io.set_alias(client, "tickcast-h1", "champion", version, "test")
@@ -298,7 +263,8 @@ def test_alias_removed_mid_run_waits_without_losing_a_batch_then_scores_it_once(
         t = t.assign(window_start=t["window_start"] + pd.Timedelta(days=500))
         spark.createDataFrame(t, tables.FEATURES.schema.spark_type()).write.format("delta").mode("append") \
             .save(tables.FEATURES.path(s))
-        time.sleep(20)
+        # The runner says it waits only once the query failed on the new batch (the gate closed).
+        _wait(_said(capsys, "predict: waiting for"), 300, "the batch refused and the runner waiting")
         assert len(_predictions(s)) == n_hist and th.is_alive()        # not scored, not lost, still running
         model_io.set_alias(client, "tickcast-h1", "champion", version, "back")
         _wait(lambda: len(_predictions(s)) >= n_hist + 12, 300, "the held batch scored")

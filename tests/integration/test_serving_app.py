@@ -160,16 +160,6 @@ def test_models_health_ready_metrics_openapi(client, served, pipeline):
     rep = pipeline.report
     assert h["champion"]["gate"] == {"result": "promoted", "reason": rep["gate"]["reason"]}
     assert h["champion"]["walk_forward"]["brier"] == pytest.approx(rep["overall"][rep["family"]]["brier"]["value"], abs=1e-6)
-    scores = lake.read(tables.MODEL_SCORES, s).to_pandas()
-    mine = scores[(scores["model_version"] == champ.version) & (scores["symbol"] == "*")]
-    if len(mine):
-        last = mine.sort_values("batch_id").groupby("window").tail(1).set_index("window")
-        for live in h["champion"]["live"]:
-            assert live["n"] == last.loc[live["window"], "n"]
-            assert live["hit_rate"] == pytest.approx(last.loc[live["window"], "accuracy"], nan_ok=True)
-            assert live["baselines"]["climatology"]["brier"] == pytest.approx(
-                last.loc[live["window"], "climatology_brier"], nan_ok=True)
-        assert {x["window"] for x in h["champion"]["live"]} == set(last.index)
     spec = client.get("/openapi.json").get_json()
     assert {"/v1/predict", "/v1/predict/{symbol}", "/v1/models", "/v1/models/reload", "/v2/models/{model_name}",
             "/v2/models/{model_name}/infer", "/health", "/ready", "/v2", "/v2/models/{model_name}/ready",
@@ -230,6 +220,40 @@ def test_every_bad_input_class_is_a_json_4xx_naming_the_field(client, served, pi
     assert ok.status_code == 200 and ok.get_json()["serving"] == {str(H): champ.version}
 
 
+def test_models_shows_the_newest_live_scores_of_the_champion(served, pipeline, spark, tmp_path):
+    """/v1/models' live scores are gold.model_scores' newest batch. The shared pipeline scored its
+    history after the fact (n = 0 everywhere), so a fork of its lake gets one more batch: the
+    outcomes job's own `model_scores` over its outcomes as if each had been predicted live."""
+    import pandas as pd
+
+    from jobs.outcomes import model_scores
+    from serving import create_app
+    from testkit.lakes import fork
+    from tickcast import schemas
+
+    s0, champ = served
+    s = dataclasses.replace(fork(s0, tmp_path / "lake", tables=None, registry=False), mlflow_uri=s0.mlflow_uri,
+                            data_dir=tmp_path / "run")
+    t = lake.read(tables.OUTCOMES, s)
+    o = t.to_pandas().assign(target_time=lake.to_ms(t["target_time"]), after_training_end=True,
+                             made_before_outcome=True)
+    sc = model_scores(o, int(o["target_time"].max()))
+    old = lake.read(tables.MODEL_SCORES, s, columns=["batch_id"]).to_pandas()
+    sc = sc.assign(computed_at=pd.Timestamp.now(tz="UTC"), batch_id=int(old["batch_id"].max()) + 1)
+    spark.createDataFrame(sc[list(schemas.MODEL_SCORES.names)], tables.MODEL_SCORES.schema.spark_type()) \
+        .write.format("delta").mode("append").save(tables.MODEL_SCORES.path(s))
+
+    (h,) = [m for m in create_app(s).test_client().get("/v1/models").get_json()["models"]
+            if m["horizon"] == pipeline.horizon]
+    last = sc[(sc["model_version"] == champ.version) & (sc["symbol"] == "*")].set_index("window")
+    assert {x["window"] for x in h["champion"]["live"]} == set(last.index) == {"1h", "24h"}
+    for live in h["champion"]["live"]:
+        w = last.loc[live["window"]]
+        assert live["n"] == w["n"] > 0, live
+        assert live["hit_rate"] == pytest.approx(w["accuracy"]) and live["brier"] == pytest.approx(w["brier"])
+        for b in ("climatology", "momentum"):
+            assert live["baselines"][b]["brier"] == pytest.approx(w[f"{b}_brier"])
+            assert live["baselines"][b]["hit_rate"] == pytest.approx(w[f"{b}_accuracy"])
 def test_bodies_that_are_not_json_name_the_problem_on_every_post_route(client, served, pipeline, feature_rows):
     """JSON without a Content-Type is read as JSON on every route (protocol clients send none); a
     declared non-JSON type is a 415 naming application/json (curl -d's form type included); empty,

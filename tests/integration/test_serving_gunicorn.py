@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -17,8 +16,10 @@ import numpy as np
 import pytest
 
 from serving import launch
+from testkit.lakes import fork
+from testkit.net import free_port
 from testkit.promtool import check_metrics
-from tests.conftest import free_port
+from testkit.wait import until
 from tickcast import lake, model_io, tables
 
 pytestmark = pytest.mark.spark
@@ -29,11 +30,9 @@ RELOAD_SECONDS = 1.0
 @pytest.fixture(scope="module")
 def service(pipeline, tmp_path_factory):
     root = tmp_path_factory.mktemp("gunicorn")
-    src = Path(pipeline.settings.mlflow_uri[len("sqlite:///"):])
-    db = root / "mlflow" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copy(src, db)       # the registry's rows; artifacts stay where the pipeline wrote them
-    s = launch.with_port(dataclasses.replace(pipeline.settings, data_dir=root, mlflow_uri=f"sqlite:///{db}",
+    # A fork of the registry (new versions' artefacts go under `root`); the pipeline's tables, read only.
+    own = fork(pipeline.settings, root, tables=())
+    s = launch.with_port(dataclasses.replace(pipeline.settings, data_dir=root, mlflow_uri=own.mlflow_uri,
                                              serve_reload_seconds=RELOAD_SECONDS, serve_admin_token="tok"),
                          free_port(), workers=2)
     proc = launch.start(s, log=root / "serve.log")
@@ -198,12 +197,17 @@ def test_metrics_sum_the_traffic_over_workers(service, champion, pipeline, row):
     assert len(pids) >= 2
 
 
-def test_hot_reload_under_load_fails_nothing(service, champion, pipeline, row, tmp_path):
+def test_hot_reload_under_load_fails_nothing(service, champion, pipeline, row, tmp_path, request):
     import mlflow
     import pandas as pd
 
     s, proc, root = service
     client = model_io.configure(s)
+
+    def restore():      # the module's other tests see the champion they started with
+        model_io.set_alias(client, champion.name, model_io.CHAMPION, champion.version, "hot reload test done")
+        call(s, "POST", "/v1/models/reload", headers={"Authorization": "Bearer tok"})
+    request.addfinalizer(restore)
     with mlflow.start_run(run_name="serving hot reload test"):      # registered, not yet champion
         _, v2 = model_io.log_model(champion.model, champion.meta, champion.reference,
                                    pd.DataFrame([row], columns=champion.features))
@@ -212,7 +216,11 @@ def test_hot_reload_under_load_fails_nothing(service, champion, pipeline, row, t
     load = subprocess.Popen([sys.executable, "-m", "serving.loadgen", "--url", launch.url(s) + "/v1/predict",
                              "--body", body, "--seconds", "10", "--procs", "2", "--out", str(out)],
                             env=s.child_env())
-    time.sleep(4.0)
+    # The alias moves once the load has been answered for 2.5 s (the service's own count says so).
+    before = count(metric_samples(s), "tickcast_predictions_total", version=champion.version)
+    t_load = until(lambda: count(metric_samples(s), "tickcast_predictions_total", version=champion.version) > before
+                   and time.time(), 30, "the load answered", proc=load)
+    until(lambda: time.time() > t_load + 2.5, 5, "2.5 s of load")
     model_io.set_alias(client, champion.name, model_io.CHAMPION, v2, "hot reload test")
     t_switch = time.time()
     assert load.wait(60) == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import own_lake
+from testkit.lakes import fork, own_lake
 from tickcast import features, lake, model_io, modeling, tables, training
 
 pytestmark = pytest.mark.spark
@@ -41,11 +41,11 @@ def _lake(spark, base_settings, tmp_path_factory, name, **sim):
 
 
 @pytest.fixture(scope="module")
-def signal_lake(spark, base_settings, tmp_path_factory):
-    # The interaction signal (docs/simulator.md): imbalance x the sign of the last return, an edge
-    # no linear model on the features can represent.
-    return _lake(spark, base_settings, tmp_path_factory, "signal", plant_signal=True, signal_kind="interaction",
-                 signal_strength=0.45)
+def signal_lake(pipeline, tmp_path_factory):
+    """The shared pipeline's bars and features (the interaction signal, docs/simulator.md: imbalance
+    x the sign of the last return, an edge no linear model on the features can represent), with an
+    MLflow store of its own: the training here never touches the pipeline's registry."""
+    return fork(pipeline.settings, tmp_path_factory.mktemp("signal"), (tables.BARS, tables.FEATURES), registry=False)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,8 @@ def test_the_family_that_can_represent_the_planted_signal_is_champion(signal_lak
         assert rep["margins"][b]["brier_improvement_lo"] > 0
     # What matters to it: the two inputs of the planted interaction lead the permutation importance.
     top = [r["feature"] for r in rep["importance"][best][:4]]
-    assert any(t.startswith("imbalance") or t.startswith("hi_") for t in top), top
+    assert any(t == "imbalance" or t.startswith("hi_") for t in top), top        # imbalance of minute t-1
+    assert any(t == "ret_1" or t.startswith("hr_") for t in top), top            # the sign of its return
     assert rep["symbols"] == ["BTCUSDT-SIMSIG", "ETHUSDT-SIMSIG"]
     assert rep["leakage_guard"]["checked"] == 20
 

@@ -1,7 +1,12 @@
-"""`tickcast up` end to end: from nothing to predictions and outcomes, Ctrl-C, and a second `up` that resumes.
+"""`tickcast up` end to end, one run shared by every check: from nothing to live predictions and
+their outcomes, the stack's Prometheus metrics, nothing listening beyond loopback, `up | tee` whose pipe closes before a SIGTERM
+stops every child, and a second `up` that resumes and stops on Ctrl-C.
 
-Real everything: the test's broker, `tickcast up` as a user runs it (a subprocess with the
-simulator), its bootstrap training into a fresh MLflow store, Spark, Delta.
+Real everything: `up` as a user runs it (a subprocess with the simulator, stdout a pipe, no
+SPARK_LOCAL_IP in its environment) with its own broker (a data directory and ports of its own),
+its bootstrap training into a fresh MLflow store, Spark with its UI, Delta, the service and the
+dashboard. The module's fixture runs the first `up` once and records what it saw; the tests below
+check that record.
 """
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -16,53 +22,24 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
+from tests.conftest import REPO
+from tests.integration.test_listeners import listening, loopback
+from testkit.net import answers, free_port
 from testkit.promtool import check_metrics
+from testkit.wait import until
 from tickcast import data_loss, lake, metrics, schemas, tables
+from tickcast.timeunits import MINUTE_MS
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The first test waits for the whole shared run (bootstrap training included): minutes on a loaded machine.
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(2400)]
 
 
 def rows(t, s) -> int:
-    try:
-        return len(lake.read(t, s, columns=[t.schema.names[0]])) if lake.exists(t, s) else 0
-    except Exception:  # being created: not yet
-        return 0
-
-
-def start_up(s, log):
-    return subprocess.Popen([sys.executable, "-m", "tickcast.cli", "up", "--source", "simulate", "--rate", "50"],
-                            env=s.child_env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def wait_for(proc, cond, timeout: float, what: str, log_path) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if proc.poll() is not None:
-            pytest.fail(f"`tickcast up` exited ({proc.returncode}) before {what}:\n"
-                        + log_path.read_text(errors="replace")[-3000:])
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"no {what} after {timeout:.0f} s:\n" + log_path.read_text(errors="replace")[-3000:])
-        time.sleep(2)
-
-
-def ctrl_c(proc, log_path) -> str:
-    """SIGINT as a terminal's Ctrl-C; `up` must stop everything and exit 0 on its own."""
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        code = proc.wait(120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("`tickcast up` did not stop within 120 s of Ctrl-C")
-    out = log_path.read_text(errors="replace")
-    assert code == 0, out[-3000:]
-    pid = int(re.findall(r"producer: simulate \(pid (\d+)", out)[-1])     # this run's (a log holds earlier runs)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)            # the producer was stopped with the pipeline
-    return out
+    """Rows of `t`; 0 only while the table does not exist yet (a read error fails the test)."""
+    return len(lake.read(t, s, columns=[t.schema.names[0]])) if lake.exists(t, s) else 0
 
 
 def scrape(s) -> tuple[bytes, dict[tuple, float]]:
@@ -97,7 +74,7 @@ def newest_minute_of_commit(path, at: float) -> tuple[float, float]:
                     "window_start")
                 if v is not None:
                     w = pd.Timestamp(v)
-                    ends.append((w if w.tzinfo else w.tz_localize("UTC")).timestamp() + 60.0)
+                    ends.append((w if w.tzinfo else w.tz_localize("UTC")).timestamp() + MINUTE_MS / 1000)
         if ts is not None and ends and abs(ts - at) <= 1.0 and (best is None or abs(ts - at) < abs(best[0] - at)):
             best = (ts, max(ends))
     assert best is not None, f"no commit of {path} within 1 s of {at}"
@@ -110,62 +87,167 @@ def unique(t, s, key) -> int:
     return len(df)
 
 
-def test_up_from_nothing_to_outcomes_then_ctrl_c_and_resume(lane, tmp_path):
-    s = dataclasses.replace(lane, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}", horizons=(1,))
-    log_path = tmp_path / "up.log"
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
-    with open(log_path, "ab") as log:
-        proc = start_up(s, log)
-        # Bootstrap (simulated history with the planted signal, features, training in a child), then
-        # the streams: the first live predictions, then their outcomes once the next minute closed.
-        wait_for(proc, lambda: rows(tables.PREDICTIONS, s) > 0, 900, "prediction", log_path)
+
+class Up:
+    """`tickcast up --source simulate` as a child in a session of its own; its stdout is a pipe read
+    without blocking (`pump`) into `text`, so that a wait never leaves `up` stuck on a full pipe."""
+
+    def __init__(self, s, env: dict, log: Path):
+        self.s, self.log, self.text = s, log, ""
+        self.proc = subprocess.Popen([sys.executable, "-m", "tickcast.cli", "up", "--source", "simulate",
+                                      "--rate", "50", "--status-every", "1"], env=env, cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def pump(self) -> str:
+        out = self.proc.stdout
+        if out is None or out.closed:
+            return self.text
+        while select.select([out], [], [], 0)[0]:
+            chunk = os.read(out.fileno(), 65536)
+            if not chunk:
+                break
+            self.text += chunk.decode(errors="replace")
+            with open(self.log, "a") as f:
+                f.write(chunk.decode(errors="replace"))
+        return self.text
+
+    def wait(self, cond, timeout: float, what: str):
+        return until(lambda: (self.pump(), cond())[1], timeout, what, proc=self.proc, interval=1.0,
+                     detail=lambda: self.pump()[-3000:])
+
+    def kill_all(self) -> None:
+        """After a failure: take down everything `up` started, then `up`."""
+        from tickcast import kafka_broker
+
+        if self.proc.poll() is None:
+            for p in psutil.Process(self.proc.pid).children(recursive=True):
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        b = kafka_broker._read_pid(self.s)
+        if b:
+            try:
+                os.kill(b, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@dataclasses.dataclass
+class FirstRun:
+    s: object                        # the settings `up` ran with
+    log: Path
+    text: str                        # everything `up` printed
+    champion: str                    # the bootstrap champion's version
+    live_from_ms: int                # the first minute no bootstrap history can hold: only the live path's
+    live_outcomes: int               # outcomes of live predictions seen while `up` ran
+    metrics_text: bytes              # the stack's /metrics once every query's counters had risen
+    metrics_early: dict              # its samples at the first prediction
+    metrics_late: dict               # its samples once every query's counters had risen past the early ones
+    sockets: list                    # (pid, ip, port, cmdline) listening in `up`'s tree and its broker
+    answered: dict                   # URL -> it answered 200 while `up` ran
+    seen: set                        # pids of `up`'s children (recursive) and its broker
+    code: int                        # `up`'s exit code after its stdout closed and a SIGTERM
+    left: list                       # of `seen`, those still running 30 s after `up` exited
+    broker_pid_after: int | None     # the broker's pid file after `up` exited
+
+
+def _live_outcomes(s, live_from_ms: int) -> int:
+    if not lake.exists(tables.OUTCOMES, s):
+        return 0
+    t = lake.read(tables.OUTCOMES, s, columns=["symbol", "window_start"])
+    ms = lake.to_ms(t["window_start"])
+    return int(((ms >= live_from_ms) & t.to_pandas()["symbol"].str.endswith("-SIMSIG").to_numpy()).sum())
+
+
+@pytest.fixture(scope="module")
+def first_up(base_settings, tmp_path_factory) -> FirstRun:
+    from tickcast import kafka_broker
+
+    d = tmp_path_factory.mktemp("up") / "data"
+    s = dataclasses.replace(base_settings, data_dir=d, lake_uri=str(d / "delta"), checkpoint_uri=str(d / "cp"),
+                            kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
+                            mlflow_uri=f"sqlite:///{d / 'mlflow' / 'mlflow.db'}", serve_port=free_port(),
+                            dashboard_port=free_port(), producer_metrics_port=free_port(), metrics_port=free_port(),
+                            horizons=(1,))
+    env = s.child_env()
+    env.pop("SPARK_LOCAL_IP", None)          # what a user's shell has: nothing
+    log = d.parent / "up.log"
+    up = Up(s, env, log)
+    try:
+        # Bootstrap (simulated history with the planted signal, features, training in a child).
+        champ = up.wait(lambda: re.search(r"tickcast-h1 v(\d+) -> champion", up.text), 900, "a bootstrap champion")
+        # The bootstrap's history ends at the minute it started in, before the champion: a minute
+        # after the champion's can only come from the live simulator through the streams.
+        live_from = (int(time.time() * 1000) // MINUTE_MS + 1) * MINUTE_MS
+        up.wait(lambda: rows(tables.PREDICTIONS, s) > 0, 600, "a prediction")
         _, early = scrape(s)
-        wait_for(proc, lambda: rows(tables.OUTCOMES, s) > 0, 900, "outcome", log_path)
+        # The live path: a live minute's bar, its features, its prediction, then its outcome once the
+        # next minute closed.
+        up.wait(lambda: _live_outcomes(s, live_from) > 0, 600, "an outcome of a live prediction")
+        n_live = _live_outcomes(s, live_from)
+
         # The stack's /metrics as ticks flow: every query's counters rise past their early reading.
         def risen():
             late = scrape(s)[1]
             return all(by_label(late, n, "query").get(q, 0) > by_label(early, n, "query").get(q, 0)
                        for q in ("ingest", "bars", "features", "predict", "outcomes")
                        for n in ("tickcast_stream_input_rows_total", "tickcast_stream_batches_total"))
-        wait_for(proc, risen, 240, "every query's counters rising on /metrics", log_path)
-        text, late = scrape(s)
-        check_metrics(text)
-        commits = by_label(late, "tickcast_stage_commit_timestamp_seconds", "stage")
-        fresh = by_label(late, "tickcast_stage_freshness_seconds", "stage")
-        lost = {(dict(k[1])["topic"], int(dict(k[1])["partition"])): v for k, v in late.items()
-                if k[0] == "tickcast_lost_offsets"}
-        first = ctrl_c(proc, log_path)
-    assert f"metrics: http://127.0.0.1:{s.metrics_port}/metrics" in first
-    # Freshness per stage equals its Delta commit: the commit's time minus its newest minute's end.
-    assert set(fresh) == {"bars", "features", "predictions"}, fresh
-    for stage, table in (("bars", tables.BARS), ("features", tables.FEATURES), ("predictions", tables.PREDICTIONS)):
-        ts, end = newest_minute_of_commit(table.path(s), commits[stage])
-        assert abs(commits[stage] - ts) <= 1.0 and abs(fresh[stage] - (ts - end)) <= 1.0, (stage, commits, fresh, ts, end)
-    # The lost-offsets gauge is ops.lost_offsets, partition by partition (0 where nothing was lost).
-    table_lost = data_loss.lost_offsets(s)
-    assert {k for k in lost if k[0] == s.topic} == {(s.topic, p) for p in range(s.topic_partitions)}, lost
-    assert all(lost[k] == table_lost.get(k, 0) for k in lost), (lost, table_lost)
-    assert set(late_served := by_label(late, "tickcast_model_version", "horizon")) == {"1"}, late_served
-    # Every metric is there but those that may not be measured yet (lag at no input rate, live scores
-    # before enough outcomes).
-    maybe = {"tickcast_stream_kafka_lag_seconds", "tickcast_live_hit_ratio", "tickcast_live_brier_score",
-             "tickcast_live_outcomes"}
-    assert set(metrics.NAMES) - maybe <= {k[0] for k in late}, set(metrics.NAMES) - {k[0] for k in late}
-    assert "producer: simulate" in first and "models: training horizon(s) 1" in first
-    # Training registers every candidate family; the champion is one of those versions.
-    champ = re.search(r"tickcast-h1 v(\d+) -> champion", first)
-    assert champ, first[-3000:]
-    assert late_served["1"] == int(champ.group(1))
-    assert "stopping: producer, streams" in first
 
-    ticks1 = unique(tables.TICKS, s, schemas.TICKS_KEY)
-    unique(tables.BARS, s, schemas.BARS_KEY)
-    unique(tables.PREDICTIONS, s, schemas.PREDICTIONS_KEY)
-    unique(tables.OUTCOMES, s, schemas.OUTCOMES_KEY)
-    preds = lake.read(tables.PREDICTIONS, s).to_pandas()
-    live = preds[preds["symbol"].str.endswith("-SIMSIG") & (preds["prediction_time"] > preds["window_start"])]
-    assert len(live) and set(live["model_version"]) == {champ.group(1)} and set(live["horizon"]) == {1}
+        up.wait(risen, 240, "every query's counters rising on /metrics")
+        metrics_text, late = scrape(s)
+        # While everything runs: the listeners of `up`'s whole tree and of its broker.
+        urls = (f"http://127.0.0.1:{s.serve_port}/health", f"http://127.0.0.1:{s.dashboard_port}/")
+        answered = {u: up.wait(lambda u=u: answers(u), 90, f"an answer from {u}") for u in urls}
+        seen = {p.pid for p in psutil.Process(up.proc.pid).children(recursive=True)}
+        broker = kafka_broker._read_pid(s)
+        assert broker and alive(broker), "no broker of `up`'s own"
+        seen.add(broker)
+        sockets = listening(seen | {up.proc.pid})
+
+        up.pump()
+        up.proc.stdout.close()            # `tee` has gone: the next write meets a closed pipe
+        os.kill(up.proc.pid, signal.SIGTERM)
+        code = up.proc.wait(120)
+    except BaseException:
+        up.kill_all()
+        raise
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in seen) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [(p, psutil.Process(p).cmdline()[:4]) for p in seen if alive(p)]
+    for p, _ in left:
+        os.kill(p, signal.SIGKILL)
+    return FirstRun(s, log, up.text, champ.group(1), live_from, n_live, metrics_text, early, late, sockets, answered,
+                    seen, code, left, kafka_broker._read_pid(s))
+
+
+def test_up_from_nothing_to_live_predictions_and_outcomes(first_up):
+    r, s = first_up, first_up.s
+    assert "producer: simulate" in r.text and "models: training horizon(s) 1" in r.text
+    assert r.live_outcomes > 0
+    for t, key in ((tables.TICKS, schemas.TICKS_KEY), (tables.BARS, schemas.BARS_KEY),
+                   (tables.PREDICTIONS, schemas.PREDICTIONS_KEY), (tables.OUTCOMES, schemas.OUTCOMES_KEY)):
+        assert unique(t, s, key) > 0, t.name
+    # Predictions of live minutes only (none of the bootstrap's history can be this late), by the
+    # bootstrap's champion, for every simulated symbol.
+    pt = lake.read(tables.PREDICTIONS, s)
+    preds = pt.to_pandas().assign(window_ms=lake.to_ms(pt["window_start"]))
+    live = preds[preds["window_ms"] >= r.live_from_ms]
+    assert len(live) and live["symbol"].str.endswith("-SIMSIG").all(), live["symbol"].unique()
+    assert set(live["model_version"]) == {r.champion} and set(live["horizon"]) == {1}
     assert live["prob_up"].between(0, 1).all()
+    bars = lake.read(tables.BARS, s, columns=["symbol", "window_start"])
+    live_bars = set(zip(bars["symbol"].to_pylist(), lake.to_ms(bars["window_start"])))
+    assert set(zip(live["symbol"], live["window_ms"])) <= live_bars, "a live prediction without its bar"
     # Every query's executed batches are in the progress history, rows included (not only idle triggers).
     prog = lake.read(tables.STREAM_PROGRESS, s, columns=["query_name", "run_id", "batch_id", "num_input_rows"]
                      ).to_pandas()
@@ -173,14 +255,80 @@ def test_up_from_nothing_to_outcomes_then_ctrl_c_and_resume(lane, tmp_path):
     with_rows = prog[prog["num_input_rows"] > 0].groupby("query_name").size()
     assert set(with_rows.index) == {"ingest", "bars", "features", "predict", "outcomes"}, with_rows
 
-    # A second `up` resumes: the models are there (no training), new ticks land, nothing is duplicated.
-    with open(log_path, "ab") as log:
-        proc = start_up(s, log)
-        wait_for(proc, lambda: rows(tables.TICKS, s) > ticks1 + 500, 300, "new ticks", log_path)
-        second = ctrl_c(proc, log_path)[len(first):]
-    assert "models: training" not in second
-    ticks2 = unique(tables.TICKS, s, schemas.TICKS_KEY)
-    assert ticks2 > ticks1 + 500
+
+def test_the_stacks_metrics_agree_with_the_lake(first_up):
+    r, s = first_up, first_up.s
+    late = r.metrics_late
+    assert f"metrics: http://127.0.0.1:{s.metrics_port}/metrics" in r.text
+    check_metrics(r.metrics_text)
+    # Freshness per stage equals its Delta commit: the commit's time minus its newest minute's end.
+    commits = by_label(late, "tickcast_stage_commit_timestamp_seconds", "stage")
+    fresh = by_label(late, "tickcast_stage_freshness_seconds", "stage")
+    assert set(fresh) == {"bars", "features", "predictions"}, fresh
+    for stage, table in (("bars", tables.BARS), ("features", tables.FEATURES), ("predictions", tables.PREDICTIONS)):
+        ts, end = newest_minute_of_commit(table.path(s), commits[stage])
+        assert abs(commits[stage] - ts) <= 1.0 and abs(fresh[stage] - (ts - end)) <= 1.0, (stage, commits, fresh, ts, end)
+    # The lost-offsets gauge is ops.lost_offsets, partition by partition (0 where nothing was lost).
+    lost = {(dict(k[1])["topic"], int(dict(k[1])["partition"])): v for k, v in late.items()
+            if k[0] == "tickcast_lost_offsets"}
+    table_lost = data_loss.lost_offsets(s)
+    assert {k for k in lost if k[0] == s.topic} == {(s.topic, p) for p in range(s.topic_partitions)}, lost
+    assert all(lost[k] == table_lost.get(k, 0) for k in lost), (lost, table_lost)
+    served = by_label(late, "tickcast_model_version", "horizon")
+    assert served == {"1": int(r.champion)}, (served, r.champion)
+    # Every metric is there but those that may not be measured yet (lag at no input rate, live scores
+    # before enough outcomes).
+    maybe = {"tickcast_stream_kafka_lag_seconds", "tickcast_live_hit_ratio", "tickcast_live_brier_score",
+             "tickcast_live_outcomes"}
+    assert set(metrics.NAMES) - maybe <= {k[0] for k in late}, set(metrics.NAMES) - {k[0] for k in late}
+
+
+def test_every_listener_of_a_running_up_is_on_loopback(first_up):
+    r, s = first_up, first_up.s
+    ports = {port for _, _, port, _ in r.sockets}
+    # The ones that must be there: broker, its controller, service, dashboard, the stack's /metrics, the Spark UI.
+    assert {s.kafka_port, s.kafka_controller_port, s.serve_port, s.dashboard_port, s.metrics_port} <= ports, r.sockets
+    assert any(4040 <= port < 4140 for port in ports), r.sockets
+    wide = [x for x in r.sockets if not loopback(x[1])]
+    assert not wide, f"listening beyond loopback: {wide}"
+    assert all(r.answered.values()), r.answered
+    print(f"listeners of `up` ({len(r.sockets)}): " + ", ".join(f"{ip}:{port}" for _, ip, port, _ in r.sockets))
+
+
+def test_sigterm_with_a_closed_stdout_pipe_stops_every_child(first_up):
+    r = first_up
+    lines = r.text.splitlines()
+    status = [x for x in lines if " | ingest " in x]
+    assert any("bronze.ticks=" in x and "bronze.ticks=0" not in x for x in status), r.text[-3000:]
+    assert all(len(x) < 400 and "\x1b" not in x for x in status)     # plain lines: stdout is no terminal
+    assert any(x.startswith("service: http://127.0.0.1:") for x in lines), r.text[-3000:]
+    assert any(x.startswith("dashboard: http://127.0.0.1:") for x in lines), r.text[-3000:]
+    assert len(r.seen) >= 5, r.seen          # producer, service, dashboard, Spark's JVM, the broker
+    assert r.code == 0
+    assert not r.left, f"children of `up` still running after it stopped: {r.left}"
+    assert r.broker_pid_after is None
+
+
+def test_a_second_up_resumes_without_training_and_stops_on_ctrl_c(first_up):
+    from tickcast import kafka_broker
+
+    r, s = first_up, first_up.s
+    ticks1 = unique(tables.TICKS, s, schemas.TICKS_KEY)
+    up = Up(s, s.child_env(), r.log)
+    try:
+        up.wait(lambda: rows(tables.TICKS, s) > ticks1 + 500, 300, "new ticks")
+        os.killpg(up.proc.pid, signal.SIGINT)          # a terminal's Ctrl-C reaches the whole group
+        code = up.proc.wait(120)
+    except BaseException:
+        up.kill_all()
+        raise
+    second = up.pump()
+    assert code == 0, second[-3000:]
+    assert "models: training" not in second and "stopping: producer, streams" in second
+    pid = int(re.search(r"producer: simulate \(pid (\d+)", second).group(1))
+    assert not alive(pid)            # the producer was stopped with the pipeline
+    assert kafka_broker._read_pid(s) is None
+    assert unique(tables.TICKS, s, schemas.TICKS_KEY) > ticks1 + 500
     unique(tables.BARS, s, schemas.BARS_KEY)
     unique(tables.PREDICTIONS, s, schemas.PREDICTIONS_KEY)
     assert rows(tables.QUARANTINE, s) == 0

@@ -8,7 +8,7 @@ from jobs import bars
 from tests.expected import agg_trades, recording_trades
 from tickcast import schemas
 
-MIN = 60_000
+from tickcast.timeunits import MINUTE_MS as MIN
 
 
 def _arrow(rows: list[dict]) -> pa.Table:

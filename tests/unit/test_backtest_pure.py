@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tickcast.backtest import pure
-from tickcast.backtest.pure import MINUTE_MS
+from tickcast.timeunits import HOUR_MS as H
+from tickcast.timeunits import MINUTE_MS
 
-H = 3_600_000
 
 
 def ms(s: str) -> int:

@@ -10,8 +10,8 @@ from dashboard import figures_backtest as fb
 from tickcast import tables
 from tickcast.backtest import output, scores
 from tickcast.backtest.replay import Replay
+from tickcast.timeunits import MINUTE_MS as MIN
 
-MIN = 60_000
 PERIOD = 600
 
 

@@ -11,7 +11,7 @@ import pytest
 from dashboard import data, table_cache
 from tickcast import schemas, tables
 
-MIN = 60_000
+from tickcast.timeunits import MINUTE_MS as MIN
 T0 = 1_780_000_000_000 // MIN * MIN
 
 

@@ -10,7 +10,7 @@ import pytest
 from tickcast import dataset, evaluation
 from tickcast.evaluation import Bootstrap, Sample
 
-MIN = 60_000
+from tickcast.timeunits import MINUTE_MS as MIN
 
 
 def test_labels_never_span_a_gap():

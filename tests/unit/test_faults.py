@@ -40,3 +40,19 @@ def test_an_unknown_point_is_refused():
         faults.child_env({}, "mid-commit")
     with pytest.raises(ValueError, match="after-commit"):
         faults.install("nowhere")
+
+
+def test_a_kill_window_kills_only_while_its_block_runs_and_says_so():
+    code = ("import sys, time\nfrom testkit import faults\n"
+            "with faults.kill_window('mid-merge', 0.2):\n    time.sleep(float(sys.argv[1]))\n"
+            "time.sleep(0.5)\nprint('alive')\n")
+
+    def run(seconds: str):
+        return subprocess.run([sys.executable, "-c", code, seconds], capture_output=True, text=True, timeout=60,
+                              start_new_session=True)
+
+    quick = run("0")
+    assert quick.returncode == 0 and quick.stdout.strip() == "alive", quick.stderr    # ended first: no kill
+    slow = run("5")
+    assert slow.returncode == -9 and "alive" not in slow.stdout
+    assert faults.message("mid-merge") in slow.stderr and faults.INSIDE in slow.stderr

@@ -6,7 +6,7 @@ import pandas as pd
 
 from tickcast import features as F
 
-MIN = 60_000
+from tickcast.timeunits import MINUTE_MS as MIN
 
 
 def test_history_columns_are_the_last_minutes_newest_first():

@@ -1,7 +1,7 @@
 """InsertOnce's choice between an idempotent append and the insert-only MERGE (pure parts)."""
 from jobs.delta_io import appendable, spans_of
 
-M = 60_000
+from tickcast.timeunits import MINUTE_MS as M
 
 
 def test_spans_per_group():

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from tickcast.settings import SettingsError, load
+from tickcast.timeunits import MINUTE_MS as MIN
 
-MIN = 60_000
 
 
 def test_lifecycle_defaults_and_durations():

@@ -9,7 +9,7 @@ import pytest
 
 from jobs.outcomes import direction_hit, model_scores, realize
 
-M = 60_000
+from tickcast.timeunits import MINUTE_MS as M
 T0 = 1_704_067_200_000   # 2024-01-01 00:00 UTC
 
 

@@ -42,7 +42,7 @@ def test_litert_export_equals_keras_and_the_nan_converter_route_is_refused(keras
     one_p, _ = lite.predict(X[70:71])                    # one row after a batch: resized back
     assert one_p[0] == pytest.approx(p[6], rel=1e-6)
 
-    def concrete_functions(m, out: Path):        # MEASURED.md's trap: Normalization constants -> NaN
+    def concrete_functions(m, out: Path):        # the trap: Normalization constants -> NaN (docs/performance.md)
         import tensorflow as tf
 
         fn = tf.function(lambda x: m(x, training=False)).get_concrete_function(

@@ -265,7 +265,8 @@ def test_a_history_ends_at_the_price_the_simulator_starts_from():
     assert out.loc[btc, "price"].to_numpy()[-1] == pytest.approx(58_512.34, abs=1e-9)
     np.testing.assert_allclose(np.diff(np.log(out.loc[btc, "price"].to_numpy())),
                                np.diff(np.log(df.loc[btc, "price"].to_numpy())), atol=2e-6)
-    assert np.allclose(out.loc[btc, "price"] * 100, np.round(out.loc[btc, "price"] * 100))   # on the tick grid
+    cents = out.loc[btc, "price"].to_numpy() * 100                                         # on the tick grid
+    np.testing.assert_allclose(cents, np.round(cents), rtol=0, atol=1e-6)
     np.testing.assert_array_equal(out.loc[~btc, "price"].to_numpy(), df.loc[~btc, "price"].to_numpy())
     assert df.loc[btc, "price"].to_numpy()[-1] != pytest.approx(58_512.34, abs=1.0)        # it did move
 

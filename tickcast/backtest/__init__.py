@@ -12,17 +12,18 @@ from __future__ import annotations
 import io
 
 from tickcast.backtest.output import markdown
-from tickcast.backtest.replay import DAY_MS, BacktestConfig, BacktestError, Replay, data_range, run, schedule
+from tickcast.backtest.replay import BacktestConfig, BacktestError, Replay, data_range, run, schedule
 from tickcast.backtest.scores import summarise
 from tickcast.settings import Settings
+from tickcast.timeunits import DAY_MS, HOUR_MS
 from tickcast.training.config import iso
 
-__all__ = ["DAY_MS", "BacktestConfig", "BacktestError", "Replay", "backtest", "data_range", "markdown", "run",
+__all__ = ["BacktestConfig", "BacktestError", "Replay", "backtest", "data_range", "markdown", "run",
            "schedule", "summarise"]
 
 
 def _span(ms: int) -> str:
-    return f"{ms / DAY_MS:g}d" if ms % DAY_MS == 0 else f"{ms / 3_600_000:g}h"
+    return f"{ms / DAY_MS:g}d" if ms % DAY_MS == 0 else f"{ms / HOUR_MS:g}h"
 
 
 def backtest(s: Settings, cfg: BacktestConfig, echo=print, record: bool = True) -> dict:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MINUTE_MS = 60_000
+from tickcast.timeunits import MINUTE_MS
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 
 from tickcast import dataset, features, lake, tables, training
-from tickcast.backtest.pure import MINUTE_MS, Period, label_end_ms, month_periods, periods, serve
+from tickcast.backtest.pure import Period, label_end_ms, month_periods, periods, serve
 from tickcast.settings import Settings
+from tickcast.timeunits import DAY_MS, MINUTE_MS
 from tickcast.training.command import decide, prepare
 from tickcast.training.config import TrainConfig, TrainingError, iso
-
-DAY_MS = 86_400_000
 
 
 class BacktestError(TrainingError):

@@ -8,15 +8,15 @@ ops.model_events row. A run killed between registrations leaves versions tagged
 """
 from __future__ import annotations
 
-from tickcast import features
 from tickcast import model_events as events
 from tickcast.lifecycle.decay import newest_feature_ms
 from tickcast.settings import Settings
+from tickcast.timeunits import MINUTE_MS
 
 
 def window(s: Settings, newest_ms: int) -> tuple[int, int]:
     """(start, end) epoch ms of the training window (both inclusive): TRAIN_WINDOW of minutes to the newest row."""
-    return newest_ms - int(s.train_window_s * 1000) + features.MINUTE_MS, newest_ms
+    return newest_ms - int(s.train_window_s * 1000) + MINUTE_MS, newest_ms
 
 
 def retrain(s: Settings, horizon: int, families=None, echo=print, **cfg_overrides) -> dict:

@@ -26,8 +26,8 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+from tickcast.timeunits import MINUTE_MS
 
-MINUTE_MS = 60_000
 TRADE_ID_BASE = 1_000_000
 IDS_PER_MS = 10     # id room per millisecond of start time: runs of <= 10k trades/s per symbol never overlap
 QTY_DECIMALS = 5

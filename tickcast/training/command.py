@@ -15,8 +15,9 @@ from tickcast.training.data import choose_symbols, enough_history, leakage_guard
 from tickcast.training.gate import compare_champion, gate, margins
 from tickcast.training.report import markdown
 from tickcast.training.walkforward import Evaluation, evaluate, fit, model_features
+from tickcast.timeunits import MINUTE_MS
 
-LEAK_LOOKBACK_MS = 3 * 1440 * features.MINUTE_MS   # the leakage guard recomputes a row from this much history
+LEAK_LOOKBACK_MS = 3 * 1440 * MINUTE_MS   # the leakage guard recomputes a row from this much history
 
 
 @dataclass
@@ -114,7 +115,7 @@ def register(s: Settings, cfg: TrainConfig, prep: Prepared, report: dict, t_star
     t_reg = time.monotonic()
     y = data["label_return"].to_numpy(float)
     ms = data["window_ms"].to_numpy(np.int64)
-    training_end_ms = int(ms.max()) + cfg.horizon * features.MINUTE_MS
+    training_end_ms = int(ms.max()) + cfg.horizon * MINUTE_MS
     summary = model_features(data)
     Xs = data[summary].to_numpy(float)
     base_params = modeling.baseline_params(Xs, y, summary, cfg.seed)

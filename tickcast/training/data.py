@@ -8,6 +8,7 @@ import pandas as pd
 from tickcast import evaluation, features, lake, tables
 from tickcast.settings import Settings
 from tickcast.training.config import LeakageError, TrainConfig, TrainingError, iso
+from tickcast.timeunits import MINUTE_MS
 
 
 def _window(df: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
@@ -77,7 +78,7 @@ def leakage_guard(rows: pd.DataFrame, bars: pd.DataFrame, samples: int, seed: in
     worst, bad = 0.0, []
     for _, r in pick.iterrows():
         b = bars[(bars["symbol"] == r["symbol"]) & (bars["window_ms"] <= r["window_ms"])
-                 & (bars["window_ms"] > r["window_ms"] - lookback_minutes * features.MINUTE_MS)]
+                 & (bars["window_ms"] > r["window_ms"] - lookback_minutes * MINUTE_MS)]
         again = compute(b)
         again = again[again["window_ms"] == r["window_ms"]]
         # Every computed column but the row's identity: the features, and anything a variant adds.
@@ -112,7 +113,7 @@ def needed_minutes(cfg: TrainConfig) -> int:
 
 def enough_history(data: pd.DataFrame, cfg: TrainConfig) -> None:
     """Refuse plainly when there is too little labelled history for the horizon."""
-    span = (int(data["window_ms"].max()) - int(data["window_ms"].min())) // features.MINUTE_MS + 1 if len(data) else 0
+    span = (int(data["window_ms"].max()) - int(data["window_ms"].min())) // MINUTE_MS + 1 if len(data) else 0
     need = needed_minutes(cfg)
     if len(data) < 1000 or span < need:
         raise TrainingError(

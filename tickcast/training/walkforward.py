@@ -11,6 +11,7 @@ import pandas as pd
 from tickcast import dataset, evaluation, features, modeling
 from tickcast.evaluation import Bootstrap, Sample
 from tickcast.training.config import BASELINES, CANDIDATES, TrainConfig, TrainingError, iso
+from tickcast.timeunits import DAY_MS
 
 WEEKLY = ("dow_sin", "dow_cos")
 MIN_DAYS_FOR_WEEKLY = 28
@@ -23,7 +24,7 @@ def model_features(data: pd.DataFrame) -> list[str]:
     extrapolates it wildly (measured: Brier 0.26 vs 0.25 on 3 simulated days). The model's
     signature and meta say which features it takes.
     """
-    span_days = (int(data["window_ms"].max()) - int(data["window_ms"].min())) / 86_400_000 if len(data) else 0
+    span_days = (int(data["window_ms"].max()) - int(data["window_ms"].min())) / DAY_MS if len(data) else 0
     return [f for f in features.FEATURES if span_days >= MIN_DAYS_FOR_WEEKLY or f not in WEEKLY]
 
 
