@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,8 +33,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench.measure import (CpuMeter, batch_summary, high_watermarks, jvm_pid, lane_settings, machine, pct,
-                           private_settings, report, run_noop)
+from bench.measure import (CpuMeter, private_run, run_header, batch_summary, high_watermarks, jvm_pid, lane_settings, pct,
+                           report, run_noop)
 from jobs.backfill import backfill
 from tickcast.lake.write import ensure_table
 from jobs.runner import run
@@ -45,7 +44,6 @@ from stack.readings import table_rows
 from tickcast import kafka_broker, tables
 from tickcast.timeunits import MINUTE_MS
 from tickcast.settings import REPO_ROOT, Settings
-from tickcast.spark import session
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
 SIM_RATE = 50.0            # trade-time rate of the simulator; at max speed it only spreads the timestamps
@@ -581,31 +579,21 @@ def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float,
     if idle_seconds <= IDLE_WARMUP_S:
         raise ValueError(f"idle seconds must be > {IDLE_WARMUP_S:.0f} (the warm-up)")
     out = Path(out)
-    root, bs = private_settings(s, out, "bars-", "main", TOPIC, max_offsets_per_trigger=0)
-    spark = None
-    r: dict = {"ticks": ticks, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS, "method": METHOD,
-               "load": {"start": _load()},
-               "settings": {"topic_partitions": bs.topic_partitions, "spark_master": bs.spark_master,
-                            "spark_driver_memory": bs.spark_driver_memory, "trigger_seconds": bs.trigger_seconds,
-                            "watermark_seconds": bs.watermark_seconds, "kafka_heap": bs.kafka_heap}}
     t_all = time.monotonic()
     say = _say(t_all)
-    try:
+    load_start = _load()
+    with private_run(s, out, "bars-", TOPIC, max_offsets_per_trigger=0) as run:
+        bs, root, broker_pid = run.bs, run.root, run.broker_pid
+        r: dict = run_header(run, ticks, TARGETS, METHOD, "watermark_seconds")
+        r["load"] = {"start": load_start}
         say(f"broker on {bs.kafka_bootstrap}, data in {root}")
-        t0 = time.monotonic()
-        broker_pid = kafka_broker.start(bs).pid
-        r["broker_start_s"] = round(time.monotonic() - t0, 2)
 
         say(f"(c) idle: `tickcast up` at ~{IDLE_RATE:.0f} ticks/s for {idle_seconds:.0f} s "
             f"({IDLE_WARMUP_S:.0f} s warm-up), before the bench's own Spark exists")
         r["idle"] = measure_idle(bs, root, idle_seconds, broker_pid, say=say)
 
         say("Spark session")
-        t0 = time.monotonic()
-        spark = session(bs, app="tickcast-bench-bars", extra={"spark.ui.enabled": "false"})
-        spark.range(1).count()
-        r["spark_start_s"] = round(time.monotonic() - t0, 2)
-        r["machine"] = machine(spark)
+        spark = run.start_spark("tickcast-bench-bars", r)
         say("warm-up (unmeasured)")
         r["warmup"] = warm_up(spark, bs, root)
 
@@ -624,13 +612,3 @@ def bars_bench(s: Settings, ticks: int, klines: list[Path], idle_seconds: float,
         r["total_seconds"] = round(time.monotonic() - t_all, 1)
         report(r, out, "bars", _rows(r), "why:", r["why"], rule=110)
         return r
-    finally:
-        if spark is not None:
-            try:
-                spark.stop()
-            except Exception as e:  # a failed stop must not keep the broker alive
-                print(f"stopping Spark: {e}", file=sys.stderr)
-        try:
-            kafka_broker.stop(bs)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)

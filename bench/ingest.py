@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -34,9 +32,8 @@ from producers.publisher import Publisher
 from producers.sources import simulate_records
 from tickcast import kafka_broker, schemas, tables
 from tickcast.settings import Settings
-from bench.measure import (CpuMeter, await_query, batch_summary, high_watermarks, jvm_pid, lane_settings, machine, pct,
-                           private_settings, report, run_noop)
-from tickcast.spark import session
+from bench.measure import (CpuMeter, private_run, run_header, await_query, batch_summary, high_watermarks, jvm_pid, lane_settings, pct,
+                           report, run_noop)
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 SIM_RATE = 50.0            # simulated trades/s of trade time; at max speed it only sets the timestamps
@@ -396,20 +393,12 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
     if ticks <= 0:
         raise ValueError("ticks must be > 0")
     out = Path(out)
-    root, bs = private_settings(s, out, "run-", "main", TOPIC, max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER)
-    spark = None
-    r: dict = {"ticks": ticks, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": TARGETS, "method": METHOD,
-               "settings": {"topic_partitions": bs.topic_partitions, "spark_master": bs.spark_master,
-                            "spark_driver_memory": bs.spark_driver_memory, "trigger_seconds": bs.trigger_seconds,
-                            "max_offsets_per_trigger": bs.max_offsets_per_trigger, "kafka_heap": bs.kafka_heap}}
     t_all = time.monotonic()
-    try:
-        say = lambda msg: print(f"[{time.monotonic() - t_all:6.1f}s] {msg}", flush=True)  # noqa: E731
+    say = lambda msg: print(f"[{time.monotonic() - t_all:6.1f}s] {msg}", flush=True)  # noqa: E731
+    with private_run(s, out, "run-", TOPIC, max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER) as run:
+        bs, root, broker_pid = run.bs, run.root, run.broker_pid
+        r: dict = run_header(run, ticks, TARGETS, METHOD, "max_offsets_per_trigger")
         say(f"broker on {bs.kafka_bootstrap}, data in {root}")
-        t0 = time.monotonic()
-        st = kafka_broker.start(bs)
-        r["broker_start_s"] = round(time.monotonic() - t0, 2)
-        broker_pid = st.pid
 
         say(f"(a) generate+encode {ticks:,} records without Kafka")
         r["generate"] = measure_generate(ticks)
@@ -423,11 +412,7 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
         r["publisher_only"] = measure_publisher_only(bs, n_po, broker_pid)
 
         say("Spark session")
-        t0 = time.monotonic()
-        spark = session(bs, app="tickcast-bench", extra={"spark.ui.enabled": "false"})
-        spark.range(1).count()  # the first action's own start-up belongs to start-up, not to (b)
-        r["spark_start_s"] = round(time.monotonic() - t0, 2)
-        r["machine"] = machine(spark)
+        spark = run.start_spark("tickcast-bench", r)
 
         say("warm-up (unmeasured)")
         r["warmup"] = warm_up(spark, bs, root)
@@ -449,13 +434,3 @@ def ingest_bench(s: Settings, ticks: int, latency_seconds: float, out: Path) -> 
         report(r, out, "ingest", _rows(r), "what limits each number:",
                [f"{k:<9} {v}" for k, v in r["limits"].items()])
         return r
-    finally:
-        if spark is not None:
-            try:
-                spark.stop()
-            except Exception as e:  # a failed stop must not keep the broker alive
-                print(f"stopping Spark: {e}", file=sys.stderr)
-        try:
-            kafka_broker.stop(bs)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)

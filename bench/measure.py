@@ -3,17 +3,22 @@ meters, percentiles, streaming progress summaries, the machine's description and
 bench ends with (`<out>/<name>.json` plus the printed table)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from jobs import ingest
+from tickcast import kafka_broker
 from tickcast.engine.progress_json import recent_progress
 from tickcast.settings import Settings
+from tickcast.spark import session
 from testkit.net import free_port
 
 
@@ -26,6 +31,55 @@ def private_settings(s: Settings, out: Path, prefix: str, lane: str, topic: str,
         s, data_dir=root, lake_uri=str(root / lane / "delta"), checkpoint_uri=str(root / lane / "checkpoints"),
         mlflow_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",   # never the user's registry
         kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(), topic=topic, **extra)
+
+
+def run_header(run: "PrivateRun", ticks: int, targets: dict, method: str, *settings: str) -> dict:
+    """The fields every bench report starts with: size, start time, targets, method and the settings that matter."""
+    names = ("topic_partitions", "spark_master", "spark_driver_memory", "trigger_seconds", *settings, "kafka_heap")
+    return {"ticks": ticks, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets": targets, "method": method,
+            "settings": {n: getattr(run.bs, n) for n in names}, "broker_start_s": run.broker_start_s}
+
+
+@dataclasses.dataclass
+class PrivateRun:
+    """A bench's broker (started), data folder and Spark session (started on demand), and their timings."""
+    root: Path
+    bs: Settings
+    broker_pid: int
+    broker_start_s: float
+    spark: object = None
+    spark_start_s: float | None = None
+
+    def start_spark(self, app: str, r: dict):
+        """Start the session; record its start-up time and the machine in the report `r`."""
+        t0 = time.monotonic()
+        self.spark = session(self.bs, app=app, extra={"spark.ui.enabled": "false"})
+        self.spark.range(1).count()  # the first action's own start-up belongs to start-up, not to a measure
+        r["spark_start_s"] = self.spark_start_s = round(time.monotonic() - t0, 2)
+        r["machine"] = machine(self.spark)
+        return self.spark
+
+
+@contextlib.contextmanager
+def private_run(s: Settings, out: Path, prefix: str, topic: str, **extra):
+    """`private_settings` with its broker started; Spark, the broker and the data folder go away however it ends."""
+    root, bs = private_settings(s, out, prefix, "main", topic, **extra)
+    run = None
+    try:
+        t0 = time.monotonic()
+        pid = kafka_broker.start(bs).pid
+        run = PrivateRun(root, bs, pid, round(time.monotonic() - t0, 2))
+        yield run
+    finally:
+        try:
+            if run is not None and run.spark is not None:
+                try:
+                    run.spark.stop()
+                except Exception as e:  # a failed stop must not keep the broker alive
+                    print(f"stopping Spark: {e}", file=sys.stderr)
+            kafka_broker.stop(bs)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def lane_settings(bs: Settings, root: Path, name: str, topic: str) -> Settings:

@@ -16,14 +16,14 @@ say() { printf '%s: %s\n' "$(basename "$0")" "$*"; }
 die() { say "$*" >&2; exit 1; }
 kc() { kubectl --context "$PROFILE" -n "$NS" "$@"; }
 
-# Image name -> "Dockerfile" (built with the repo root as context; .dockerignore keeps it small).
+# Image name -> "Dockerfile [target]" (built with the repo root as context; .dockerignore keeps it small).
 image_dockerfile() {
   case "$1" in
     tickcast-spark) echo spark-operator/image/Dockerfile ;;
-    tickcast-app) echo k8s/images/app/Dockerfile ;;
+    tickcast-app) echo k8s/images/app/Dockerfile app ;;
     tickcast-mlflow) echo k8s/images/mlflow/Dockerfile ;;
     tickcast-serving) echo k8s/images/serving/Dockerfile ;;
-    tickcast-dashboard) echo k8s/images/dashboard/Dockerfile ;;
+    tickcast-dashboard) echo k8s/images/app/Dockerfile dashboard ;;
     *) return 1 ;;
   esac
 }
@@ -53,11 +53,12 @@ with_minikube_docker() { ( eval "$(minikube -p "$PROFILE" docker-env --shell bas
 image_present() { with_minikube_docker docker image inspect "$1:dev" >/dev/null 2>&1; }
 
 build_image() {
-  local name=$1 dockerfile
-  dockerfile=$(image_dockerfile "$name") || die "no such image: $name"
+  local name=$1 dockerfile target spec
+  spec=$(image_dockerfile "$name") || die "no such image: $name"
+  read -r dockerfile target <<< "$spec"
   [[ -f "$ROOT/$dockerfile" ]] || { say "$name: $dockerfile does not exist yet (it arrives with its issue): not built"; return 1; }
-  say "building $name:dev inside minikube from $dockerfile (the first build takes a while)"
-  (cd "$ROOT" && with_minikube_docker docker build -t "$name:dev" -f "$dockerfile" .)
+  say "building $name:dev inside minikube from $dockerfile${target:+ (target $target)} (the first build takes a while)"
+  (cd "$ROOT" && with_minikube_docker docker build -t "$name:dev" ${target:+--target "$target"} -f "$dockerfile" .)
 }
 
 stop_port_forwards() {
