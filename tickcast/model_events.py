@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 
 from tickcast import lake, tables
+from tickcast.lake import write
 from tickcast.settings import Settings
 
 PROMOTION, REFUSAL, DEMOTION, EXPIRY = "promotion", "refusal", "demotion", "expiry"
@@ -24,24 +25,10 @@ EVENTS = (PROMOTION, REFUSAL, DEMOTION, EXPIRY, FAILED_RETRAIN, ABANDONED, MANUA
 ATTEMPTS = (PROMOTION, REFUSAL, FAILED_RETRAIN)
 
 
-def _arrow_schema():
-    """The table's Arrow schema with NOT NULL where the declaration says so (Delta then refuses NULLs)."""
-    import pyarrow as pa
-
-    plain = tables.MODEL_EVENTS.schema.arrow_type()
-    return pa.schema([f.with_nullable(c.nullable) for f, c in zip(plain, tables.MODEL_EVENTS.schema.cols)])
-
-
-def _storage_options(uri: str) -> dict | None:
-    # Object stores: commit by conditional put (If-None-Match), so two appenders never overwrite a log entry.
-    return {"conditional_put": "etag"} if uri.startswith("s3://") else None
-
-
 def record(s: Settings, *, horizon: int, model_name: str, version: str | None, event: str, reason: str,
            numbers: dict | None = None, source: str, at_ms: int | None = None) -> dict:
     """Append one event; returns the row. Retries a commit that lost a race with another appender."""
     import pyarrow as pa
-    from deltalake import write_deltalake
 
     if event not in EVENTS:
         raise ValueError(f"unknown model event {event!r}; known: {', '.join(EVENTS)}")
@@ -50,16 +37,7 @@ def record(s: Settings, *, horizon: int, model_name: str, version: str | None, e
            "model_name": model_name, "model_version": None if version is None else str(version), "event": event,
            "reason": reason or event, "numbers": json.dumps(numbers, default=str) if numbers is not None else None,
            "source": source}
-    table = pa.Table.from_pylist([row], schema=_arrow_schema())
-    uri = lake.uri(tables.MODEL_EVENTS, s)
-    for attempt in range(5):
-        try:
-            write_deltalake(uri, table, mode="append", storage_options=_storage_options(uri))
-            return row
-        except Exception:   # a concurrent first commit (version 0) or a lost race: read the log again
-            if attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    write.append_small(pa.Table.from_pylist([row], schema=tables.MODEL_EVENTS.schema.arrow_type(declared_nulls=True)), lake.uri(tables.MODEL_EVENTS, s))
     return row
 
 

@@ -44,9 +44,10 @@ class Schema:
         return StructType([StructField(f.name, f.dataType, c.nullable)
                            for f, c in zip(self.spark_type().fields, self.cols)])
 
-    def arrow_type(self):
+    def arrow_type(self, declared_nulls: bool = False):
         """The pyarrow schema Spark's `toArrow` gives for `spark_type()` (every field nullable, as
-        there), without a JVM: Spark parses DDL in its JVM, which driver-side Arrow code need not start."""
+        there), without a JVM: Spark parses DDL in its JVM, which driver-side Arrow code need not start.
+        `declared_nulls`: NOT NULL where declared, so that a table created from it refuses a NULL there."""
         import re
 
         import pyarrow as pa
@@ -60,7 +61,7 @@ class Schema:
                 return pa.decimal128(int(dec[1]), int(dec[2]))
             return m[t]
 
-        return pa.schema([pa.field(c.name, one(c.type)) for c in self.cols])
+        return pa.schema([pa.field(c.name, one(c.type), c.nullable or not declared_nulls) for c in self.cols])
 
     def pandas_dtypes(self) -> dict[str, str]:
         m = {"string": "string", "bigint": "Int64", "int": "Int32", "boolean": "boolean", "double": "float64",

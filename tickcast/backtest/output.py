@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tickcast import lake, tables
+from tickcast.lake import write
 from tickcast.settings import Settings
 from tickcast.training.config import iso
 
@@ -95,26 +96,12 @@ def table_rows(result: dict, run_id: str, computed_at_ms: int):
                 iv(name + k, sc[m] and sc[m][k])
         iv("strategy_return", st["net"])
         iv("strategy_gross_return", st["gross"])
-    return pa.Table.from_pydict(out, schema=arrow_schema())
-
-
-def arrow_schema():
-    """gold.backtest's Arrow schema, NOT NULL where declared (so Delta refuses a row without its key)."""
-    import pyarrow as pa
-
-    loose = tables.BACKTEST.schema.arrow_type()
-    return pa.schema([f.with_nullable(c.nullable) for f, c in zip(loose, tables.BACKTEST.schema.cols)])
+    return pa.Table.from_pydict(out, schema=tables.BACKTEST.schema.arrow_type(declared_nulls=True))
 
 
 def write_table(s: Settings, rows) -> str:
     """Append the run's rows to gold.backtest (created on first use); returns the table's location."""
-    from deltalake import write_deltalake
-
-    uri = lake.uri(tables.BACKTEST, s)
-    if not uri.startswith("s3://"):
-        Path(uri).mkdir(parents=True, exist_ok=True)
-    write_deltalake(uri, rows, mode="append", schema_mode=None)
-    return uri
+    return write.append_small(rows, lake.uri(tables.BACKTEST, s))
 
 
 def start_run(s: Settings, run_name: str):

@@ -91,3 +91,29 @@ def rs_append(data, path: str, app_id: str | None = None, version: int | None = 
     # So that Spark readers of the new version need no job to rebuild its protocol and metadata.
     _checksum.write_after_append(path, rs_table(path))
     return "delta-rs"
+
+
+def append_small(data, uri: str, attempts: int = 5) -> str:
+    """Append a few rows (an Arrow table) with delta-rs, creating the table from their schema on first use.
+
+    For the small tables written outside the streaming jobs (ops.model_events, gold.backtest). A commit
+    that lost a race with another appender (two first commits, or the same log entry) is retried on the
+    log as it then is; on object stores a commit is a conditional put, so no appender overwrites another's.
+    """
+    import time
+    from pathlib import Path
+
+    from deltalake import write_deltalake
+
+    options = {"conditional_put": "etag"} if uri.startswith("s3://") else None
+    if "://" not in uri:
+        Path(uri).mkdir(parents=True, exist_ok=True)
+    for attempt in range(attempts):
+        try:
+            write_deltalake(uri, data, mode="append", storage_options=options)
+            return uri
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return uri
