@@ -5,7 +5,11 @@ The snapshot is plain data (`Status`), so both renderings are pure and unit-test
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
+
+PANEL_WIDTH = 100          # the panel's text width when the terminal's is unknown
+PLAIN_REASON_CHARS = 160   # a reason's share of the one-line status, cut at a word boundary
 
 
 @dataclass
@@ -20,7 +24,21 @@ class Status:
     urls: dict[str, str] = field(default_factory=dict)       # component -> URL (or why it is not running)
     data_loss: str = ""                                      # Kafka offsets lost to retention, never silent
     lifecycle: str = ""                                      # the newest model event per horizon, the retrainer
+    serving: list[str] = field(default_factory=list)         # per horizon: which model serves and why
+    catching_up: str = ""                                    # "catching up: waiting for ..." after a start
     log_dir: str = ""
+
+
+def wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """`text` in lines of at most `width` characters, broken at spaces only (a word longer than a
+    line keeps its own line whole: a gate's numbers and version names must stay readable)."""
+    return textwrap.wrap(text, width=max(20, width), subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or [""]
+
+
+def shorten(text: str, chars: int) -> str:
+    """`text` cut to at most `chars` at a word boundary, with an ellipsis when cut."""
+    return textwrap.shorten(text, width=max(20, chars), placeholder=" …")
 
 
 def _query_cells(name: str, p: dict) -> tuple[str, str, str, str]:
@@ -39,15 +57,24 @@ def plain_line(st: Status) -> str:
         parts.append(f"{n} {rate} {batch}" + (f" lag {lag}" if lag else ""))
     if st.rows:
         parts.append("rows " + " ".join(f"{k}={v}" for k, v in st.rows.items()))
-    parts += [x for x in (st.prediction, st.scores, st.lifecycle, st.data_loss, st.stack) if x]
+    parts += [x for x in (st.catching_up, st.prediction, st.scores) if x]
+    parts += [shorten(x, PLAIN_REASON_CHARS) for x in st.serving]
+    parts += [x for x in (st.lifecycle, st.data_loss, st.stack) if x]
     return " | ".join(parts)
 
 
-def panel(st: Status):
-    """A rich renderable that fits the terminal: URLs, queries, tables, the model, the stack."""
+def panel(st: Status, width: int | None = None):
+    """A rich renderable that fits the terminal: URLs, queries, tables, the model, the stack.
+
+    `width`: the terminal's columns; the model's lines (gate reasons are long) are wrapped to fit
+    it at word boundaries, never mid-word.
+    """
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
+
+    inner = (width or PANEL_WIDTH) - 4          # the panel's border and padding
 
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -73,13 +100,21 @@ def panel(st: Status):
         rows.add_row(k, f"{v:,}")
 
     model = Table.grid()
-    model.add_column(overflow="fold")
-    model.add_row(st.prediction or "no prediction yet")
+    model.add_column(no_wrap=True)
+
+    def lines(text: str, style=None) -> None:
+        for line in wrap(text, inner, "    "):
+            model.add_row(Text(line, style=style or ""))
+
+    if st.catching_up:    # yellow, not red: the start's backlog is expected (tickcast/catchup.py)
+        lines(st.catching_up, "bold yellow")
+    for x in st.serving:
+        lines(x)
+    lines(st.prediction or "no prediction yet")
     if st.scores:
-        model.add_row(st.scores)
+        lines(st.scores)
     if st.lifecycle:
-        model.add_row(st.lifecycle, style="bold red" if "FAILED" in st.lifecycle or "not running" in st.lifecycle
-                      else None)
+        lines(st.lifecycle, "bold red" if "FAILED" in st.lifecycle or "not running" in st.lifecycle else None)
 
     body = Table.grid(padding=(0, 3))
     body.add_column()
