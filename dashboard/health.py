@@ -105,14 +105,15 @@ CATCH_UP_SOURCES = ("LIVE", "SIMULATED")
 
 def streams_started(progress: pd.DataFrame) -> pd.Timestamp | None:
     """When the streams' current runs started: per query, the first row of its newest row's run;
-    the earliest of those. None without rows. (Rows older than those given are not seen: callers
-    pass a span longer than catchup.CATCH_UP_LIMIT_S.)"""
+    the newest of those (a query that restarted catches up too; it is caught up as soon as a live
+    minute is predicted, so a restart never hides a stalled path for long). None without rows.
+    (Rows older than those given are not seen: callers pass a span longer than catchup.CATCH_UP_LIMIT_S.)"""
     if progress.empty or "run_id" not in progress:
         return None
     p = progress.sort_values("timestamp", kind="stable")
     current = p.groupby("query_name", sort=False)["run_id"].last()
     starts = [p.loc[(p["query_name"] == q) & (p["run_id"] == r), "timestamp"].min() for q, r in current.items()]
-    return min(starts)
+    return max(starts)
 
 
 def catching_up(word: str, now: pd.Timestamp, started: pd.Timestamp | None, newest_bar: pd.Timestamp | None,
