@@ -26,6 +26,7 @@ class Terminal:
         self.broken = False
         self.live = None
         self._last_plain = 0.0
+        self._said: dict = {}
 
     def say(self, text: str, **style) -> None:
         if self.broken:
@@ -52,9 +53,12 @@ class Terminal:
                     self.live.start()
                 # The terminal's width now (it may have been resized): long reasons wrap to it by words.
                 self.live.update(status.panel(st, self.live.console.width), refresh=True)
-            elif time.monotonic() - self._last_plain >= self.every:
-                self._last_plain = time.monotonic()
-                click.echo(status.plain_line(st))
+            else:
+                for line in status.plain_news(st, self._said):   # whole, once: the plain line stays short
+                    click.echo(line)
+                if time.monotonic() - self._last_plain >= self.every:
+                    self._last_plain = time.monotonic()
+                    click.echo(status.plain_line(st))
                 sys.stdout.flush()
         except (BrokenPipeError, OSError):
             self._broke()

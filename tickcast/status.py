@@ -9,7 +9,6 @@ import textwrap
 from dataclasses import dataclass, field
 
 PANEL_WIDTH = 100          # the panel's text width when the terminal's is unknown
-PLAIN_REASON_CHARS = 160   # a reason's share of the one-line status, cut at a word boundary
 
 
 @dataclass
@@ -36,10 +35,6 @@ def wrap(text: str, width: int, indent: str = "") -> list[str]:
                          break_on_hyphens=False) or [""]
 
 
-def shorten(text: str, chars: int) -> str:
-    """`text` cut to at most `chars` at a word boundary, with an ellipsis when cut."""
-    return textwrap.shorten(text, width=max(20, chars), placeholder=" …")
-
 
 def _query_cells(name: str, p: dict) -> tuple[str, str, str, str]:
     src = (p.get("sources") or [{}])[0]
@@ -57,10 +52,24 @@ def plain_line(st: Status) -> str:
         parts.append(f"{n} {rate} {batch}" + (f" lag {lag}" if lag else ""))
     if st.rows:
         parts.append("rows " + " ".join(f"{k}={v}" for k, v in st.rows.items()))
-    parts += [x for x in (st.catching_up, st.prediction, st.scores) if x]
-    parts += [shorten(x, PLAIN_REASON_CHARS) for x in st.serving]
-    parts += [x for x in (st.lifecycle, st.data_loss, st.stack) if x]
+    parts += [x for x in (st.prediction, st.scores, st.lifecycle, st.data_loss, st.stack) if x]
     return " | ".join(parts)
+
+
+def plain_news(st: Status, said: dict) -> list[str]:
+    """Lines to print once, where stdout is a pipe or a file, beside the plain line: which model
+    serves each horizon and why (whole, when it changes), and catching up (when it starts, when it
+    changes, and once when it ends). `said` keeps what was printed; it is updated."""
+    out = []
+    for i, x in enumerate(st.serving):
+        if said.get(("serving", i)) != x:
+            said[("serving", i)] = x
+            out.append(f"model: {x}")
+    was = said.get("catching_up", "")
+    if st.catching_up != was:
+        said["catching_up"] = st.catching_up
+        out.append(st.catching_up or "caught up: a minute that ended after the streams started has its prediction")
+    return out
 
 
 def panel(st: Status, width: int | None = None):

@@ -379,12 +379,14 @@ def test_the_quick_model_serves_first_the_panel_says_why_and_the_full_retrain_fo
     # The service served that model from the bootstrap's newest feature row.
     assert r.served["model_version"] == r.champion and r.served["horizon"] == 1
     assert r.served["symbol"] == "BTCUSDT-SIMSIG" and 0 <= r.served["prob_up"] <= 1
-    # The status said which model served and why, and that the stack was catching up, then stopped saying so.
-    status = [x for x in r.text.splitlines() if " | ingest " in x]
-    assert any(f"h1 serving v{r.champion} (linear); the quick bootstrap model (linear only" in x for x in status)
-    catching = [i for i, x in enumerate(status) if "catching up: waiting for the first live minute's" in x]
-    assert catching, r.text[-3000:]
-    assert "catching up" not in status[-1]          # caught up for good (live predictions came)
+    # The status said which model served and why, and that the stack was catching up, then that it had caught up.
+    lines = r.text.splitlines()
+    assert f"model: h1 serving v{r.champion} (linear); the quick bootstrap model (linear only, fitted in " \
+           "seconds so predictions start at once): mlp, conv follow in the first retrain, through the same gate; " \
+           "the gate passed it: " in r.text
+    catching = [i for i, x in enumerate(lines) if x.startswith("catching up: waiting for the first live minute's")]
+    caught = [i for i, x in enumerate(lines) if x.startswith("caught up: ")]
+    assert catching and len(caught) == 1 and caught[0] > catching[-1], r.text[-3000:]
     # The retrainer took up every family at once instead of a TICKCAST_RETRAIN_EVERY later.
     log = (s.data_dir / "logs" / "retrainer.log").read_text()
     assert "retrain: tickcast-h1 on " in log, log[-2000:]

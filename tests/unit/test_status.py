@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from tickcast.status import Status, panel, plain_line
+from tickcast.status import Status, panel, plain_line, plain_news
 
 PROGRESS = {
     "ingest": {"inputRowsPerSecond": 51.2, "durationMs": {"triggerExecution": 412},
@@ -72,7 +72,14 @@ def test_long_gate_reasons_wrap_at_word_boundaries_never_mid_word():
         tokens = " ".join(x.strip(" │╭╮╰╯─") for x in rendered).split()
         for w in words:      # each of the reason's words appears whole in the panel
             assert w in tokens, (width, w)
-    # The one-line status cuts a long reason at a word boundary, with an ellipsis.
-    line = plain_line(dataclasses.replace(status(), serving=[REASON * 3]))
-    part = next(p for p in line.split(" | ") if p.startswith("not promoted"))
-    assert part.endswith(" …") and set(part[:-2].split()) <= set(REASON.split())
+    # Where stdout is a pipe: the plain line stays short; the reasons are printed whole, once per change.
+    st = dataclasses.replace(status(), serving=[f"h1 serving v2 (linear); the gate passed it: {REASON}"],
+                             catching_up="catching up: waiting for the first live minute's bar")
+    assert "serving" not in plain_line(st) and "catching up" not in plain_line(st)
+    said: dict = {}
+    assert plain_news(st, said) == [f"model: h1 serving v2 (linear); the gate passed it: {REASON}",
+                                    "catching up: waiting for the first live minute's bar"]
+    assert plain_news(st, said) == []
+    st.catching_up = ""
+    assert plain_news(st, said) == ["caught up: a minute that ended after the streams started has its prediction"]
+    assert plain_news(st, said) == []
