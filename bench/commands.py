@@ -11,7 +11,8 @@ from bench.predict import predict_bench
 from bench.progress import progress_bench
 from tickcast import cli_common
 
-BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard", "progress", "scrape"]
+BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "dashboard", "progress", "scrape",
+           "first-prediction"]
 
 
 @click.command(help="Benchmarks that print their numbers and write them as JSON (bench-results/).")
@@ -26,7 +27,8 @@ BENCHES = ["ingest", "bars", "live", "features", "predict", "stack", "serve", "d
 @click.option("--seconds", type=float, default=None,
               help="live: the measured window at peak [default: 30]; stack: the measured span after the first "
                    "prediction [default: 300]; serve: seconds of load per route; progress: seconds per way "
-                   "and round [default: 40]; scrape: seconds per phase [default: 30]")
+                   "and round [default: 40]; scrape: seconds per phase [default: 30]; first-prediction: how long "
+                   "to wait after the first prediction for the first full retrain, 0 for not at all [default: 600]")
 @click.option("--peak-rate", type=float, default=20_000.0, show_default=True,
               help="live: assumed peak trade events/s of every Binance spot USDT pair together")
 @click.option("--horizons", default="1,5,15", show_default=True, help="features: the training horizons to time")
@@ -57,6 +59,10 @@ def bench(name, ticks, latency_seconds, klines, idle_seconds, seconds, peak_rate
         from bench.stack import stack_bench  # deferred: heavy (imports numpy)
 
         stack_bench(s, 300.0 if seconds is None else seconds, out)
+    elif name == "first-prediction":
+        from bench.first_prediction import first_prediction_bench  # deferred: starts nothing until called
+
+        first_prediction_bench(s, 600.0 if seconds is None else seconds, out)
     elif name == "scrape":
         from bench.scrape import scrape_bench  # deferred: starts nothing until called
 

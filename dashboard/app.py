@@ -195,18 +195,21 @@ def header_state(context: Context, now: pd.Timestamp) -> dict:
     end = prog.max("timestamp")
     # Each query's newest row is within the last minutes of the table (queries report every <= 10 s
     # when idle); converting 8 days of rows at every refresh would cost ~100 ms.
-    latest = pd.DataFrame() if end is None else health.latest_per_query(figures.progress_series(
-        prog.rows(pc.field("timestamp") >= end - pd.Timedelta(minutes=RECENT_MINUTES))))
+    recent_rows = pd.DataFrame() if end is None else prog.rows(
+        pc.field("timestamp") >= end - pd.Timedelta(minutes=RECENT_MINUTES))
+    latest = pd.DataFrame() if end is None else health.latest_per_query(figures.progress_series(recent_rows))
     # Only the newest minutes matter here: a week of files' commit times cost ~70 ms per new minute.
     fresh = health.newest_freshness(context.freshness(
         since=None if newest is None else newest - pd.Timedelta(minutes=RECENT_MINUTES)))
     checks = health.checks(s, now, newest, commit, fresh, latest)
-    return {"source": word, "newest": newest, "checks": checks,
+    catching = health.catching_up(word, now, health.streams_started(recent_rows), newest,
+                                  lake["predictions"].max("window_start"), checks)
+    return {"source": word, "newest": newest, "checks": checks, "catch_up": catching,
             "errors": lake.errors("bars", "progress", "features", "predictions")}
 
 
 def register_header(app, context: Context) -> None:
-    from dash import Input, Output
+    from dash import Input, Output, html
 
     from dashboard.components import contained  # deferred: heavy (imports dash, plotly)
 
@@ -231,9 +234,14 @@ def register_header(app, context: Context) -> None:
                 f"h{h} v{m.champion}" if m.champion else f"h{h} none" for h, m in sorted(info.items()))
         crossed = [c for c in st["checks"] if c.crossed]
         ok = not crossed and not st["errors"]
+        base = {"fontWeight": 700, "marginRight": "18px", "padding": "2px 8px", "borderRadius": "4px"}
+        if st["catch_up"].catching_up:
+            # The start's backlog, not a fault: amber, with what it waits for (and read errors, if any).
+            words = " · ".join([st["catch_up"].describe(), *st["errors"]])
+            return (st["source"], age, champs, "◐ CATCHING UP", {**base, "color": "#7a5200", "background": "#fff6e0"},
+                    html.Span(words, style={"color": "#7a5200"}))
         status = "● OK" if ok else "● ALERT"
-        style = {"fontWeight": 700, "marginRight": "18px", "color": "#1e7d32" if ok else "white",
-                 "background": "transparent" if ok else "#c62828", "padding": "2px 8px", "borderRadius": "4px"}
+        style = {**base, "color": "#1e7d32" if ok else "white", "background": "transparent" if ok else "#c62828"}
         alerts = [c.describe() for c in crossed] + st["errors"]
         return st["source"], age, champs, status, style, " · ".join(alerts)
 

@@ -48,7 +48,7 @@ SPECS: dict[str, Spec] = {
                                  "ks", "drifted"), "computed_at"),
     "model_events": Spec(tables.MODEL_EVENTS, ("event_time", "horizon", "model_name", "model_version", "event",
                                                "reason", "numbers", "source"), "event_time"),
-    "progress": Spec(tables.STREAM_PROGRESS, ("query_name", "timestamp", "num_input_rows", "input_rows_per_second",
+    "progress": Spec(tables.STREAM_PROGRESS, ("query_name", "run_id", "timestamp", "num_input_rows", "input_rows_per_second",
                                               "processed_rows_per_second", "batch_duration_ms", "lag",
                                               "rows_dropped_by_watermark"), "timestamp", keep_ms=8 * DAY_MS),
     "quarantine": Spec(tables.QUARANTINE, ("reason", "raw_value", "source", "kafka_partition", "kafka_offset",

@@ -1,6 +1,8 @@
 """The pipeline's health against the alert thresholds (TICKCAST_ALERT_*), as plain data (pure).
 
 The header turns red while any check is crossed; the pipeline page draws the same thresholds.
+While a live or simulated stack catches up after its streams started (tickcast/catchup.py), it
+says "catching up" and what it waits for instead.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tickcast import catchup
 from tickcast.settings import Settings
 
 SOURCE_WORDS = {"live": "LIVE", "gapfill": "LIVE", "replay": "REPLAY", "simulate": "SIMULATED"}
@@ -93,3 +96,32 @@ def newest_freshness(f: pd.DataFrame, stage: str = "predictions") -> float | Non
         return None
     v = f.dropna(subset=[stage])[stage].iloc[-1]
     return float(v) if np.isfinite(v) else None
+
+
+# Sources whose minutes arrive as they happen: a replay's or a backfill's are old by trade time,
+# so "a minute that ended after the start" would never come for them.
+CATCH_UP_SOURCES = ("LIVE", "SIMULATED")
+
+
+def streams_started(progress: pd.DataFrame) -> pd.Timestamp | None:
+    """When the streams' current runs started: per query, the first row of its newest row's run;
+    the newest of those (a query that restarted catches up too; it is caught up as soon as a live
+    minute is predicted, so a restart never hides a stalled path for long). None without rows.
+    (Rows older than those given are not seen: callers pass a span longer than catchup.CATCH_UP_LIMIT_S.)"""
+    if progress.empty or "run_id" not in progress:
+        return None
+    p = progress.sort_values("timestamp", kind="stable")
+    current = p.groupby("query_name", sort=False)["run_id"].last()
+    starts = [p.loc[(p["query_name"] == q) & (p["run_id"] == r), "timestamp"].min() for q, r in current.items()]
+    return max(starts)
+
+
+def catching_up(word: str, now: pd.Timestamp, started: pd.Timestamp | None, newest_bar: pd.Timestamp | None,
+                newest_prediction: pd.Timestamp | None, checks_: list[Check]) -> catchup.CatchUp:
+    """catchup.judge for the header: window starts in, minute ends compared; the lag check as the backlog."""
+    if word not in CATCH_UP_SOURCES or started is None:
+        return catchup.CatchUp(False)
+    end = lambda ts: None if ts is None else (ts + pd.Timedelta(minutes=1)).timestamp()  # noqa: E731
+    lag = next((c for c in checks_ if c.name == "Kafka lag" and c.value), None)
+    return catchup.judge(now.timestamp(), started.timestamp(), end(newest_bar), end(newest_prediction),
+                         "" if lag is None else f"Kafka lag {lag.value:,.0f} s in {lag.detail}")

@@ -119,3 +119,84 @@ def lifecycle_summary(s: Settings, retrainer=None) -> str:
             line += f": {r['reason'][:120]}"
         parts.append(line)
     return " | ".join(parts)
+
+
+def serving_words(horizon: int, champion: dict | None, newest: dict | None, all_families: tuple[str, ...]) -> str:
+    """Which model serves a horizon and why, in words (pure).
+
+    Args:
+        champion / newest: the `champion` version's and the newest complete version's `version` and
+            tags (`family`, `candidates`, `gate_reason`, `champion_reason`); None when there is none.
+        all_families: every candidate family the retrainer fits (training.CANDIDATES).
+    """
+    def quick(v: dict) -> str:
+        trained = [f for f in (v.get("candidates") or "").split(",") if f]
+        rest = [f for f in all_families if f not in trained]
+        if not trained or not rest:
+            return ""
+        return (f"; the quick bootstrap model ({', '.join(trained)} only, fitted in seconds so predictions "
+                f"start at once): {', '.join(rest)} follow in the first retrain, through the same gate")
+
+    if champion is not None:
+        why = champion.get("champion_reason") or champion.get("gate_reason") or "no reason recorded"
+        how = "promoted by hand" if why.startswith(("manual promote", "rollback")) else "the gate passed it"
+        return (f"h{horizon} serving v{champion['version']} ({champion.get('family') or '?'}){quick(champion)}; "
+                f"{how}: {why}")
+    if newest is None:
+        return f"h{horizon} serving nothing: no model trained yet"
+    return (f"h{horizon} serving nothing: v{newest['version']} ({newest.get('family') or '?'}) was refused by the "
+            f"gate{quick(newest)}: {newest.get('gate_reason') or 'no reason recorded'}")
+
+
+def serving_summary(s: Settings, client) -> list[str]:
+    """`serving_words` per horizon, from the registry (MLflow's client; `[]` while it cannot be read)."""
+    from tickcast import model_io
+    from tickcast.training.config import CANDIDATES
+
+    out = []
+    try:
+        for h in s.horizons:
+            name = model_io.model_name(h)
+            mv = model_io.resolve(client, name, model_io.CHAMPION)
+            champ = None if mv is None else {"version": str(mv.version), **(mv.tags or {})}
+            newest = None
+            if champ is None:
+                done = [v for v in client.search_model_versions(f"name='{name}'")
+                        if (v.tags or {}).get(model_io.REGISTRATION, model_io.COMPLETE) == model_io.COMPLETE]
+                if done:
+                    v = max(done, key=lambda v: int(v.version))
+                    newest = {"version": str(v.version), **(v.tags or {})}
+            out.append(serving_words(h, champ, newest, CANDIDATES))
+    except Exception:  # the registry being written or away: nothing this refresh, never crash the panel
+        return []
+    return out
+
+
+def newest_minute_end_s(t, s: Settings) -> float | None:
+    """The end (epoch s) of the newest minute in a table with `window_start`; None when it has none."""
+    if not lake.exists(t, s):
+        return None
+    col = lake.read(t, s, columns=["window_start"])["window_start"]
+    return None if len(col) == 0 else float(lake.to_ms(col).max()) / 1000 + 60.0
+
+
+def backlog_words(queries: dict[str, dict]) -> str:
+    """The queries' Kafka backlog from their last progress (messages behind), in words; "" for none."""
+    behind = []
+    for name, p in queries.items():
+        lag = ((p.get("sources") or [{}])[0].get("metrics") or {}).get("maxOffsetsBehindLatest")
+        if lag is not None and int(lag) > 0:
+            behind.append(f"{name} {int(lag):,} msgs behind")
+    return ", ".join(behind)
+
+
+def catch_up(s: Settings, started_s: float, queries: dict[str, dict], now_s: float | None = None):
+    """tickcast.catchup.judge for `up`'s streams started at `started_s` (epoch s), from the lake."""
+    from tickcast import catchup
+
+    now_s = time.time() if now_s is None else now_s
+    try:
+        bar, pred = newest_minute_end_s(tables.BARS, s), newest_minute_end_s(tables.PREDICTIONS, s)
+    except Exception:  # a table being written: judge from nothing new (still catching up, if it was)
+        bar = pred = None
+    return catchup.judge(now_s, started_s, bar, pred, backlog_words(queries))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ class Terminal:
         self.broken = False
         self.live = None
         self._last_plain = 0.0
+        self._said: dict = {}
 
     def say(self, text: str, **style) -> None:
         if self.broken:
@@ -33,7 +35,10 @@ class Terminal:
             if self.live is not None:
                 self.live.console.print(text, style="bold " + style["fg"] if "fg" in style else None,
                                         highlight=False, markup=False)
-            else:
+            elif self.tty:   # a terminal folds a long line mid-word: wrap it at word boundaries first
+                width = shutil.get_terminal_size().columns
+                click.secho("\n".join(status.wrap(text, width, "    ")), **style)
+            else:            # a pipe or a log file: one line per message, as said
                 click.secho(text, **style)
         except (BrokenPipeError, OSError):
             self._broke()
@@ -44,12 +49,16 @@ class Terminal:
         try:
             if self.tty:
                 if self.live is None:
-                    self.live = Live(status.panel(st), auto_refresh=False, transient=False)
+                    self.live = Live(auto_refresh=False, transient=False)
                     self.live.start()
-                self.live.update(status.panel(st), refresh=True)
-            elif time.monotonic() - self._last_plain >= self.every:
-                self._last_plain = time.monotonic()
-                click.echo(status.plain_line(st))
+                # The terminal's width now (it may have been resized): long reasons wrap to it by words.
+                self.live.update(status.panel(st, self.live.console.width), refresh=True)
+            else:
+                for line in status.plain_news(st, self._said):   # whole, once: the plain line stays short
+                    click.echo(line)
+                if time.monotonic() - self._last_plain >= self.every:
+                    self._last_plain = time.monotonic()
+                    click.echo(status.plain_line(st))
                 sys.stdout.flush()
         except (BrokenPipeError, OSError):
             self._broke()

@@ -19,7 +19,7 @@ from tickcast.sources.rest import rest_reachable
 from stack import JOBS
 from stack.bootstrap import SIM_SIGNAL, ensure_models, sim_start_prices
 from stack.processes import Children, QuietStderr
-from stack.readings import StackMeter, lifecycle_summary, prediction_summary, table_rows
+from stack.readings import StackMeter, catch_up, lifecycle_summary, prediction_summary, serving_summary, table_rows
 from stack.terminal import Terminal
 from tickcast import data_loss, kafka_broker, metrics, status
 from tickcast.lock import LockHeld, hold_writer_lock
@@ -61,6 +61,18 @@ def serve_metrics(s: Settings) -> metrics.MetricsServer | None:
     except OSError as e:
         raise click.ClickException(f"TICKCAST_METRICS_PORT: cannot listen on {s.metrics_host}:{s.metrics_port} "
                                    f"({e.strerror or e}); set another port, or 0 for none") from None
+
+
+def _registry(s: Settings, memo: dict):
+    """The MLflow client, made once (None while the store cannot be opened: the panel then says nothing)."""
+    if memo.get("registry") is None:
+        try:
+            from tickcast import model_io  # deferred: heavy (mlflow)
+
+            memo["registry"] = model_io.configure(s)
+        except Exception:
+            return None
+    return memo["registry"]
 
 
 def _resolve_source(s: Settings, source: str, term: Terminal) -> str:
@@ -130,6 +142,8 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
         stack = StackMeter(s, producer.pid, [p.pid for p in children.procs.values()])
         st = status.Status(source=source, log_dir=str(log_dir))
         last_count = 0.0
+        # A replay's minutes are old by trade time: "a minute after the start" never comes, so no catching up.
+        streams = {"started_s": None, "caught_up": source == "replay", "registry": None}
 
         def show(last: dict) -> None:
             nonlocal last_count
@@ -141,6 +155,12 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
                 except Exception:  # the table being written: keep the last reading, never crash the panel
                     pass
                 st.lifecycle = lifecycle_summary(s, children.procs.get("retrainer"))
+                if "predict" in jobs:
+                    st.serving = serving_summary(s, _registry(s, streams)) or st.serving
+                if not streams["caught_up"] and streams["started_s"] is not None:
+                    c = catch_up(s, streams["started_s"], last)
+                    st.catching_up = c.describe()
+                    streams["caught_up"] = not c.catching_up    # for good: alerts are as usual from then on
                 last_count = time.monotonic()
             st.elapsed_s = time.monotonic() - t0
             st.queries = dict(last)
@@ -172,6 +192,7 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
             term.say(f"retrainer: every {s.retrain_every} on the last {s.train_window} (nice {RETRAINER_NICE}, "
                      f"log {log_dir / 'retrainer.log'})")
         if not stop.is_set():
+            streams["started_s"] = time.time()
             run(jobs, s, available_now=False, on_progress=show, stop_event=stop,
                 log_level="WARN" if verbose else "ERROR", spark=spark)
     finally:

@@ -64,8 +64,19 @@ def newest(s: Settings, limit: int = 10, horizon: int | None = None) -> list[dic
     return out
 
 
-def last_attempt_ms(s: Settings, horizon: int) -> int | None:
-    """When the horizon was last trained (or a retrain failed), epoch ms; None if never."""
+def last_attempt(s: Settings, horizon: int) -> dict | None:
+    """The horizon's newest training attempt (a promotion, refusal or failed retrain): its `event`,
+    `at_ms` (epoch ms) and `numbers` (parsed; {} when none); None if never."""
     df = read(s, horizon)
     df = df[df["event"].isin(ATTEMPTS)]
-    return None if df.empty else int(df["event_time"].iloc[0].timestamp() * 1000)
+    if df.empty:
+        return None
+    r = df.iloc[0]
+    numbers = json.loads(r["numbers"]) if isinstance(r["numbers"], str) else None
+    return {"event": r["event"], "at_ms": int(r["event_time"].timestamp() * 1000), "numbers": numbers or {}}
+
+
+def last_attempt_ms(s: Settings, horizon: int) -> int | None:
+    """When the horizon was last trained (or a retrain failed), epoch ms; None if never."""
+    a = last_attempt(s, horizon)
+    return None if a is None else a["at_ms"]

@@ -5,7 +5,10 @@ The snapshot is plain data (`Status`), so both renderings are pure and unit-test
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
+
+PANEL_WIDTH = 100          # the panel's text width when the terminal's is unknown
 
 
 @dataclass
@@ -20,7 +23,17 @@ class Status:
     urls: dict[str, str] = field(default_factory=dict)       # component -> URL (or why it is not running)
     data_loss: str = ""                                      # Kafka offsets lost to retention, never silent
     lifecycle: str = ""                                      # the newest model event per horizon, the retrainer
+    serving: list[str] = field(default_factory=list)         # per horizon: which model serves and why
+    catching_up: str = ""                                    # "catching up: waiting for ..." after a start
     log_dir: str = ""
+
+
+def wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """`text` in lines of at most `width` characters, broken at spaces only (a word longer than a
+    line keeps its own line whole: a gate's numbers and version names must stay readable)."""
+    return textwrap.wrap(text, width=max(20, width), subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or [""]
+
 
 
 def _query_cells(name: str, p: dict) -> tuple[str, str, str, str]:
@@ -43,11 +56,34 @@ def plain_line(st: Status) -> str:
     return " | ".join(parts)
 
 
-def panel(st: Status):
-    """A rich renderable that fits the terminal: URLs, queries, tables, the model, the stack."""
+def plain_news(st: Status, said: dict) -> list[str]:
+    """Lines to print once, where stdout is a pipe or a file, beside the plain line: which model
+    serves each horizon and why (whole, when it changes), and catching up (when it starts, when it
+    changes, and once when it ends). `said` keeps what was printed; it is updated."""
+    out = []
+    for i, x in enumerate(st.serving):
+        if said.get(("serving", i)) != x:
+            said[("serving", i)] = x
+            out.append(f"model: {x}")
+    was = said.get("catching_up", "")
+    if st.catching_up != was:
+        said["catching_up"] = st.catching_up
+        out.append(st.catching_up or "caught up: a minute that ended after the streams started has its prediction")
+    return out
+
+
+def panel(st: Status, width: int | None = None):
+    """A rich renderable that fits the terminal: URLs, queries, tables, the model, the stack.
+
+    `width`: the terminal's columns; the model's lines (gate reasons are long) are wrapped to fit
+    it at word boundaries, never mid-word.
+    """
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
+
+    inner = (width or PANEL_WIDTH) - 4          # the panel's border and padding
 
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -73,13 +109,21 @@ def panel(st: Status):
         rows.add_row(k, f"{v:,}")
 
     model = Table.grid()
-    model.add_column(overflow="fold")
-    model.add_row(st.prediction or "no prediction yet")
+    model.add_column(no_wrap=True)
+
+    def lines(text: str, style=None) -> None:
+        for line in wrap(text, inner, "    "):
+            model.add_row(Text(line, style=style or ""))
+
+    if st.catching_up:    # yellow, not red: the start's backlog is expected (tickcast/catchup.py)
+        lines(st.catching_up, "bold yellow")
+    for x in st.serving:
+        lines(x)
+    lines(st.prediction or "no prediction yet")
     if st.scores:
-        model.add_row(st.scores)
+        lines(st.scores)
     if st.lifecycle:
-        model.add_row(st.lifecycle, style="bold red" if "FAILED" in st.lifecycle or "not running" in st.lifecycle
-                      else None)
+        lines(st.lifecycle, "bold red" if "FAILED" in st.lifecycle or "not running" in st.lifecycle else None)
 
     body = Table.grid(padding=(0, 3))
     body.add_column()

@@ -117,6 +117,31 @@ def empty_server(base_settings, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def catching_up_server(dash_settings, spark, broker, tmp_path_factory):
+    """A copy of the lake just after a simulated stack's streams started: ingest runs now on simulated
+    trades (so its newest ticks say SIMULATED and its progress is a run that just began), while the
+    newest bars and predictions are the history's, minutes before that start."""
+    from producers.publisher import Publisher
+    from producers.sources import simulate_records
+
+    from jobs.runner import run
+    from testkit.lakes import fork
+    from tickcast import kafka_broker
+
+    s = fork(dash_settings, tmp_path_factory.mktemp("dashboard-catching-up"),
+             tuple(t for t in tables.ALL.values() if lake.exists(t, dash_settings)))
+    s = dataclasses.replace(s, topic=f"t-{uuid.uuid4().hex[:10]}", dashboard_refresh_seconds=REFRESH_S)
+    kafka_broker.ensure_topic(s)
+    pub = Publisher(s, "simulate")
+    pub.publish(simulate_records(["BTCUSDT"], rate=50.0, seed=3, count=200, plant_signal=True))
+    assert pub.close().failed == 0
+    run(["ingest"], s, available_now=True, spark=spark)
+    url, proc = _serve(s)
+    yield url, s
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (README set-up) to run the browser tests")
@@ -363,3 +388,28 @@ def test_a_fresh_install_renders_its_messages(empty_server, browser):
         p.wait_text("No quarantined records")
         p.screenshot("empty-pipeline")
         assert not p.errors, p.errors
+
+
+def test_a_stack_catching_up_after_its_start_says_so_and_shows_no_red_alert(catching_up_server, browser):
+    from dashboard import health
+    from tickcast.catchup import CATCH_UP_LIMIT_S
+
+    url, s = catching_up_server
+    prog = lake.read(tables.STREAM_PROGRESS, s, columns=["query_name", "run_id", "timestamp"]).to_pandas()
+    started = health.streams_started(prog)
+    bars = lake.read(tables.BARS, s, columns=["window_start"]).to_pandas()["window_start"]
+    assert bars.max() + pd.Timedelta(minutes=1) < started            # no bar of a minute after the start yet
+    assert (pd.Timestamp.now(tz="UTC") - started).total_seconds() < CATCH_UP_LIMIT_S - 60
+    with Page(browser) as p:
+        p.goto(url + "/pipeline")
+        p.wait_text("CATCHING UP")
+        assert p.text("#header-source") == "SIMULATED"
+        assert p.text("#header-status") == "◐ CATCHING UP"
+        alerts = p.text("#header-alerts")
+        assert alerts.startswith("catching up: waiting for the first live minute's bar"), alerts
+        # Today's rule would have alerted: the newest bar is hours old.
+        assert "ALERT" not in p.text("#header")
+        color = p.page.eval_on_selector("#header-status", "e => getComputedStyle(e).backgroundColor")
+        assert color == "rgb(255, 246, 224)", color       # amber, not the alert's red
+        assert not p.errors, p.errors
+        p.screenshot("catching-up")

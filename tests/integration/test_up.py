@@ -146,7 +146,8 @@ class FirstRun:
     s: object                        # the settings `up` ran with
     log: Path
     text: str                        # everything `up` printed
-    champion: str                    # the bootstrap champion's version
+    champion: str                    # the bootstrap champion's version (the quick model)
+    served: dict                     # the service's first answer of GET /v1/predict/<symbol>?horizon=1
     live_from_ms: int                # the first minute no bootstrap history can hold: only the live path's
     live_outcomes: int               # outcomes of live predictions seen while `up` ran
     metrics_text: bytes              # the stack's /metrics once every query's counters had risen
@@ -168,6 +169,27 @@ def _live_outcomes(s, live_from_ms: int) -> int:
     return int(((ms >= live_from_ms) & t.to_pandas()["symbol"].str.endswith("-SIMSIG").to_numpy()).sum())
 
 
+def _served(s) -> dict | None:
+    """The service's answer for the first simulated symbol at horizon 1, once it is a 200."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.serve_port}/v1/predict/BTCUSDT-SIMSIG?horizon=1",
+                                    timeout=5) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError):      # 503 before a champion is loaded, or not listening yet
+        return None
+
+
+def champions(s) -> list[str]:
+    """Every version that got `champion` through the gate, oldest first (ops.model_events)."""
+    from tickcast import model_events
+
+    ev = model_events.read(s, 1)
+    return list(ev[ev["event"] == "promotion"]["model_version"][::-1])
+
+
 @pytest.fixture(scope="module")
 def first_up(base_settings, tmp_path_factory) -> FirstRun:
     from tickcast import kafka_broker
@@ -185,6 +207,9 @@ def first_up(base_settings, tmp_path_factory) -> FirstRun:
     try:
         # Bootstrap (simulated history with the planted signal, features, training in a child).
         champ = up.wait(lambda: re.search(r"tickcast-h1 v(\d+) -> champion", up.text), 900, "a bootstrap champion")
+        # The first served prediction: the latest-row route answers from the bootstrap's newest
+        # feature row as soon as the service has loaded the quick model (bench first-prediction times it).
+        served = up.wait(lambda: _served(s), 300, "a prediction served by the latest-row route")
         # The bootstrap's history ends at the minute it started in, before the champion: a minute
         # after the champion's can only come from the live simulator through the streams.
         live_from = (int(time.time() * 1000) // MINUTE_MS + 1) * MINUTE_MS
@@ -226,7 +251,7 @@ def first_up(base_settings, tmp_path_factory) -> FirstRun:
     left = [(p, psutil.Process(p).cmdline()[:4]) for p in seen if alive(p)]
     for p, _ in left:
         os.kill(p, signal.SIGKILL)
-    return FirstRun(s, log, up.text, champ.group(1), live_from, n_live, metrics_text, early, late, sockets, answered,
+    return FirstRun(s, log, up.text, champ.group(1), served, live_from, n_live, metrics_text, early, late, sockets, answered,
                     seen, code, left, kafka_broker._read_pid(s))
 
 
@@ -243,7 +268,11 @@ def test_up_from_nothing_to_live_predictions_and_outcomes(first_up):
     preds = pt.to_pandas().assign(window_ms=lake.to_ms(pt["window_start"]))
     live = preds[preds["window_ms"] >= r.live_from_ms]
     assert len(live) and live["symbol"].str.endswith("-SIMSIG").all(), live["symbol"].unique()
-    assert set(live["model_version"]) == {r.champion} and set(live["horizon"]) == {1}
+    # The quick bootstrap model serves the first live minutes; the first full retrain (started at
+    # once, at low priority) may promote another version through the gate while `up` runs.
+    first_live = live.sort_values("window_ms").iloc[0]
+    assert first_live["model_version"] == r.champion and set(live["horizon"]) == {1}
+    assert set(live["model_version"]) <= set(champions(s)), (set(live["model_version"]), champions(s))
     assert live["prob_up"].between(0, 1).all()
     bars = lake.read(tables.BARS, s, columns=["symbol", "window_start"])
     live_bars = set(zip(bars["symbol"].to_pylist(), lake.to_ms(bars["window_start"])))
@@ -275,7 +304,7 @@ def test_the_stacks_metrics_agree_with_the_lake(first_up):
     assert {k for k in lost if k[0] == s.topic} == {(s.topic, p) for p in range(s.topic_partitions)}, lost
     assert all(lost[k] == table_lost.get(k, 0) for k in lost), (lost, table_lost)
     served = by_label(late, "tickcast_model_version", "horizon")
-    assert served == {"1": int(r.champion)}, (served, r.champion)
+    assert set(served) == {"1"} and str(int(served["1"])) in champions(s), (served, champions(s))
     # Every metric is there but those that may not be measured yet (lag at no input rate, live scores
     # before enough outcomes).
     maybe = {"tickcast_stream_kafka_lag_seconds", "tickcast_live_hit_ratio", "tickcast_live_brier_score",
@@ -332,3 +361,32 @@ def test_a_second_up_resumes_without_training_and_stops_on_ctrl_c(first_up):
     unique(tables.BARS, s, schemas.BARS_KEY)
     unique(tables.PREDICTIONS, s, schemas.PREDICTIONS_KEY)
     assert rows(tables.QUARANTINE, s) == 0
+
+
+def test_the_quick_model_serves_first_the_panel_says_why_and_the_full_retrain_follows(first_up):
+    from tickcast import model_io, model_events
+
+    r, s = first_up, first_up.s
+    # The bootstrap trained the linear family alone, through the gate, and said so.
+    assert "the quick bootstrap model (linear;" in r.text
+    assert f"tickcast-h1 v{r.champion} -> champion (quick bootstrap model, linear; the gate: " in r.text
+    client = model_io.configure(s)
+    tags = client.get_model_version("tickcast-h1", r.champion).tags
+    assert tags["family"] == "linear" and tags["candidates"] == "linear" and tags["gate"] == "promoted"
+    boot = model_events.read(s, 1)
+    boot = boot[boot["model_version"] == r.champion].iloc[-1]
+    assert boot["event"] == "promotion" and json.loads(boot["numbers"])["candidates"] == ["linear"]
+    # The service served that model from the bootstrap's newest feature row.
+    assert r.served["model_version"] == r.champion and r.served["horizon"] == 1
+    assert r.served["symbol"] == "BTCUSDT-SIMSIG" and 0 <= r.served["prob_up"] <= 1
+    # The status said which model served and why, and that the stack was catching up, then that it had caught up.
+    lines = r.text.splitlines()
+    assert f"model: h1 serving v{r.champion} (linear); the quick bootstrap model (linear only, fitted in " \
+           "seconds so predictions start at once): mlp, conv follow in the first retrain, through the same gate; " \
+           "the gate passed it: " in r.text
+    catching = [i for i, x in enumerate(lines) if x.startswith("catching up: waiting for the first live minute's")]
+    caught = [i for i, x in enumerate(lines) if x.startswith("caught up: ")]
+    assert catching and len(caught) == 1 and caught[0] > catching[-1], r.text[-3000:]
+    # The retrainer took up every family at once instead of a TICKCAST_RETRAIN_EVERY later.
+    log = (s.data_dir / "logs" / "retrainer.log").read_text()
+    assert "retrain: tickcast-h1 on " in log, log[-2000:]

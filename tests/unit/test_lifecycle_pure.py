@@ -95,3 +95,16 @@ def test_the_model_page_opens_on_a_horizon_with_data():
     assert pick_horizon([1, 5], {5}, 1, 5) == 1                       # the user chose h1: kept
     assert pick_horizon([1, 5, 15], {5, 15}, 15, 15) == 15            # auto-picked and has data: kept
     assert dataclasses.is_dataclass(load({}))
+
+
+def test_a_quick_bootstrap_training_makes_the_full_retrain_due_at_once():
+    from tickcast.lifecycle.loop import partial
+
+    fams = ("linear", "mlp", "conv")
+    quick = {"event": "promotion", "at_ms": 0, "numbers": {"candidates": ["linear"]}}
+    assert partial(quick, fams) and partial({**quick, "event": "refusal"}, fams)
+    assert not partial({**quick, "numbers": {"candidates": list(fams)}}, fams)     # a full one: the cadence
+    assert not partial(quick, ("linear",))             # the retrainer fits no more than it did
+    # A failed retrain, or an event from before trainings said what they fitted: the usual cadence.
+    assert not partial({"event": "failed_retrain", "at_ms": 0, "numbers": {}}, fams)
+    assert not partial({**quick, "numbers": {}}, fams) and not partial(None, fams)

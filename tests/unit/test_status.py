@@ -1,11 +1,12 @@
 """`up`'s status: the panel fits the terminal's width and the plain line carries the same numbers."""
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from rich.console import Console
 
-from tickcast.status import Status, panel, plain_line
+from tickcast.status import Status, panel, plain_line, plain_news
 
 PROGRESS = {
     "ingest": {"inputRowsPerSecond": 51.2, "durationMs": {"triggerExecution": 412},
@@ -47,3 +48,38 @@ def test_plain_line_is_one_line_with_the_same_numbers():
     assert line.startswith("125s simulate | ingest 51/s 412 ms lag 3 | bars 50/s 230 ms | ")
     assert "rows bronze.ticks=123456 silver.bars_1m=42" in line and line.endswith("mem 4.90 GiB")
     assert "| LOST 12 offsets (ticks/0: 12) |" in line
+
+
+REASON = ("not promoted: linear's Brier improvement over momentum is +0.000012 [-0.000031, +0.000058] over 2,316 "
+          "minutes, whose lower end is not above zero; climatology +0.000101 [+0.000020, +0.000190]; "
+          "tickcast-h5-champion-history-v12345678901234567890 unchanged")
+
+
+def test_long_gate_reasons_wrap_at_word_boundaries_never_mid_word():
+    from tickcast.status import wrap
+
+    words = REASON.split()
+    for width in (80, 120, 200):
+        lines = wrap(REASON, width - 4, "    ")
+        assert len(lines) > 1 or width == 200
+        assert all(len(x) <= width - 4 or " " not in x.strip() for x in lines)
+        assert " ".join(x.strip() for x in lines).split() == words      # every word whole, in order
+        out = io.StringIO()
+        st = dataclasses.replace(status(), serving=[f"h5 serving nothing: v3 (linear) was refused by the gate: {REASON}"])
+        Console(file=out, width=width, force_terminal=False, color_system=None).print(panel(st, width))
+        rendered = out.getvalue().splitlines()
+        assert all(len(x) <= width for x in rendered), width
+        tokens = " ".join(x.strip(" │╭╮╰╯─") for x in rendered).split()
+        for w in words:      # each of the reason's words appears whole in the panel
+            assert w in tokens, (width, w)
+    # Where stdout is a pipe: the plain line stays short; the reasons are printed whole, once per change.
+    st = dataclasses.replace(status(), serving=[f"h1 serving v2 (linear); the gate passed it: {REASON}"],
+                             catching_up="catching up: waiting for the first live minute's bar")
+    assert "serving" not in plain_line(st) and "catching up" not in plain_line(st)
+    said: dict = {}
+    assert plain_news(st, said) == [f"model: h1 serving v2 (linear); the gate passed it: {REASON}",
+                                    "catching up: waiting for the first live minute's bar"]
+    assert plain_news(st, said) == []
+    st.catching_up = ""
+    assert plain_news(st, said) == ["caught up: a minute that ended after the streams started has its prediction"]
+    assert plain_news(st, said) == []

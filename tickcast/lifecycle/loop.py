@@ -2,7 +2,10 @@
 every `check_seconds`, a retrain of each horizon every TICKCAST_RETRAIN_EVERY.
 
 The cadence counts from the horizon's last training attempt in ops.model_events (a restart does not
-retrain at once), so `up`'s first training at start-up is the first period's.
+retrain at once), so `up`'s first training at start-up is the first period's; except that a horizon
+last trained on fewer candidate families than the retrainer fits (`up`'s quick bootstrap model, the
+linear family alone) is due at once, so every family gets its turn through the gate minutes after
+the first prediction instead of a TICKCAST_RETRAIN_EVERY later.
 """
 from __future__ import annotations
 
@@ -14,9 +17,27 @@ from tickcast.lifecycle import decay, retrain
 from tickcast.settings import Settings
 
 
-def due(s: Settings, horizon: int, now_ms: int, client=None) -> bool:
-    """A retrain is due RETRAIN_EVERY after the last attempt (or, before any event, the newest registration)."""
-    last = events.last_attempt_ms(s, horizon)
+def partial(attempt: dict | None, families) -> bool:
+    """Was this training attempt (model_events.last_attempt) on fewer families than `families`? (pure)
+
+    Only a finished training says which families it fitted; a failed retrain does not count, so a
+    full retrain that fails waits for the usual cadence rather than being attempted every pass.
+    """
+    if attempt is None or attempt["event"] not in (events.PROMOTION, events.REFUSAL):
+        return False
+    fitted = attempt["numbers"].get("candidates")
+    return bool(fitted) and not set(families) <= set(fitted)
+
+
+def due(s: Settings, horizon: int, now_ms: int, client=None, families=None) -> bool:
+    """A retrain is due RETRAIN_EVERY after the last attempt (or, before any event, the newest
+    registration), and at once after a training on fewer than `families` (default: every candidate)."""
+    from tickcast.training.config import CANDIDATES
+
+    attempt = events.last_attempt(s, horizon)
+    if partial(attempt, families or CANDIDATES):
+        return True
+    last = None if attempt is None else attempt["at_ms"]
     if last is None and client is not None:
         from tickcast import model_io
 
@@ -36,7 +57,7 @@ def cycle(s: Settings, client, echo=print, families=None, now_ms: int | None = N
             echo(f"lifecycle: decay check of h{h} failed: {type(e).__name__}: {e}")
             step["decay_error"] = str(e)
         try:
-            is_due = due(s, h, int(time.time() * 1000) if now_ms is None else now_ms, client)
+            is_due = due(s, h, int(time.time() * 1000) if now_ms is None else now_ms, client, families)
         except Exception as e:   # MLflow away while looking: attempt it, the failure becomes an event
             echo(f"lifecycle: cadence of h{h}: {type(e).__name__}: {e}")
             is_due = True

@@ -157,6 +157,8 @@ def register(s: Settings, cfg: TrainConfig, prep: Prepared, report: dict, t_star
             promoted = g["promoted"] and fam == g["best"]
             tags[fam] = {"brier": f"{mt['brier']['value']:.6f}", "accuracy": f"{mt['accuracy']['value']:.4f}",
                          "family": fam, "training_end": iso(training_end_ms), "feature_version": version,
+                         # The families this run fitted: fewer than all marks a quick (bootstrap) model.
+                         "candidates": ",".join(cfg.families),
                          "gate": "promoted" if promoted else "not promoted", "gate_reason": g["reasons"][fam][:5000],
                          "run_id": run.info.run_id,
                          # What the streaming job needs per batch without downloading artifacts.
@@ -205,7 +207,8 @@ def _record_decision(s: Settings, cfg: TrainConfig, report: dict, start_ms: int,
 
     g = report["gate"]
     o = report["overall"]
-    numbers = {"family": g["best"], "rows": report["rows"], "tested_rows": report["tested_rows"],
+    numbers = {"family": g["best"], "candidates": list(cfg.families), "rows": report["rows"],
+               "tested_rows": report["tested_rows"],
                "training_start": iso(start_ms), "training_end": iso(end_ms),
                "window_start": iso(cfg.start_ms) if cfg.start_ms is not None else None,
                "window_end": iso(cfg.end_ms) if cfg.end_ms is not None else None,
