@@ -21,6 +21,14 @@ def segment_start(minutes: np.ndarray) -> int:
     return int(minutes[gaps[-1] + 1] if len(gaps) else minutes[0])
 
 
+def newest_per_symbol(t) -> dict[str, int]:
+    """Rows with symbol and window_start (Arrow) -> {symbol: its newest window start, epoch ms} (pure)."""
+    out: dict[str, int] = {}
+    for sym, ms in zip(t["symbol"].to_pylist(), lake.to_ms(t["window_start"])):
+        out[sym] = max(out.get(sym, int(ms)), int(ms))
+    return out
+
+
 def rebuild(bars, symbol: str) -> features.State:
     """A symbol's state after its bars (`features.bars_frame` rows, any order), as the features job
     would hold it after streaming them all (pure).
@@ -52,8 +60,6 @@ class FeatureBook:
         """Rebuild every symbol's state from the tables; returns the bars owed a feature row (the
         `bars_frame` rows after each symbol's newest feature row), to apply first."""
         import pandas as pd
-        import pyarrow.compute as pc
-
         self.states = {}
         if not lake.exists(tables.BARS, self.s):
             return features.bars_frame(pd.DataFrame(columns=["symbol", "window_start", *features.RAW]))
@@ -63,9 +69,7 @@ class FeatureBook:
         if lake.exists(tables.FEATURES, self.s):
             f = lake.read(tables.FEATURES, self.s, columns=["symbol", "window_start"],
                           filters=[("feature_version", "=", self.version)])
-            if f.num_rows:
-                g = f.append_column("ms", lake.to_ms(f["window_start"])).group_by("symbol").aggregate([("ms", "max")])
-                done = dict(zip(g["symbol"].to_pylist(), (int(x) for x in pc.cast(g["ms_max"], "int64").to_pylist())))
+            done = newest_per_symbol(f)
         owed = []
         for sym, g in bars.groupby("symbol", sort=True):
             upto = done.get(sym)

@@ -18,6 +18,7 @@ import numpy as np
 
 from jobs.delta_io import InsertOnce, spans_of
 from jobs.drift_window import DriftWindow
+from jobs.live_features import newest_per_symbol
 from jobs.predict import prediction_rows
 from jobs.predict_models import ModelResolver, NoModel, Slot
 from jobs.predict_plan import QUERY, BatchPlans, counts_of
@@ -60,7 +61,6 @@ class LivePredictor:
     def owed(self):
         """Feature rows (Arrow, silver.features columns) newer than their symbol's newest prediction."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         if not lake.exists(tables.FEATURES, self.s):
             return None
@@ -71,8 +71,7 @@ class LivePredictor:
         p = lake.read(tables.PREDICTIONS, self.s, columns=["symbol", "window_start"])
         if not p.num_rows:
             return f
-        g = p.append_column("ms", lake.to_ms(p["window_start"])).group_by("symbol").aggregate([("ms", "max")])
-        newest = dict(zip(g["symbol"].to_pylist(), pc.cast(g["ms_max"], "int64").to_pylist()))
+        newest = newest_per_symbol(p)
         ms, syms = lake.to_ms(f["window_start"]), f["symbol"].to_pylist()
         return f.filter(pa.array([m > newest.get(sym, -1) for sym, m in zip(syms, ms)]))
 
