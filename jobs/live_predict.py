@@ -59,19 +59,24 @@ class LivePredictor:
         self._said = float("-inf")
 
     def owed(self):
-        """Feature rows (Arrow, silver.features columns) newer than their symbol's newest prediction."""
+        """Feature rows (Arrow, silver.features columns) newer than their symbol's newest prediction
+        (only rows newer than the oldest of those are read: after a first start, every row)."""
+        import datetime as dt
+
         import pyarrow as pa
 
         if not lake.exists(tables.FEATURES, self.s):
             return None
-        f = lake.read(tables.FEATURES, self.s, filters=[("feature_version", "=", features.feature_version()),
-                                                        ("warmup", "=", False)])
-        if not f.num_rows or not lake.exists(tables.PREDICTIONS, self.s):
+        newest: dict[str, int] = {}
+        if lake.exists(tables.PREDICTIONS, self.s):
+            newest = newest_per_symbol(lake.read(tables.PREDICTIONS, self.s, columns=["symbol", "window_start"]))
+        filters = [("feature_version", "=", features.feature_version()), ("warmup", "=", False)]
+        if newest:
+            lo = dt.datetime.fromtimestamp(min(newest.values()) / 1000, dt.timezone.utc)
+            filters.append(("window_start", ">", lo))
+        f = lake.read(tables.FEATURES, self.s, filters=filters)
+        if not f.num_rows or not newest:
             return f
-        p = lake.read(tables.PREDICTIONS, self.s, columns=["symbol", "window_start"])
-        if not p.num_rows:
-            return f
-        newest = newest_per_symbol(p)
         ms, syms = lake.to_ms(f["window_start"]), f["symbol"].to_pylist()
         return f.filter(pa.array([m > newest.get(sym, -1) for sym, m in zip(syms, ms)]))
 
