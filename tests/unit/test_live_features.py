@@ -32,3 +32,17 @@ def test_segment_start_is_after_the_last_long_gap():
     assert segment_start(m) == 40
     assert segment_start(np.array([5])) == 5
     assert rebuild(pd.DataFrame(columns=["window_ms", *F.RAW]), "X").empty
+
+
+def test_feature_rows_become_the_tables_rows_and_owed_rows_come_first_once():
+    from jobs.hotpath import _concat, feature_table
+    from tickcast import lake, schemas
+
+    rows = F.advance(F.State(), make_bars(n=300, seed=4), "X")[1]
+    t = feature_table(rows)
+    assert t.schema.names == list(schemas.FEATURES.names)
+    assert (lake.to_ms(t["window_start"]) == rows["window_ms"].to_numpy()).all()
+    both = _concat(t.slice(0, 200), t.slice(150))          # the owed rows overlap this batch's by 50
+    assert both.num_rows == t.num_rows
+    assert (lake.to_ms(both["window_start"]) == rows["window_ms"].to_numpy()).all()
+    assert _concat(None, None) is None
