@@ -21,14 +21,15 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from bench.measure import pct, private_settings, report
-from bench.bars import IDLE_WARMUP_S, _load, _say, measure_idle
+from bench.measure import lane_settings, pct, private_settings, report
+from bench.bars import IDLE_TOPIC, IDLE_WARMUP_S, _load, _say, measure_idle
+from bench.stack_probes import FloorConsumer, ServedProbe
 from tickcast import kafka_broker, lake, tables
 from tickcast.settings import Settings
 
 RATE = 50.0
 TOPIC = "bench-stack-ticks"
-TARGETS = {"freshness_p95_s": 5.0, "rss_gib": 6.0, "cores": 1.0}
+TARGETS = {"freshness_p95_s": 2.0, "rss_gib": 4.0, "cores": 0.6, "served_after_commit_s": 0.5}
 METHOD = {
     "stack": "`tickcast up --source simulate --rate 50` (ingest, bars, features, predict, outcomes; models "
              "bootstrapped by `up` itself) as a subprocess on the bench's broker; measured from 60 s after the "
@@ -80,8 +81,11 @@ def _epoch(x) -> float:
     return float(x)
 
 
-def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0) -> dict:
-    """Window end -> commit of bar, features and predictions, for bars ending in [since, until - settle_s)."""
+def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0,
+              served: dict[tuple[str, float], float] | None = None, floor: dict | None = None) -> dict:
+    """Window end -> commit of bar, features and predictions, for bars ending in [since, until - settle_s);
+    `served`: (symbol, window start epoch s) -> when the service first answered with it; `floor`:
+    (symbol, window end epoch ms) -> the hand-written consumer's seconds from window end to its commit."""
     bars = commit_times(tables.BARS.path(ls), ["symbol", "window_start"])
     feats = commit_times(tables.FEATURES.path(ls), ["symbol", "window_start"])
     preds = commit_times(tables.PREDICTIONS.path(ls), ["symbol", "window_start"])   # first horizon's commit
@@ -91,10 +95,12 @@ def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0) 
         if not (since <= end < until - settle_s):
             continue
         t_feat, t_pred = feats.get((sym, ws)), preds.get((sym, ws))
+        t_served = (served or {}).get((sym, round(_epoch(ws))))
         rows.append({"symbol": sym, "window_end": end, "bar": t_bar - end,
                      "features": None if t_feat is None else t_feat - t_bar,
                      "predict": None if t_pred is None or t_feat is None else t_pred - t_feat,
-                     "total": None if t_pred is None else t_pred - end})
+                     "total": None if t_pred is None else t_pred - end,
+                     "served": None if t_served is None or t_feat is None else t_served - t_feat})
     done = [r for r in rows if r["total"] is not None]
 
     def stats(k: str) -> dict:
@@ -102,9 +108,12 @@ def freshness(ls: Settings, since: float, until: float, settle_s: float = 30.0) 
         return {"p50": round(pct(v, 50), 2), "p95": round(pct(v, 95), 2), "max": round(max(v), 2)} if v else {}
 
     out = {"bars": len(rows), "predicted": len(done), "missing_prediction": len(rows) - len(done),
-           "total_s": stats("total"), "stages_s": {k: stats(k) for k in ("bar", "features", "predict")},
+           "total_s": stats("total"), "stages_s": {k: stats(k) for k in ("bar", "features", "predict", "served")},
            "watermark_s": ls.watermark_seconds, "bars_trigger_s": ls.bars_trigger_seconds,
            "trigger_s": ls.trigger_seconds}
+    fl = [v for (_, end_ms), v in (floor or {}).items() if since <= end_ms / 1000.0 < until - settle_s]
+    out["floor_bar_s"] = {"p50": round(pct(fl, 50), 2), "p95": round(pct(fl, 95), 2), "max": round(max(fl), 2),
+                          "bars": len(fl)} if fl else {}
     # A bar committed sooner after its minute than the watermark allows was closed by its trade ids.
     out["closed_before_watermark"] = sum(r["bar"] < ls.watermark_seconds for r in rows)
     # Every bar's stages, so that a tail can be traced to its minute and stage.
@@ -161,9 +170,14 @@ def _rows(r: dict) -> list[tuple[str, str, str]]:
     ]
     for k, v in f["stages_s"].items():
         rows.append((f"    stage {k}", f"p50 {v.get('p50')} s, p95 {v.get('p95')} s", {
-            "bar": "window end -> bar committed (next trade + ingest + bars trigger/batch)",
+            "bar": "window end -> bar committed (next trade + the hot path's batch)",
             "features": "bar committed -> feature row committed", "predict": "feature committed -> prediction committed",
+            "served": f"feature committed -> the service's latest-row route answers with it; target <= "
+                      f"{t['served_after_commit_s']:g} s: {ok(bool(v) and v['p95'] <= t['served_after_commit_s'])}",
         }[k]))
+    fl = f.get("floor_bar_s") or {}
+    rows.append(("    floor: hand-written consumer", f"p50 {fl.get('p50')} s, p95 {fl.get('p95')} s",
+                 f"window end -> its bar committed, closed by the next trade id ({fl.get('bars', 0)} bars, same run)"))
     return rows
 
 
@@ -205,13 +219,30 @@ def stack_bench(s: Settings, seconds: float, out: Path, keep: bool = False) -> d
         say(f"`tickcast up` at ~{RATE:.0f} ticks/s: bootstrap, first prediction, then {seconds:.0f} s measured")
         import sys
 
+        from tickcast.sources.simulator import sim_symbol
+
         cmd = [sys.executable, "-m", "tickcast.cli", "up", "--source", "simulate", "--rate", str(RATE)]
-        c = measure_idle(bs, root, seconds + IDLE_WARMUP_S, broker_pid, cmd=cmd, name="stack", say=say,
-                         ready=ready_after_first_prediction(IDLE_WARMUP_S))
+        ls = lane_settings(bs, root, "stack", IDLE_TOPIC + "-stack")      # the lane measure_idle runs `up` in
+        kafka_broker.ensure_topic(ls)
+        floor = FloorConsumer(ls, root / "floor" / "bars_1m")
+        served = ServedProbe(f"http://{bs.serve_host}:{bs.serve_port}", [sim_symbol(b, True) for b in ("BTCUSDT", "ETHUSDT")],
+                             bs.horizons[0])
+        floor.start()
+        served.start()
+        try:
+            c = measure_idle(bs, root, seconds + IDLE_WARMUP_S, broker_pid, cmd=cmd, name="stack", say=say,
+                             ready=ready_after_first_prediction(IDLE_WARMUP_S))
+        finally:
+            floor.stop.set()
+            served.stop.set()
         r["stack"] = c
         since = dt.datetime.fromisoformat(c["since"]).timestamp()
         until = dt.datetime.fromisoformat(c["until"]).timestamp()
-        r["freshness"] = freshness(bs, since, until)   # the lane measure_idle ran: root/stack
+        seen = {(sym, round(dt.datetime.fromisoformat(ws.replace("Z", "+00:00")).timestamp())): t
+                for (sym, ws), t in served.first_seen.items() if ws}
+        r["freshness"] = freshness(bs, since, until, served=seen, floor=dict(floor.latency))
+        r["probes"] = {"floor_error": floor.error, "served_requests": served.requests,
+                       "served_every_s": served.every}
         r["load"]["end"] = _load()
         r["why"] = _why(r)
         r["ok"] = {"freshness": bool(r["freshness"].get("total_s"))

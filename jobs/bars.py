@@ -139,9 +139,9 @@ class BarWriter(QuerySink):
     local-time datetimes, which would shift them on a non-UTC machine.
     """
 
-    def __init__(self, s: Settings):
+    def __init__(self, s: Settings, query: str = QUERY):
         super().__init__()
-        self.s = s
+        self.s, self.query = s, query    # `query`: the query whose progress rows count the late ticks
         # Insert-only (the table is append-only); an idempotent append for a live batch's minutes,
         # which are newer than any bar in the table, a MERGE on (symbol, window_start) otherwise.
         self.insert = InsertOnce(tables.BARS, s, schemas.BARS_KEY)
@@ -176,18 +176,22 @@ class BarWriter(QuerySink):
         return None if not ends or None in ends else min(ends)
 
     def __call__(self, batch, batch_id: int) -> None:
-        spark = batch.sparkSession
-        if not self.loaded:
-            self._begin_run(spark)
         # The batch's few columns to the driver as Arrow in one job (no shuffle): its groups and id
         # runs are computed there (a Spark aggregate was ~50 ms more of every bars batch, 600 a
         # minute's worth of ingest commits in ten minutes).
-        ticks = tick_frame(batch.toArrow())
+        self.close(batch.sparkSession, batch.toArrow(), batch_id)
+
+    def close(self, spark, arrow, batch_id: int) -> list[dict]:
+        """A batch of bronze.ticks rows (Arrow: symbol, event_kind, id, trade_time, ingest_time, all
+        in bronze already) -> the bars of the minutes they made final, inserted once; returns those
+        bars (`mark_complete` rows, minute start as `window_ms`), [] when none closed."""
+        if not self.loaded:
+            self._begin_run(spark)
+        ticks = tick_frame(arrow)
         groups = batch_groups(ticks, self.closed, self.floor)
-        progress.note(QUERY, batch_id, rows_dropped_by_watermark=sum(g["late"] for g in groups))
+        progress.note(self.query, batch_id, rows_dropped_by_watermark=sum(g["late"] for g in groups))
         rows = self._final_minutes(spark, ticks, groups) if groups else []
-        if rows:
-            self._insert(spark, rows, batch_id)
+        return self._insert(spark, rows, batch_id) if rows else []
 
     def _begin_run(self, spark) -> None:
         """Each symbol's minute boundary closed through, from the table (once per run)."""
@@ -325,7 +329,7 @@ class BarWriter(QuerySink):
         if rows:
             self._insert(spark, rows, batch_id)
 
-    def _insert(self, spark, rows: list[dict], batch_id: int | None) -> None:
+    def _insert(self, spark, rows: list[dict], batch_id: int | None) -> list[dict]:
         import datetime as dt
 
         if self.prev is None:
@@ -338,6 +342,7 @@ class BarWriter(QuerySink):
                                "created_at": now} for b in bars], schemas.BARS.spark_type())
         spans = spans_of([b["symbol"] for b in bars], [b["window_ms"] for b in bars])
         self.insert(out, spans, None if batch_id is None else self.app_id(QUERY), batch_id, spark=spark)
+        return bars
 
 
 def _collect(agg) -> list[dict]:

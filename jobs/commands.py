@@ -21,7 +21,7 @@ from tickcast.timeunits import MINUTE_MS
 @click.option("--available-now", is_flag=True, help="process everything available, then stop")
 def job(names, available_now) -> None:
     s = cli_common.settings()
-    if "ingest" in names:
+    if {"ingest", "hotpath"} & set(names):   # the jobs that read Kafka
         try:
             require_reachable(s)
         except BrokerError as e:

@@ -21,6 +21,8 @@ from tickcast.settings import Settings
 
 log = logging.getLogger("tickcast.ingest")
 QUERY = "ingest"
+# The columns of a batch's good ticks a subclass may keep (`TickWriter.keep_ticks`): what bars closes minutes by.
+TICK_KEEP = ("symbol", "event_kind", "id", "trade_time", "ingest_time")
 
 
 def read_topic(spark, s: Settings):
@@ -170,6 +172,10 @@ class TickWriter(QuerySink):
         self._columns: tuple | None = None
         self._built = Columns()      # the parse Columns, once per JVM (ADR 0008)
         self.losses = LostOffsets(s, self.app_id)
+        # Whether a batch's good ticks are kept as Arrow (`batch_ticks`, TICK_KEEP columns) for a
+        # subclass that goes on with them after the commit (jobs/hotpath.py).
+        self.keep_ticks = False
+        self.batch_ticks = None
 
     def _load_max_offsets(self, spark) -> dict[tuple[str, int], int]:
         from pyspark.sql import functions as F
@@ -189,6 +195,7 @@ class TickWriter(QuerySink):
         if self.max_id is None:        # the first batch of this run
             self._begin_run(batch.sparkSession)
         parsed = parse(batch, self.s, dt.datetime.now(dt.timezone.utc), self._columns)
+        self.batch_ticks = None
         self.losses.expect(batch_id)
         live = self.last_rows is not None and self.last_rows <= RS_MAX_ROWS
         out = (self._small(parsed.toArrow(), batch_id) if live else None) or \
@@ -231,6 +238,8 @@ class TickWriter(QuerySink):
         bounds = id_bounds(ticks)
         if not appendable_ids(bounds, self.max_id):
             return None
+        if self.keep_ticks:
+            self.batch_ticks = ticks.select(list(TICK_KEEP))
         n_bad = parsed.num_rows - ticks.num_rows
         qrows = parsed.filter(bad).select(list(schemas.QUARANTINE.names)) if n_bad else None
         if n_bad and not appendable_offsets(offset_bounds(qrows), self.q_max):
@@ -266,6 +275,8 @@ class TickWriter(QuerySink):
                 self._quarantine(spark, quarantined(parsed), batch_id, n_bad)
             if n_good:
                 ticks = good(parsed)
+                if self.keep_ticks:
+                    self.batch_ticks = ticks.select(*TICK_KEEP).toArrow()
                 bounds = {(r["symbol"], r["event_kind"]): (r["lo"], r["hi"], r["n"], r["ids"]) for r in good_stats}
                 if appendable_ids(bounds, self.max_id):
                     # A plain append, no txnAppId (Spark's idempotent-write check reads the table's

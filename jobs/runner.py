@@ -14,7 +14,7 @@ from tickcast.spark import session
 log = logging.getLogger("tickcast.runner")
 
 
-JOBS = ("ingest", "bars", "features", "predict", "outcomes")
+JOBS = ("ingest", "bars", "features", "predict", "outcomes", "hotpath")
 
 
 def job_starters(names=JOBS) -> dict[str, Callable]:
@@ -25,6 +25,8 @@ def job_starters(names=JOBS) -> dict[str, Callable]:
     return {n: importlib.import_module(f"jobs.{n}").start for n in names if n in JOBS}
 
 
+# The jobs whose tables `hotpath` writes (one writer per table): never in one run with it.
+HOTPATH_REPLACES = ("ingest", "bars", "features", "predict")
 GATE_CHECK_SECONDS = 5.0     # how often a held-back job's gate is asked again
 SAY_EVERY_SECONDS = 30.0     # how often a held-back job says what it waits for
 
@@ -103,6 +105,8 @@ def run(names: list[str], s: Settings, available_now: bool = False, spark=None,
     unknown = [n for n in names if n not in JOBS]
     if unknown:
         raise ValueError(f"unknown job(s): {', '.join(unknown)}; known: {', '.join(sorted(JOBS))}")
+    if "hotpath" in names and (both := [n for n in names if n in HOTPATH_REPLACES]):
+        raise ValueError(f"job hotpath writes what {', '.join(both)} write(s): run one or the other")
     jobs = jobs_of(names, s, starters)
     # One writer per data directory: a second `up`, or a job beside it, refuses here (LockHeld names
     # the holder and the lock file); re-entrant in one process, and a job `up` started is let in.

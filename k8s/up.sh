@@ -103,7 +103,7 @@ kc rollout status deployment/mlflow --timeout=10m
 kc wait --for=condition=Ready kafka/tickcast --timeout=15m
 kc wait --for=condition=Ready kafkatopic/ticks --timeout=5m
 say "applying the Spark applications"
-kubectl --context "$PROFILE" apply -k "$OVERLAY" -l 'tickcast.io/tier=spark' >/dev/null
+kubectl --context "$PROFILE" apply -k "$OVERLAY" -l 'tickcast.io/tier=spark,tickcast.io/live-path!=stages' >/dev/null
 say "waiting for the streaming jobs to run"
 deadline=$((SECONDS + 900))
 while :; do

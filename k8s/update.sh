@@ -25,7 +25,7 @@ case "$COMPONENT" in
     build_image tickcast-spark
     say "resubmitting SparkApplication $COMPONENT (its query resumes from the checkpoint)"
     kc delete sparkapplication "$COMPONENT" --ignore-not-found --wait=true
-    kubectl --context "$PROFILE" apply -k "$OVERLAY" -l 'tickcast.io/tier=spark' >/dev/null
+    kubectl --context "$PROFILE" apply -k "$OVERLAY" -l 'tickcast.io/tier=spark,tickcast.io/live-path!=stages' >/dev/null
     deadline=$((SECONDS + 600))
     until [[ $(kc get sparkapplication "$COMPONENT" -o jsonpath='{.status.applicationState.state}' 2>/dev/null) == RUNNING ]]; do
       ((SECONDS < deadline)) || die "$COMPONENT is not RUNNING after 10 minutes: see k8s/status.sh"

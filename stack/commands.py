@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stack import JOBS
+from stack import JOBS, STREAMS
 from tickcast import cli_common
 
 
@@ -14,7 +14,8 @@ from tickcast import cli_common
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rate", type=float, default=50.0, show_default=True)
 @click.option("--symbols", default="BTCUSDT,ETHUSDT", show_default=True)
-@click.option("--jobs", "jobs", default=None, help="comma-separated streaming jobs [default: all of them, in order]")
+@click.option("--jobs", "jobs", default=None, help="comma-separated streaming jobs [default: hotpath,outcomes]; "
+                                                   "the separate stages: ingest,bars,features,predict,outcomes")
 @click.option("--no-components", is_flag=True, help="do not start the prediction service and the dashboard")
 @click.option("--verbose", is_flag=True, help="show Spark, JVM, TensorFlow and MLflow output here, not only in "
                                               "$TICKCAST_DATA_DIR/logs/")
@@ -22,9 +23,14 @@ from tickcast import cli_common
               help="seconds between status lines when stdout is not a terminal")
 def up(source, files, rate, symbols, jobs, no_components, verbose, status_every) -> None:
     chosen = [j.strip() for j in jobs.split(",") if j.strip()] if jobs else list(JOBS)
-    unknown = [j for j in chosen if j not in JOBS]
+    unknown = [j for j in chosen if j not in STREAMS]
     if unknown:
-        raise click.BadParameter(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(JOBS)}", param_hint="--jobs")
+        raise click.BadParameter(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(STREAMS)}",
+                                 param_hint="--jobs")
+    from jobs.runner import HOTPATH_REPLACES
+
+    if "hotpath" in chosen and (both := [j for j in chosen if j in HOTPATH_REPLACES]):
+        raise click.BadParameter(f"hotpath writes what {', '.join(both)} write(s): one or the other", param_hint="--jobs")
     s = cli_common.settings()
     from stack.up import run_up  # deferred: heavy (numpy, rich; `tickcast --help` loads neither)
 

@@ -184,7 +184,7 @@ def _run(s: Settings, source: str, files: list[Path], rate: float, symbols: str,
         spark = spark or session(s, app="tickcast-" + "-".join(JOBS))
         spark.sparkContext.setLogLevel("WARN" if verbose else "ERROR")
         # Before the streams write bars (one writer per table); live trains on the backfilled klines only.
-        if "predict" in jobs and not stop.is_set():
+        if {"predict", "hotpath"} & set(jobs) and not stop.is_set():
             ensure_models(spark, s, bases, echo=term.say, allow_simulated=source != "live",
                           start_prices=start_prices)
             # After the first training (one trainer at a time), at low priority: predictions keep flowing.

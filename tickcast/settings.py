@@ -352,7 +352,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         serve_api_keys=api_keys,
         serve_reload_seconds=_float("SERVE_RELOAD_SECONDS", get("SERVE_RELOAD_SECONDS", "5")),
         serve_max_rows=_int("SERVE_MAX_ROWS", get("SERVE_MAX_ROWS", "1000"), minimum=1),
-        serve_feed_seconds=_float("SERVE_FEED_SECONDS", get("SERVE_FEED_SECONDS", "1")),
+        serve_feed_seconds=_float("SERVE_FEED_SECONDS", get("SERVE_FEED_SECONDS", "0.25")),
         dashboard_host=dashboard_host,
         dashboard_port=_port("DASHBOARD_PORT", get("DASHBOARD_PORT", "8050")),
         dashboard_refresh_seconds=_float("DASHBOARD_REFRESH_SECONDS", get("DASHBOARD_REFRESH_SECONDS", "5")),

@@ -8,6 +8,8 @@ A process with a hook installed SIGKILLs its own process group at one aimed writ
   not killed, and the next one is tried);
 - `mid-append`: a delta-rs append has written its data file and not committed it (the file is
   left in the table's folder, named by no commit, as a kill inside `write_deltalake` leaves it);
+- `after-bars-commit` / `after-features-commit`: a delta-rs append to silver.bars_1m / silver.features
+  has committed, and nothing after it in the batch has run (the hot path's next commit);
 - `mid-register`: a training run has registered its first model version and not the others
   (only this process is killed: a `tickcast retrain` run shares its parent's process group).
 
@@ -27,7 +29,9 @@ import sys
 import threading
 from pathlib import Path
 
-POINTS = ("after-commit", "mid-merge", "mid-append", "mid-register")
+POINTS = ("after-commit", "mid-merge", "mid-append", "after-bars-commit", "after-features-commit", "mid-register")
+# An after-<table>-commit point -> the table's folder under the lake root (`tickcast.tables.Table.path`).
+AFTER_TABLE = {"after-bars-commit": "silver/bars_1m", "after-features-commit": "silver/features"}
 ENV = "TESTKIT_KILL_AT"           # read by site/sitecustomize.py in the child, never by the product
 SITE = Path(__file__).with_name("site")
 
@@ -121,6 +125,22 @@ def _mid_append(mod) -> None:
     mod.write_deltalake = write_deltalake
 
 
+def _after_table_commit(point: str):
+    def patch(mod) -> None:
+        original = mod.write_deltalake
+
+        def write_deltalake(table_or_uri, *a, **k):
+            out = original(table_or_uri, *a, **k)
+            uri = getattr(table_or_uri, "table_uri", str(table_or_uri)).rstrip("/")
+            if uri.endswith("/" + AFTER_TABLE[point]):
+                kill(point)
+            return out
+
+        mod.write_deltalake = write_deltalake
+
+    return patch
+
+
 def _mid_register(mod) -> None:
     original = mod.log_model
 
@@ -138,6 +158,7 @@ HOOKS = {
     "after-commit": ("pyspark.sql.streaming.readwriter", _after_commit),
     "mid-merge": ("delta.tables", _mid_merge),
     "mid-append": ("deltalake", _mid_append),
+    **{point: ("deltalake", _after_table_commit(point)) for point in AFTER_TABLE},
     "mid-register": ("tickcast.model_io", _mid_register),
 }
 

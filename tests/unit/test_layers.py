@@ -56,7 +56,9 @@ def test_up_checks_its_jobs_before_it_starts_anything():
     from tickcast.cli import cli
 
     r = CliRunner().invoke(cli, ["up", "--jobs", "ingest,nope"])
-    assert r.exit_code == 2 and "unknown job(s) nope; known: ingest, bars, features, predict, outcomes" in r.output
+    assert r.exit_code == 2 and "unknown job(s) nope; known: hotpath, ingest, bars, features, predict, outcomes" in r.output
+    r = CliRunner().invoke(cli, ["up", "--jobs", "hotpath,bars,outcomes"])     # two writers of silver.bars_1m
+    assert r.exit_code == 2 and "hotpath writes what bars write(s)" in r.output
 
 
 def test_the_import_graph_script_finds_no_cycle_between_packages():
