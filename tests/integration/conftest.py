@@ -55,7 +55,7 @@ def pipeline(request, base_settings) -> Pipeline:
         spark = request.getfixturevalue("spark")      # only to build: a reused pipeline needs no Spark
         s = dataclasses.replace(own_lake(base_settings, root), horizons=(horizon,))
         cfg = SimConfig(symbols=PIPELINE_SYMBOLS, rate=1.0, seed=7, start_ms=PIPELINE_END_MS - PIPELINE_MINUTES * MIN,
-                        plant_signal=True, signal_kind="interaction", signal_strength=0.6)
+                        plant_signal=True, signal_kind="interaction", signal_strength=0.45)
         sim_history.run(spark, s, cfg, PIPELINE_MINUTES)
         run(["features"], s, available_now=True, spark=spark)
         # Linear and MLP only (the Conv1D family is trained in test_training): the interaction signal
