@@ -255,6 +255,14 @@ def first_up(base_settings, tmp_path_factory) -> FirstRun:
                     seen, code, left, kafka_broker._read_pid(s))
 
 
+def _promoted_by_the_retrainer(s) -> set[str]:
+    """Versions the retrainer promoted during the run (ops.model_events)."""
+    from tickcast import model_events
+
+    ev = model_events.read(s, 1)
+    return set(ev.loc[(ev["event"] == "promotion") & (ev["source"] == "retrainer"), "model_version"].astype(str))
+
+
 def test_up_from_nothing_to_live_predictions_and_outcomes(first_up):
     r, s = first_up, first_up.s
     assert "producer: simulate" in r.text and "models: training horizon(s) 1" in r.text
@@ -271,7 +279,9 @@ def test_up_from_nothing_to_live_predictions_and_outcomes(first_up):
     # The quick bootstrap model serves the first live minutes; the first full retrain (started at
     # once, at low priority) may promote another version through the gate while `up` runs.
     first_live = live.sort_values("window_ms").iloc[0]
-    assert first_live["model_version"] == r.champion and set(live["horizon"]) == {1}
+    # On a quiet machine that retrain can be promoted before the first live minute closes.
+    promoted = {r.champion} | _promoted_by_the_retrainer(s)
+    assert first_live["model_version"] in promoted and set(live["horizon"]) == {1}, (first_live, promoted)
     assert set(live["model_version"]) <= set(champions(s)), (set(live["model_version"]), champions(s))
     assert live["prob_up"].between(0, 1).all()
     bars = lake.read(tables.BARS, s, columns=["symbol", "window_start"])
@@ -381,9 +391,13 @@ def test_the_quick_model_serves_first_the_panel_says_why_and_the_full_retrain_fo
     assert r.served["symbol"] == "BTCUSDT-SIMSIG" and 0 <= r.served["prob_up"] <= 1
     # The status said which model served and why, and that the stack was catching up, then that it had caught up.
     lines = r.text.splitlines()
-    assert f"model: h1 serving v{r.champion} (linear); the quick bootstrap model (linear only, fitted in " \
-           "seconds so predictions start at once): mlp, conv follow in the first retrain, through the same gate; " \
-           "the gate passed it: " in r.text
+    flat = " ".join(r.text.split())          # the panel wraps long lines at words
+    quick = (f"model: h1 serving v{r.champion} (linear); the quick bootstrap model (linear only, fitted in "
+             "seconds so predictions start at once): mlp, conv follow in the first retrain, through the same gate; "
+             "the gate passed it: ")
+    later = [v for v in _promoted_by_the_retrainer(s) if f"model: h1 serving v{v} " in flat]
+    # The quick model's line, unless the first full retrain replaced it before the panel's first line.
+    assert quick in flat or later, r.text[-3000:]
     catching = [i for i, x in enumerate(lines) if x.startswith("catching up: waiting for the first live minute's")]
     caught = [i for i, x in enumerate(lines) if x.startswith("caught up: ")]
     assert catching and len(caught) == 1 and caught[0] > catching[-1], r.text[-3000:]
